@@ -1,0 +1,66 @@
+"""Name -> implementation registries: the extension points of segrobust.
+
+Architectures, perturbations, dataset sources, textures and metrics are looked up by the string
+the config uses. Adding one is one decorated function plus one test; the config schema's allowed
+names are checked against these registries by a unit test so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A name that no registry entry has; the message lists what is allowed."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly instead
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A mapping of names to implementations with a decorator to add entries.
+
+    Args:
+        kind: what the entries are ("architecture", "perturbation", ...), used in error messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator adding ``obj`` under ``name``; a second entry of the same name is an error."""
+
+        def add(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return add
+
+    def get(self, name: str) -> T:
+        """The entry called ``name``, or an error naming the allowed names."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            allowed = ", ".join(sorted(self._entries))
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; allowed: {allowed}"
+            ) from None
+
+    def names(self) -> list[str]:
+        """All registered names, sorted."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
