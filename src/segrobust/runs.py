@@ -1,0 +1,170 @@
+"""The experiment grid: which model runs, datasets and test conditions a config asks for.
+
+Rules and their input functions call these; they only build names and plain dicts from the
+config (no torch, no file access), so the paper grid's DAG builds in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from segrobust.naming import condition_name, texture_dataset_name
+
+STUDIES = ("texture", "perturbation", "context")
+DATASETS_DIR = "resources/datasets"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One model run: (study, training dataset, architecture, patch, seed)."""
+
+    study: str
+    dataset: str
+    arch: str
+    patch: str  # "full" (whole 2D images) or the cubic patch edge as a string
+    seed: int
+
+    @property
+    def path(self) -> str:
+        """The run's path below ``results/<study>/<stage>/``."""
+        return f"{self.dataset}/{self.arch}/p{self.patch}/seed{self.seed}"
+
+    @property
+    def model_dir(self) -> str:
+        return f"results/{self.study}/models/{self.path}"
+
+    @property
+    def metrics_dir(self) -> str:
+        return f"results/{self.study}/metrics/{self.path}"
+
+
+def dataset_dir(name: str) -> str:
+    """Where dataset ``name`` lives in the dataset contract."""
+    return f"{DATASETS_DIR}/{name}"
+
+
+def enabled_studies(config: Mapping[str, Any]) -> list[str]:
+    """Studies switched on in ``config``, in pipeline order."""
+    return [s for s in STUDIES if config["studies"][s]["enabled"]]
+
+
+def texture_grid(config: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
+    """(direction, alpha) of every texture-study dataset."""
+    study = config["studies"]["texture"]
+    for direction in study["directions"]:
+        for alpha in study["alphas"]:
+            yield direction, alpha
+
+
+def study_runs(config: Mapping[str, Any], study: str) -> list[Run]:
+    """Every model run of ``study`` (empty when the study is disabled)."""
+    spec = config["studies"][study]
+    if not spec["enabled"]:
+        return []
+    seeds = spec["seeds"] or config["seeds"]
+    if study == "texture":
+        datasets = [texture_dataset_name(d, a) for d, a in texture_grid(config)]
+        patches = ["full"]
+    elif study == "perturbation":
+        datasets, patches = spec["datasets"], ["full"]
+    else:
+        datasets, patches = spec["datasets"], [str(p) for p in spec["patch_sizes"]]
+    return [
+        Run(study, dataset, arch, patch, seed)
+        for dataset in datasets
+        for arch in spec["archs"]
+        for patch in patches
+        for seed in seeds
+    ]
+
+
+def texture_dataset_spec(config: Mapping[str, Any], direction: str, alpha: float) -> dict:
+    """Generator arguments of one texture-study dataset (plain values, for rule params)."""
+    study = config["studies"]["texture"]
+    return {
+        "image_size": study["image_size"],
+        "n_images": study["n_images"],
+        "foreground": study["textures"]["foreground"],
+        "background": study["textures"]["background"],
+        "direction": direction,
+        "alpha": float(alpha),
+        "irregularity": study["shape"]["irregularity"],
+        "radius": study["shape"]["radius"],
+        "seed": study["data_seed"],
+    }
+
+
+def spatial_dims(study: str) -> int:
+    """The context study is 3D; the texture and perturbation studies are 2D."""
+    return 3 if study == "context" else 2
+
+
+def train_spec(config: Mapping[str, Any], study: str, arch: str, patch: str) -> dict:
+    """Everything a training job needs besides its paths (plain values: the params trigger)."""
+    dims = spatial_dims(study)
+    return {
+        "arch": arch,
+        "spatial_dims": dims,
+        "model_kwargs": dict(config["models"][arch]),
+        "train": dict(config["studies"][study]["train"]),
+        "patch_size": None if patch == "full" else [int(patch)] * dims,
+        "inference": dict(config["studies"]["context"]["inference"]) if study == "context" else None,
+    }
+
+
+def _condition(name: str, dataset: str, split: str, **meta: Any) -> dict:
+    return {"name": name, "dataset_dir": dataset_dir(dataset), "input": dataset_dir(dataset),
+            "split": split, "meta": {"test_dataset": dataset, **meta}}
+
+
+def perturbation_condition_dir(dataset: str, perturbation: str) -> str:
+    """Directory holding one sub-dataset per severity of a perturbed test split."""
+    return f"results/perturbation/conditions/{dataset}/{perturbation}"
+
+
+def test_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
+    """The test conditions a model run is evaluated on, each ``{name, dataset_dir, input, split,
+    meta}``; ``input`` is the rule output holding ``dataset_dir`` (for the DAG).
+
+    Every run is also evaluated on its own dataset's calibration split (under the in-domain
+    condition's name), which the conformal analysis calibrates on.
+    """
+    if run.study == "texture":
+        _, direction, alpha = run.dataset.split("-", 2)
+        conds = []
+        for test_alpha in config["studies"]["texture"]["alphas"]:
+            test_ds = texture_dataset_name(direction, test_alpha)
+            meta = {"direction": direction, "train_alpha": float(alpha),
+                    "test_alpha": float(test_alpha)}
+            conds.append(_condition(test_ds, test_ds, "test", **meta))
+            if test_ds == run.dataset:
+                conds.append(_condition(test_ds, test_ds, "calibration", **meta))
+        return conds
+    clean = {"perturbation": "none", "severity": 0}
+    if run.study == "perturbation":
+        clean["level"] = "Unperturbed"
+    conds = [
+        _condition("clean", run.dataset, "test", **clean),
+        _condition("clean", run.dataset, "calibration", **clean),
+    ]
+    if run.study == "perturbation":
+        study = config["studies"]["perturbation"]
+        for perturbation in study["perturbations"]:
+            condition_dir = perturbation_condition_dir(run.dataset, perturbation)
+            for severity in study["severities"]:
+                conds.append({
+                    "name": condition_name(perturbation, severity),
+                    "dataset_dir": f"{condition_dir}/s{severity}",
+                    "input": condition_dir,
+                    "split": "test",
+                    "meta": {"test_dataset": run.dataset, "perturbation": perturbation,
+                             "severity": severity},
+                })
+    return conds
+
+
+def synthetic_dataset_names(config: Mapping[str, Any]) -> list[str]:
+    """Named datasets under ``datasets`` that are generated rather than downloaded."""
+    return [n for n, s in config["datasets"].items() if s["source"].startswith("synthetic_")]

@@ -1,0 +1,22 @@
+# Per study: every model run's tables -> one tidy table each, plus the summary.
+
+
+rule aggregate_study:
+    output:
+        per_image="results/{study}/per_image.csv",
+        fnr="results/{study}/fnr.csv",
+        train_logs="results/{study}/train_logs.csv",
+        patches="results/{study}/patches.csv",
+        summary="results/{study}/summary.csv",
+    input:
+        per_image=lambda w: study_outputs(w.study, "per_image.csv"),
+        fnr=lambda w: study_outputs(w.study, "fnr.csv"),
+        train_logs=lambda w: study_outputs(w.study, "train_log.csv"),
+        patches=lambda w: study_outputs(w.study, "patches.csv"),
+        code=code("aggregate.py"),
+    log:
+        "logs/{study}/aggregate.log",
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/aggregate_study.py"

@@ -1,0 +1,61 @@
+# Synthetic datasets (texture grid, named synthetic datasets) and perturbed test splits.
+
+
+rule generate_texture_dataset:
+    output:
+        directory("resources/datasets/texture-{direction}-{alpha}"),
+    input:
+        code("data/textures.py", "data/shapes.py", "complexity.py", "io.py"),
+    params:
+        spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
+        split=config["split"],
+    log:
+        "logs/data/texture-{direction}-{alpha}.log",
+    threads: config["threads"]["data"]
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/generate_texture_dataset.py"
+
+
+rule generate_synthetic_dataset:
+    output:
+        directory("resources/datasets/{name}"),
+    input:
+        code(
+            "data/textures.py",
+            "data/shapes.py",
+            "data/spheres.py",
+            "complexity.py",
+            "io.py",
+        ),
+    params:
+        spec=lambda w: config["datasets"][w.name],
+        split=config["split"],
+    wildcard_constraints:
+        name=regex_of(synthetic_dataset_names(config)),
+    log:
+        "logs/data/{name}.log",
+    threads: config["threads"]["data"]
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/generate_synthetic_dataset.py"
+
+
+rule perturb_test_split:
+    output:
+        directory("results/perturbation/conditions/{dataset}/{perturbation}"),
+    input:
+        dataset="resources/datasets/{dataset}",
+        code=code("perturb/__init__.py", "complexity.py", "io.py"),
+    params:
+        severities=config["studies"]["perturbation"]["severities"],
+        seed=config["studies"]["perturbation"]["perturbation_seed"],
+    log:
+        "logs/perturbation/conditions/{dataset}/{perturbation}.log",
+    threads: config["threads"]["data"]
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/perturb_test_split.py"

@@ -1,0 +1,33 @@
+# One evaluation job per model run: every test condition -> per-image metrics (contract 4).
+
+
+rule evaluate_model:
+    output:
+        per_image="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/per_image.csv",
+        fnr="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/fnr.csv",
+        # empty unless the study's inference.save_predictions is set
+        predictions=directory(
+            "results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/predictions"
+        ),
+    input:
+        model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
+        conditions=get_condition_inputs,
+        code=code("evaluate.py", "infer.py", "metrics.py", "models.py", "modelfile.py", "io.py"),
+    params:
+        conditions=get_conditions,
+        inference=lambda w: (
+            config["studies"]["context"]["inference"] if w.study == "context" else None
+        ),
+        nsd_tolerance=config["evaluation"]["nsd_tolerance"],
+        device=config["device"],
+    log:
+        "logs/{study}/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.log",
+    benchmark:
+        "results/{study}/benchmarks/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
+    threads: config["threads"]["evaluate"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/evaluate_model.py"

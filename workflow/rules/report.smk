@@ -1,0 +1,110 @@
+# Figures per study, the analysis stage, and the self-contained HTML report.
+
+FIGURES = {
+    "texture": ["dice_vs_alpha", "alpha_heatmap", "dice_vs_complexity"],
+    "perturbation": ["dice_vs_severity", "hd95_vs_severity", "complexity_by_level"],
+    "context": ["dice_vs_patch", "dice_vs_fbr", "patch_fbr"],
+}
+ANALYSIS_FIGURES = ["cd_diagram", "coverage"]
+ANALYSIS_TABLES = [
+    "robustness",
+    "corruption_errors",
+    "texture_robustness",
+    "pairwise_wilcoxon",
+    "friedman",
+    "rankings",
+    "bootstrap_ci",
+    "conformal_fnr",
+    "coverage",
+    "recipe",
+    "context_out_of_range",
+]
+
+
+def figure_path(study, name):
+    return f"results/report/figures/{study}_{name}.png"
+
+
+def report_figures():
+    """Every figure the report shows, for the enabled studies."""
+    figures = [figure_path(s, n) for s in STUDIES for n in FIGURES[s]]
+    return figures + [f"results/analysis/{n}.png" for n in ANALYSIS_FIGURES]
+
+
+rule plot_study:
+    output:
+        report(
+            "results/report/figures/{study}_{figure}.png",
+            caption="../report/{study}_{figure}.rst",
+            category="{study}",
+        ),
+    input:
+        per_image="results/{study}/per_image.csv",
+        patches="results/{study}/patches.csv",
+        code=code("report/figures.py"),
+    wildcard_constraints:
+        figure="|".join(n for names in FIGURES.values() for n in names),
+    log:
+        "logs/report/{study}_{figure}.log",
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/plot_study.py"
+
+
+rule analyze:
+    output:
+        tables=[f"results/analysis/{name}.csv" for name in ANALYSIS_TABLES],
+        bounds="results/analysis/per_image_with_bounds.csv",
+        recipe_text="results/analysis/recipe.md",
+        cd_diagram=report(
+            "results/analysis/cd_diagram.png",
+            caption="../report/cd_diagram.rst",
+            category="analysis",
+        ),
+        coverage=report(
+            "results/analysis/coverage.png",
+            caption="../report/coverage.rst",
+            category="analysis",
+        ),
+    input:
+        per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
+        fnr=[f"results/{s}/fnr.csv" for s in STUDIES],
+        patches=[f"results/{s}/patches.csv" for s in STUDIES],
+        code=code(
+            "analysis/run.py",
+            "analysis/robustness.py",
+            "analysis/stats.py",
+            "analysis/conformal.py",
+            "analysis/recipe.py",
+            "analysis/context.py",
+            "analysis/plots.py",
+        ),
+    params:
+        settings=config["analysis"],
+    log:
+        "logs/analysis/analyze.log",
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/analyze.py"
+
+
+rule build_report:
+    output:
+        "results/report/index.html",
+    input:
+        figures=report_figures(),
+        summaries=[f"results/{s}/summary.csv" for s in STUDIES],
+        analysis=rules.analyze.output.tables,
+        recipe_text=rules.analyze.output.recipe_text,
+        code=code("report/html.py"),
+    params:
+        config=config,
+        studies=STUDIES,
+    log:
+        "logs/report/build_report.log",
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/build_report.py"

@@ -1,0 +1,27 @@
+# One training rule for every study: (study, dataset, arch, patch, seed) -> model run (contract 3).
+
+
+rule train_model:
+    output:
+        model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
+        train_log="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/train_log.csv",
+        patches="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/patches.csv",
+    input:
+        dataset="resources/datasets/{dataset}",
+        code=code("train.py", "models.py", "device.py", "modelfile.py", "io.py"),
+    params:
+        spec=get_train_spec,
+        device=config["device"],
+        # outside the outputs, so Snakemake's cleanup of a killed job keeps it for resuming
+        checkpoint="results/.checkpoints/{study}/{dataset}/{arch}/p{patch}/seed{seed}/last.pt",
+    log:
+        "logs/{study}/train/{dataset}/{arch}/p{patch}/seed{seed}.log",
+    benchmark:
+        "results/{study}/benchmarks/train/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
+    threads: config["threads"]["train"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/segrobust.yaml"
+    script:
+        "../scripts/train_model.py"
