@@ -124,7 +124,7 @@ def perturbation_condition_dir(dataset: str, perturbation: str) -> str:
     return f"results/perturbation/conditions/{dataset}/{perturbation}"
 
 
-def test_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
+def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
     """The test conditions a model run is evaluated on, each ``{name, dataset_dir, input, split,
     meta}``; ``input`` is the rule output holding ``dataset_dir`` (for the DAG).
 

@@ -14,7 +14,7 @@ from segrobust.runs import (
     perturbation_condition_dir,
     study_runs,
     synthetic_dataset_names,
-    test_conditions,
+    evaluation_conditions,
     texture_dataset_spec,
     texture_grid,
     train_spec,
@@ -60,7 +60,7 @@ def run_of(wildcards):
 
 def get_conditions(wildcards):
     """Test conditions of a model run (plain dicts, so they can be params)."""
-    return test_conditions(config, run_of(wildcards))
+    return evaluation_conditions(config, run_of(wildcards))
 
 
 def get_condition_inputs(wildcards):

@@ -26,6 +26,7 @@ rule generate_synthetic_dataset:
             "data/textures.py",
             "data/shapes.py",
             "data/spheres.py",
+            "data/synthetic.py",
             "complexity.py",
             "io.py",
         ),

@@ -1,0 +1,21 @@
+"""Rule generate_texture_dataset: one texture-study dataset (direction, alpha)."""
+
+from segrobust.data.textures import generate_texture_dataset
+from segrobust.jobs import job
+
+
+def main(snakemake):
+    with job(snakemake) as log:
+        split = dict(snakemake.params.split)
+        calibration_fraction = split.pop("calibration_fraction")
+        generate_texture_dataset(
+            snakemake.output[0],
+            **snakemake.params.spec,
+            split=split,
+            calibration_fraction=calibration_fraction,
+        )
+        log(f"wrote {snakemake.output[0]}")
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)
