@@ -1,0 +1,86 @@
+"""The tiny config end to end through every rule, then the rerun semantics (by dry run)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import copy_workflow, planned_jobs, planned_wildcards, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A copy of the workflow on which the tiny config has run to completion."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("wf"))
+    snakemake(workdir)
+    return workdir
+
+
+def test_every_rule_ran_and_report_is_complete(finished):
+    html = (finished / "results/report/index.html").read_text()
+    figures = sorted((finished / "results/report/figures").glob("*.png"))
+    assert len(figures) == 9  # three per study
+    assert html.count("data:image/png;base64") >= len(figures) + 2  # + CD diagram, coverage
+    for word in ("Wilcoxon", "Holm", "Friedman", "critical difference", "conformal", "coverage",
+                 "Degradation"):
+        assert word.lower() in html.lower(), word
+    per_image = pd.read_csv(finished / "results/texture/per_image.csv")
+    assert set(per_image["arch"]) == {"unet", "noskip_unet"}
+    assert set(per_image["split"]) == {"test", "calibration"}
+    assert per_image["dice"].between(0, 1).all()
+    log = pd.read_csv(finished / "results/texture/models/texture-background-0.2/unet/pfull/seed1/train_log.csv")
+    assert list(log["epoch"]) == [1]
+
+
+def test_second_run_executes_nothing(finished):
+    assert planned_jobs(finished) == {}
+    start = time.monotonic()
+    proc = snakemake(finished)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert time.monotonic() - start < 30  # the <= 10 s budget is measured in benchmarks/
+
+
+def _with_config(workdir, mutate):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    mutate(config)
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(config))
+    return ("--configfile", "changed.yaml")
+
+
+def test_one_architecture_width_retrains_only_that_architecture(finished):
+    args = _with_config(finished, lambda c: c.setdefault("models", {}).update(
+        {"noskip_unet": {"channels": [4, 8, 16, 32]}}))
+    trained = planned_wildcards(finished, "train_model", *args)
+    assert trained and all("arch=noskip_unet" in w for w in trained)
+    assert all("study=texture" in w for w in trained)  # the only study using noskip_unet
+    jobs = planned_jobs(finished, *args)
+    assert jobs["train_model"] == 2 and jobs["evaluate_model"] == 2
+    assert "generate_texture_dataset" not in jobs
+
+
+def test_added_alpha_generates_one_dataset_and_its_runs(finished):
+    args = _with_config(finished, lambda c: c["studies"]["texture"].update(alphas=[0.2, 0.8, 0.5]))
+    jobs = planned_jobs(finished, *args)
+    assert jobs["generate_texture_dataset"] == 1
+    assert jobs["train_model"] == 2  # one per architecture at the new alpha
+    # every texture model is now also tested on the new alpha
+    assert jobs["evaluate_model"] == 6
+    assert "perturb_test_split" not in jobs
+
+
+def test_training_code_change_retrains(finished):
+    train_py = finished / "src/segrobust/train.py"
+    stat = train_py.stat()
+    os.utime(train_py, (stat.st_atime, stat.st_mtime + 3600))
+    try:
+        jobs = planned_jobs(finished)
+    finally:
+        os.utime(train_py, (stat.st_atime, stat.st_mtime))
+    assert jobs["train_model"] == 6  # every model run of the tiny config
+    assert "generate_texture_dataset" not in jobs
