@@ -134,3 +134,11 @@ def test_save_prediction_keeps_the_input_geometry(tmp_path):
     np.testing.assert_allclose(saved.affine, affine)
     np.testing.assert_array_equal(np.asarray(saved.dataobj), mask)
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_amp_is_a_no_op_on_cpu():
+    image = np.random.default_rng(4).random((16, 16), dtype=np.float32)
+    model = unet(2)
+    np.testing.assert_array_equal(
+        predict_probabilities(model, image, amp=True), predict_probabilities(model, image)
+    )
