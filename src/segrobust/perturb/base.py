@@ -31,7 +31,9 @@ def check_severity(name: str, severity: Any) -> int:
     valid = isinstance(severity, (int, np.integer)) and not isinstance(severity, bool)
     if not valid or int(severity) not in SEVERITIES:
         allowed = ", ".join(str(s) for s in SEVERITIES)
-        raise ValueError(f"perturbation {name!r}: severity {severity!r} invalid; allowed: {allowed}")
+        raise ValueError(
+            f"perturbation {name!r}: severity {severity!r} invalid; allowed: {allowed}"
+        )
     return int(severity)
 
 
@@ -81,11 +83,14 @@ class Perturbation:
         params = self.parameters(severity)
         image = np.asarray(image)
         if image.ndim not in (2, 3):
-            raise ValueError(f"perturbation {self.name!r}: expected a 2D or 3D image, got {image.shape}")
+            raise ValueError(
+                f"perturbation {self.name!r}: expected a 2D or 3D image, got {image.shape}"
+            )
         label = np.asarray(label)
         if label.shape != image.shape:
             raise ValueError(
-                f"perturbation {self.name!r}: label shape {label.shape} != image shape {image.shape}"
+                f"perturbation {self.name!r}: label shape {label.shape} "
+                f"!= image shape {image.shape}"
             )
         label = label.view()
         label.flags.writeable = False

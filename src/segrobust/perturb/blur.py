@@ -18,7 +18,9 @@ from scipy.ndimage import gaussian_filter
 from segrobust.perturb.base import Perturbation
 
 
-def blur(image: np.ndarray, label: np.ndarray, *, sigma: float, rng: np.random.Generator) -> np.ndarray:
+def blur(
+    image: np.ndarray, label: np.ndarray, *, sigma: float, rng: np.random.Generator
+) -> np.ndarray:
     """Whole-image Gaussian blur (severities 1..5: sigma 0.8, 1.6, 2.4, 3.2, 4.0 pixels;
     ROOD-MRI Smoothing grid). Deterministic: ``rng`` is not used."""
     return gaussian_filter(image, sigma=sigma, mode="reflect")

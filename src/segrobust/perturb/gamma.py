@@ -20,7 +20,9 @@ from monai.utils import convert_to_numpy
 from segrobust.perturb.base import Perturbation
 
 
-def gamma_contrast(image: np.ndarray, label: np.ndarray, *, gamma: float, rng: np.random.Generator) -> np.ndarray:
+def gamma_contrast(
+    image: np.ndarray, label: np.ndarray, *, gamma: float, rng: np.random.Generator
+) -> np.ndarray:
     """Gamma contrast expansion, range-preserving (severities 1..5: gamma 1.4, 1.8, 2.2, 2.6,
     3.0; ROOD-MRI ContrastExpansion grid). Deterministic: ``rng`` is not used."""
     return convert_to_numpy(AdjustContrast(gamma=gamma)(torch.as_tensor(image)))

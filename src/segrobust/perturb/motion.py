@@ -25,7 +25,7 @@ from segrobust.perturb.base import Perturbation
 
 
 def random_rotation(ndim: int, degrees: float, rng: np.random.Generator) -> np.ndarray:
-    """A rotation matrix with angles uniform in [-degrees, degrees] (one angle in 2D, three in 3D)."""
+    """A rotation with angles uniform in [-degrees, degrees] (one angle in 2D, three in 3D)."""
     if ndim == 2:
         theta = np.deg2rad(rng.uniform(-degrees, degrees))
         return np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
@@ -33,7 +33,7 @@ def random_rotation(ndim: int, degrees: float, rng: np.random.Generator) -> np.n
 
 
 def moved(image: np.ndarray, rotation: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """``image`` rotated about its centre and shifted (linear interpolation, edge values outside)."""
+    """``image`` rotated about its centre and shifted (linear interpolation, edge values beyond)."""
     centre = (np.asarray(image.shape) - 1) / 2.0
     offset = centre - rotation @ centre - shift
     return affine_transform(image, rotation, offset=offset, order=1, mode="nearest")

@@ -15,7 +15,7 @@ import numpy as np
 def perturbation_rng(
     image_id: str, perturbation: str, severity: int, seed: int
 ) -> np.random.Generator:
-    """The generator that perturbs ``image_id`` with ``perturbation`` at ``severity`` for ``seed``."""
+    """The generator perturbing ``image_id`` with ``perturbation`` at ``severity`` for ``seed``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     key = f"{image_id}\x00{perturbation}\x00{int(severity)}".encode()

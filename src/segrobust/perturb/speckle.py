@@ -19,7 +19,9 @@ from skimage.util import random_noise
 from segrobust.perturb.base import Perturbation, to_unit_range
 
 
-def speckle(image: np.ndarray, label: np.ndarray, *, var: float, rng: np.random.Generator) -> np.ndarray:
+def speckle(
+    image: np.ndarray, label: np.ndarray, *, var: float, rng: np.random.Generator
+) -> np.ndarray:
     """Speckle noise of variance ``var`` (severities 1..5: var 0.05, 0.1, 0.2, 0.3, 0.5;
     papers: 0.1 = Harder, 0.3 = Hardest; grid from the skip-connection study and MedMNIST-C)."""
     unit, lo, span = to_unit_range(image)
