@@ -37,7 +37,7 @@ def check_severity(name: str, severity: Any) -> int:
     return int(severity)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Perturbation:
     """One registered perturbation.
 

@@ -20,12 +20,23 @@ import numpy as np
 import segrobust
 from segrobust.complexity import lbp_complexity
 from segrobust.io import DatasetWriter, load_case, read_datalist
-from segrobust.perturb.base import check_severity
+from segrobust.perturb.base import Perturbation, check_severity
 from segrobust.perturb.catalog import PERTURBATIONS
 from segrobust.perturb.seeding import perturbation_rng
 
-#: Keys of a source entry that are recomputed for the perturbed image, not passed through.
-RECOMPUTED = ("id", "image", "label", "complexity", "fg_ratio")
+#: Keys of a source entry that are set anew for the perturbed image, not passed through (a
+#: perturbed set can itself be a source).
+RECOMPUTED = (
+    "id",
+    "image",
+    "label",
+    "complexity",
+    "fg_ratio",
+    "source_complexity",
+    "perturbation",
+    "severity",
+    "source_id",
+)
 
 
 def check_severities(perturbation: str, severities: Iterable[int]) -> list[int]:
@@ -103,7 +114,7 @@ def perturb_test_split(
         raise
 
 
-def _provenance(dataset_dir: Path, spec, severity: int, seed: int) -> dict:
+def _provenance(dataset_dir: Path, spec: Perturbation, severity: int, seed: int) -> dict:
     """What a perturbed test set was made from and how."""
     return {
         "source": "perturbation",
