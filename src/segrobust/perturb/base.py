@@ -14,6 +14,7 @@ treated as having range 1 so that the noise levels still mean something.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,8 +63,11 @@ class Perturbation:
     def __post_init__(self) -> None:
         if len(self.severities) != len(SEVERITIES):
             raise ValueError(f"perturbation {self.name!r} needs {len(SEVERITIES)} severities")
-        # The transform's docstring documents the grid; expose it as this entry's docstring.
-        object.__setattr__(self, "__doc__", self.transform.__doc__)
+        # The defining module's docstring documents the model, the grid and its source; expose
+        # it as this entry's docstring (help(PERTURBATIONS.get("speckle")) shows it).
+        module = inspect.getmodule(self.transform)
+        doc = module.__doc__ if module is not None and module.__doc__ else self.transform.__doc__
+        object.__setattr__(self, "__doc__", doc)
 
     def parameters(self, severity: int) -> dict[str, float]:
         """The parameter values of ``severity`` (1..5)."""
