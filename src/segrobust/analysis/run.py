@@ -108,9 +108,10 @@ def _cd_panels(friedman: pd.DataFrame) -> dict:
     for study, rows in friedman.groupby("study", sort=True):
         if len(rows) >= 2:
             first = rows.iloc[0]
-            title = (
-                f"{study}: Friedman p = {first['p_value']:.3g}, N = {first['n_blocks']} conditions"
+            p_text = (
+                "n/a (needs k >= 3)" if pd.isna(first["p_value"]) else f"{first['p_value']:.3g}"
             )
+            title = f"{study}: Friedman p = {p_text}, N = {first['n_blocks']} conditions"
             panels[title] = (rows.set_index("arch")["average_rank"], first["critical_difference"])
     return panels
 
