@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,7 +47,17 @@ def _row(study, dataset, arch, seed, patch, condition, split, image_id, dice, **
     return base
 
 
+@functools.cache
+def _synthetic_tables(seed: int):
+    return _build_tables(seed)
+
+
 def synthetic_tables(seed: int = 0):
+    """Fresh copies of the cached synthetic tables (tests may modify them)."""
+    return tuple(table.copy() for table in _synthetic_tables(seed))
+
+
+def _build_tables(seed: int):
     """(per_image, fnr, patches) with perturbation, texture and context studies."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -128,23 +140,30 @@ def synthetic_tables(seed: int = 0):
                     )
                 )
     per_image = pd.DataFrame(rows)
-    fnr_rows = []
     keys = ["study", "dataset", "arch", "seed", "patch", "condition", "split", "image_id"]
-    for key, _ in per_image.groupby(keys):
-        u = rng.uniform(0, 0.6)
-        for t in THRESHOLDS:
-            fnr_rows.append(
-                dict(zip(keys, key, strict=True), threshold=t, fnr=float(np.clip(t - u, 0, 1)))
-            )
-    return per_image, pd.DataFrame(fnr_rows), pd.DataFrame(patches)
+    images = per_image[keys].drop_duplicates()
+    offset = rng.uniform(0, 0.6, len(images))
+    fnr = images.loc[images.index.repeat(len(THRESHOLDS))].assign(
+        threshold=np.tile(THRESHOLDS, len(images)),
+        fnr=np.clip(np.tile(THRESHOLDS, len(images)) - np.repeat(offset, len(THRESHOLDS)), 0, 1),
+    )
+    return per_image, fnr.reset_index(drop=True), pd.DataFrame(patches)
 
 
 SETTINGS = dict(n_bootstrap=50, complexity_bins=2, seed=3)
 
 
-def test_run_analysis_writes_every_output_with_its_columns(tmp_path):
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """run_analysis once on all three studies: (output folder, written paths)."""
+    out = tmp_path_factory.mktemp("analysis")
     per_image, fnr, patches = synthetic_tables()
-    written = analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path)
+    return out, analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, out)
+
+
+def test_run_analysis_writes_every_output_with_its_columns(full_run):
+    tmp_path, written = full_run
+    per_image, _, _ = synthetic_tables()
     assert set(written) == set(analysis_run.OUTPUTS)
     for name, path in written.items():
         assert path.exists() and path.stat().st_size > 0, name
@@ -204,14 +223,16 @@ def test_missing_columns_and_unknown_baseline_write_nothing(tmp_path):
     per_image, fnr, patches = synthetic_tables()
     with pytest.raises(ValueError, match="lacks columns.*quality"):
         analysis_run.run_analysis(per_image.drop(columns="quality"), fnr, patches, {}, tmp_path)
+    with pytest.raises(ValueError, match="patches table lacks columns.*'fg_ratio'"):
+        analysis_run.run_analysis(per_image, fnr, patches.drop(columns="fg_ratio"), {}, tmp_path)
     with pytest.raises(ValueError, match="baseline_arch 'vnet'.*attention_unet"):
         analysis_run.run_analysis(per_image, fnr, patches, {"baseline_arch": "vnet"}, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_run_analysis_is_deterministic(tmp_path):
+def test_run_analysis_is_deterministic(full_run, tmp_path):
+    first, _ = full_run
     per_image, fnr, patches = synthetic_tables()
-    for name in ("a", "b"):
-        analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path / name)
-    for csv in ("rankings.csv", "bootstrap_ci.csv", "context_out_of_range.csv"):
-        assert (tmp_path / "a" / csv).read_text() == (tmp_path / "b" / csv).read_text()
+    analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path)
+    for csv in ("rankings.csv", "bootstrap_ci.csv", "context_out_of_range.csv", "coverage.csv"):
+        assert (first / csv).read_text() == (tmp_path / csv).read_text()

@@ -95,7 +95,7 @@ def check_settings(settings: dict | None) -> dict:
 def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{name} table lacks columns {missing}; contract 4 needs {columns}")
+        raise ValueError(f"{name} table lacks columns {missing}; it needs {columns}")
 
 
 def _normalise_run_keys(table: pd.DataFrame) -> pd.DataFrame:
@@ -182,6 +182,7 @@ def run_analysis(
     per_image = _normalise_run_keys(per_image)
     fnr = _normalise_run_keys(fnr)
     if patches is not None:
+        _require(patches, [*context.RUN_KEYS, "fg_ratio"], "patches")
         patches = _normalise_run_keys(patches)
     tables, notes = analyse(per_image, fnr, patches, settings)
     tables["notes.md"] = "# Analysis notes\n\n" + "\n".join(notes) + "\n"
