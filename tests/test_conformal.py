@@ -147,3 +147,17 @@ def test_coverage_tail_is_beta_binomial():
     assert p_value == pytest.approx(law.cdf(40))
     assert slack == pytest.approx(0.9 - law.ppf(0.05) / 50)
     assert conformal.coverage_tail(0, 50, 5, 0.1, 0.05) == (1.0, 0.0)  # infinite quantile
+
+
+def test_fnr_statements_name_the_conditions_above_the_level():
+    rows = []
+    for i in range(19):
+        rows += _fnr_rows("calibration", "clean", f"c{i}", [0.0, 0.02, 0.2])
+    rows += _fnr_rows("test", "clean", "t0", [0.0, 0.05, 0.3])
+    rows += _fnr_rows("test", "speckle-s5", "t0", [0.1, 0.5, 0.9])
+    small = [dict(r, arch="vnet") for r in rows if r["image_id"] in ("c0", "t0")]  # n = 1
+    lines = conformal.fnr_statements(conformal.conformal_fnr(pd.DataFrame(rows + small), 0.1))
+    assert any(
+        line.startswith("perturbation / speckle-s5: test FNR at t-hat ABOVE") for line in lines
+    )
+    assert any("1 runs have too few calibration images" in line for line in lines)

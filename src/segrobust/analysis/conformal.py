@@ -263,3 +263,26 @@ def coverage_statements(coverage: pd.DataFrame) -> list[str]:
                 f"finite-sample slack; archs: {archs})."
             )
     return lines
+
+
+def fnr_statements(table: pd.DataFrame) -> list[str]:
+    """Plain sentences on the conditions whose realised test FNR exceeds the target level."""
+    if table.empty:
+        return ["No FNR rows: risk control not assessed."]
+    level = table["level"].iloc[0]
+    lines = []
+    for (study, condition), rows in table.groupby(["study", "condition"], sort=True):
+        worst = rows["test_fnr"].max()
+        failed = int((~rows["meets_level"]).sum())
+        verdict = "within" if failed == 0 else f"ABOVE the level in {failed} of {len(rows)} runs"
+        lines.append(
+            f"{study} / {condition}: test FNR at t-hat {verdict} (max {worst:.3f}, "
+            f"level {level:.2f})."
+        )
+    uncertified = table.loc[~table["certified"], ["study", "dataset", "arch", "seed", "patch"]]
+    if not uncertified.empty:
+        lines.append(
+            f"{len(uncertified.drop_duplicates())} runs have too few calibration images for "
+            f"the level (1/(n+1) > level): t-hat = 0, everything predicted foreground."
+        )
+    return lines

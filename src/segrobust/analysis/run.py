@@ -155,6 +155,8 @@ def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
             "No context-study rows or no training patches: context_out_of_range.csv is empty."
         )
     tables["context_fbr_bins.csv"] = context.dice_by_fbr_bin(per_image, settings["complexity_bins"])
+    notes += ["", "## Conformal risk control of the false-negative rate", ""]
+    notes += [f"- {line}" for line in conformal.fnr_statements(tables["conformal_fnr.csv"])]
     notes += ["", "## Conformal Dice bound coverage", ""]
     notes += [f"- {line}" for line in conformal.coverage_statements(tables["coverage.csv"])]
     return tables, notes

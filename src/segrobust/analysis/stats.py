@@ -222,9 +222,15 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray,
 
 
 def _resampled_means(matrix: pd.DataFrame, n_bootstrap: int, rng: np.random.Generator):
+    """Column means of ``n_bootstrap`` row resamples, shape (n_bootstrap, k).
+
+    A resample is drawn as multinomial counts of the rows (the same law as drawing row indices
+    with replacement) so memory stays n_bootstrap x n instead of n_bootstrap x n x k.
+    """
     values = matrix.to_numpy(dtype=float)
-    index = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
-    return values[index].mean(axis=1)  # (n_bootstrap, k)
+    n = len(values)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap)
+    return counts @ values / n
 
 
 def bootstrap_ci(per_image: pd.DataFrame, n_bootstrap: int, seed: int) -> pd.DataFrame:
