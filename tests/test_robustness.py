@@ -54,9 +54,10 @@ def test_rood_overall_and_degradation_match_hand_values():
     assert row["n_severities"] == 3
 
 
-def test_calibration_rows_and_missing_clean_reference_are_ignored():
+def test_calibration_rows_other_test_sets_and_missing_clean_reference_are_ignored():
     rows = _rows("unet", "speckle", {1: 0.8}, clean=0.9)
     rows.append({**rows[-1], "split": "calibration", "dice": 0.0})
+    rows.append({**rows[0], "condition": "other-dataset", "dice": 0.0})  # not the clean reference
     no_clean = [{**r, "arch": "vnet"} for r in rows if r["severity"] > 0]
     table = pd.DataFrame(rows + no_clean)
     result = robustness.perturbation_robustness(table)

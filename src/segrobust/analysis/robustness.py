@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from segrobust.analysis.conformal import in_domain
+
 ROOD_WEIGHT_BASE = 2.0 / 3.0
 MODEL_GROUP = ["study", "dataset", "patch"]
 
@@ -68,12 +70,15 @@ TEXTURE_COLUMNS = [
 
 
 def severity_table(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean Dice per (model group, arch, perturbation, severity) of the test split, clean included.
+    """Mean Dice per (model group, arch, perturbation, severity) of the test split.
 
-    Images are averaged within each seed first and seeds then averaged, so each seed weighs the
-    same even if one run lost an image.
+    Severity 0 is the clean reference: only the model's in-domain test rows (condition
+    ``clean`` or its own test dataset), never other test datasets of the texture grid. Images
+    are averaged within each seed first and seeds then averaged, so each seed weighs the same
+    even if one run lost an image.
     """
     test = per_image[per_image["split"] == "test"]
+    test = test[(test["perturbation"] != "none") | in_domain(test)]
     keys = [*MODEL_GROUP, "arch", "perturbation", "severity"]
     per_seed = test.groupby([*keys, "seed"], dropna=False)["dice"].mean()
     return per_seed.groupby(level=keys, dropna=False).mean().rename("dice").reset_index()
