@@ -236,3 +236,17 @@ def test_run_analysis_is_deterministic(full_run, tmp_path):
     analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path)
     for csv in ("rankings.csv", "bootstrap_ci.csv", "context_out_of_range.csv", "coverage.csv"):
         assert (first / csv).read_text() == (tmp_path / csv).read_text()
+
+
+def test_tables_read_back_from_csv_give_the_same_results(full_run, tmp_path):
+    """The workflow reads CSVs: empty strings become NaN and patch sizes become integers."""
+    first, _ = full_run
+    tables = synthetic_tables()
+    paths = [tmp_path / f"{name}.csv" for name in ("per_image", "fnr", "patches")]
+    for table, path in zip(tables, paths, strict=True):
+        table.to_csv(path, index=False)
+    per_image, fnr, patches = (pd.read_csv(path) for path in paths)
+    assert per_image["direction"].isna().any()
+    analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path / "out")
+    for csv in ("recipe.csv", "context_out_of_range.csv", "friedman.csv", "conformal_fnr.csv"):
+        assert pd.read_csv(first / csv).equals(pd.read_csv(tmp_path / "out" / csv)), csv
