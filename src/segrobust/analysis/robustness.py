@@ -1,0 +1,227 @@
+"""Robustness metrics of each architecture from per-image rows (contract 4).
+
+Perturbation metrics are computed per model group (study, dataset, patch, arch) and perturbation
+from the test-split rows: the clean reference is the ``clean`` condition of the same group,
+the perturbed values are the mean Dice of each severity (averaged over images and seeds).
+
+* Dice drop: clean Dice minus the mean Dice over the severities (unweighted).
+* ROOD-MRI Overall and Degradation (Boone et al., "ROOD-MRI: Benchmarking the robustness of deep
+  learning segmentation models to out-of-distribution and corrupted data in MRI", 2022), with
+  severity weights a^s, a = 2/3, s = 1..S and M_s the mean Dice at severity s (M_0 clean)::
+
+      Overall     = sum_{s=0..S} a^s M_s / sum_{s=0..S} a^s         (clean enters with a^0 = 1)
+      Degradation = sum_{s=1..S} a^s (M_0 - M_s) / sum_{s=1..S} a^s
+
+  Overall rewards a model that is good and stays good; Degradation isolates the loss, weighting
+  mild severities (more likely in practice) more than extreme ones.
+* ImageNet-C corruption errors (Hendrycks & Dietterich, ICLR 2019) with error E = 1 - Dice::
+
+      CE_f,c          = sum_s E_f,s,c / sum_s E_b,s,c
+      relative CE_f,c = sum_s (E_f,s,c - E_f,clean) / sum_s (E_b,s,c - E_b,clean)
+
+  normalised by the baseline architecture b of the same (study, dataset, patch); mCE and relative
+  mCE are their means over perturbations (rows with perturbation ``all``).
+* Coefficient of variation of the per-severity mean Dice across severities 1..S (population
+  standard deviation: the severities are the whole set studied, not a sample of them).
+
+Texture-study trends: the slope of Dice against the test image's LBP complexity (ordinary least
+squares over seed-averaged images, with a t-based 95% CI) and the normalised area under the
+in-domain Dice-alpha curve (train_alpha == test_alpha), trapezoid rule divided by the alpha span.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from segrobust.analysis.conformal import in_domain
+
+ROOD_WEIGHT_BASE = 2.0 / 3.0
+MODEL_GROUP = ["study", "dataset", "patch"]
+
+ROBUSTNESS_COLUMNS = [
+    *MODEL_GROUP,
+    "arch",
+    "perturbation",
+    "n_severities",
+    "clean_dice",
+    "mean_dice",
+    "dice_drop",
+    "rood_overall",
+    "rood_degradation",
+    "cv_dice",
+]
+CORRUPTION_COLUMNS = [*MODEL_GROUP, "arch", "perturbation", "baseline_arch", "ce", "relative_ce"]
+TEXTURE_COLUMNS = [
+    "study",
+    "direction",
+    "patch",
+    "arch",
+    "n_images",
+    "complexity_slope",
+    "slope_ci_low",
+    "slope_ci_high",
+    "slope_p_value",
+    "alpha_auc",
+    "alpha_min",
+    "alpha_max",
+]
+
+
+def severity_table(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice per (model group, arch, perturbation, severity) of the test split.
+
+    Severity 0 is the clean reference: only the model's in-domain test rows (condition
+    ``clean`` or its own test dataset), never other test datasets of the texture grid. Images
+    are averaged within each seed first and seeds then averaged, so each seed weighs the same
+    even if one run lost an image.
+    """
+    test = per_image[per_image["split"] == "test"]
+    test = test[(test["perturbation"] != "none") | in_domain(test)]
+    keys = [*MODEL_GROUP, "arch", "perturbation", "severity"]
+    per_seed = test.groupby([*keys, "seed"], dropna=False)["dice"].mean()
+    return per_seed.groupby(level=keys, dropna=False).mean().rename("dice").reset_index()
+
+
+def _clean_and_perturbed(per_image: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table = severity_table(per_image)
+    is_clean = (table["perturbation"] == "none") & (table["severity"] == 0)
+    clean = table[is_clean].drop(columns=["perturbation", "severity"])
+    clean = clean.rename(columns={"dice": "clean_dice"})
+    perturbed = table[~is_clean & (table["severity"] > 0)]
+    return clean, perturbed
+
+
+def rood_overall(clean: float, by_severity: pd.Series, a: float = ROOD_WEIGHT_BASE) -> float:
+    """ROOD-MRI Overall: a^s-weighted mean of the clean (s = 0) and per-severity metric."""
+    weights = a ** by_severity.index.to_numpy(dtype=float)
+    return float((clean + np.sum(weights * by_severity.to_numpy())) / (1.0 + weights.sum()))
+
+
+def rood_degradation(clean: float, by_severity: pd.Series, a: float = ROOD_WEIGHT_BASE) -> float:
+    """ROOD-MRI Degradation of a higher-is-better metric: a^s-weighted mean of (clean - M_s)."""
+    weights = a ** by_severity.index.to_numpy(dtype=float)
+    return float(np.sum(weights * (clean - by_severity.to_numpy())) / weights.sum())
+
+
+def perturbation_robustness(per_image: pd.DataFrame) -> pd.DataFrame:
+    """One row per (study, dataset, patch, arch, perturbation): drop, ROOD metrics, CV.
+
+    Groups without a clean reference are left out (nothing to compare to).
+    """
+    clean, perturbed = _clean_and_perturbed(per_image)
+    merged = perturbed.merge(clean, on=[*MODEL_GROUP, "arch"], how="inner")
+    rows = []
+    for key, group in merged.groupby([*MODEL_GROUP, "arch", "perturbation"], dropna=False):
+        by_severity = group.set_index("severity")["dice"].sort_index()
+        clean_dice = float(group["clean_dice"].iloc[0])
+        mean_dice = float(by_severity.mean())
+        rows.append(
+            dict(
+                zip([*MODEL_GROUP, "arch", "perturbation"], key, strict=True),
+                n_severities=len(by_severity),
+                clean_dice=clean_dice,
+                mean_dice=mean_dice,
+                dice_drop=clean_dice - mean_dice,
+                rood_overall=rood_overall(clean_dice, by_severity),
+                rood_degradation=rood_degradation(clean_dice, by_severity),
+                cv_dice=float(by_severity.std(ddof=0) / mean_dice) if mean_dice > 0 else np.nan,
+            )
+        )
+    return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
+
+
+def corruption_errors(per_image: pd.DataFrame, baseline_arch: str) -> pd.DataFrame:
+    """ImageNet-C CE and relative CE per perturbation, plus mCE rows (perturbation ``all``).
+
+    Raises:
+        ValueError: the baseline architecture is absent from a model group that has
+            perturbation rows (the normalisation would be undefined); the message lists the
+            architectures present.
+    """
+    clean, perturbed = _clean_and_perturbed(per_image)
+    if perturbed.empty:
+        return pd.DataFrame(columns=CORRUPTION_COLUMNS)
+    table = perturbed.merge(clean, on=[*MODEL_GROUP, "arch"], how="inner")
+    table["error"] = 1.0 - table["dice"]
+    table["error_increase"] = table["clean_dice"] - table["dice"]  # = E_s - E_clean
+    keys = [*MODEL_GROUP, "arch", "perturbation"]
+    sums = table.groupby(keys, dropna=False)[["error", "error_increase"]].sum().reset_index()
+    frames = []
+    for group_key, group in sums.groupby(MODEL_GROUP, dropna=False):
+        base = group[group["arch"] == baseline_arch]
+        if base.empty:
+            present = ", ".join(sorted(group["arch"].unique()))
+            raise ValueError(
+                f"analysis.baseline_arch {baseline_arch!r} has no perturbation rows in "
+                f"{dict(zip(MODEL_GROUP, group_key, strict=True))}; architectures present: "
+                f"{present}"
+            )
+        base = base.set_index("perturbation")
+        out = group.copy()
+        denom = base.reindex(out["perturbation"])  # NaN where the baseline lacks it
+        out["ce"] = out["error"].to_numpy() / denom["error"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["relative_ce"] = (
+                out["error_increase"].to_numpy() / denom["error_increase"].to_numpy()
+            )
+        means = out.groupby([*MODEL_GROUP, "arch"], dropna=False)[["ce", "relative_ce"]].mean()
+        means = means.reset_index().assign(perturbation="all")
+        frames += [out, means]
+    result = pd.concat(frames, ignore_index=True).assign(baseline_arch=baseline_arch)
+    return result[CORRUPTION_COLUMNS]
+
+
+def _seed_averaged_images(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    image_keys = [*keys, "condition", "test_dataset", "image_id"]
+    return rows.groupby(image_keys, dropna=False)[["dice", "complexity"]].mean().reset_index()
+
+
+def complexity_slope(complexity: np.ndarray, dice: np.ndarray, level: float = 0.95) -> dict:
+    """OLS slope of Dice on complexity with its t-based CI (scipy.stats.linregress)."""
+    if len(dice) < 3 or np.ptp(complexity) == 0:
+        return dict(
+            complexity_slope=np.nan, slope_ci_low=np.nan, slope_ci_high=np.nan, slope_p_value=np.nan
+        )
+    fit = stats.linregress(complexity, dice)
+    half = stats.t.ppf(0.5 + level / 2, len(dice) - 2) * fit.stderr
+    return dict(
+        complexity_slope=fit.slope,
+        slope_ci_low=fit.slope - half,
+        slope_ci_high=fit.slope + half,
+        slope_p_value=fit.pvalue,
+    )
+
+
+def alpha_auc(alpha: np.ndarray, dice: np.ndarray) -> float:
+    """Area under the Dice-alpha curve by the trapezoid rule, divided by the alpha span."""
+    order = np.argsort(alpha)
+    alpha, dice = np.asarray(alpha, float)[order], np.asarray(dice, float)[order]
+    span = alpha[-1] - alpha[0] if len(alpha) else 0.0
+    if span <= 0:
+        return float(dice[0]) if len(dice) == 1 else np.nan
+    return float(np.trapezoid(dice, alpha) / span)
+
+
+def texture_trends(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Per (direction, patch, arch) of the texture study: complexity slope and alpha AUC."""
+    rows_in = per_image[(per_image["study"] == "texture") & (per_image["split"] == "test")]
+    rows = []
+    keys = ["study", "direction", "patch", "arch"]
+    for key, group in rows_in.groupby(keys, dropna=False):
+        images = _seed_averaged_images(group, keys).dropna(subset=["dice", "complexity"])
+        in_domain = group[pd.to_numeric(group["train_alpha"]) == pd.to_numeric(group["test_alpha"])]
+        curve = in_domain.groupby(pd.to_numeric(in_domain["test_alpha"]))["dice"].mean()
+        alphas = curve.index.to_numpy(dtype=float)
+        rows.append(
+            dict(
+                zip(keys, key, strict=True),
+                n_images=len(images),
+                **complexity_slope(images["complexity"].to_numpy(), images["dice"].to_numpy()),
+                alpha_auc=alpha_auc(alphas, curve.to_numpy()) if len(curve) else np.nan,
+                alpha_min=alphas.min() if len(alphas) else np.nan,
+                alpha_max=alphas.max() if len(alphas) else np.nan,
+            )
+        )
+    return pd.DataFrame(rows, columns=TEXTURE_COLUMNS)

@@ -1,0 +1,207 @@
+"""Entry point of the analysis stage: every table and figure from per-image and FNR rows.
+
+``run_analysis`` computes everything in memory first and only then writes, each file through a
+temporary name and a rename, so bad input or a failing step leaves no half-written output. Every
+output is always written (the workflow declares them all); a part whose study is absent becomes
+an empty table with its columns, and ``notes.md`` says why.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from numbers import Integral, Real
+from pathlib import Path
+
+import pandas as pd
+
+from segrobust.analysis import conformal, context, plots, recipe, robustness, stats
+
+DEFAULT_SETTINGS = {
+    "baseline_arch": "unet",
+    "fnr_level": 0.1,
+    "conformal_alpha": 0.1,
+    "n_bootstrap": 1000,
+    "complexity_bins": 4,
+    "significance": 0.05,
+    "seed": 0,
+}
+PER_IMAGE_COLUMNS = [
+    "study",
+    "dataset",
+    "condition",
+    "test_dataset",
+    "split",
+    "perturbation",
+    "severity",
+    "level",
+    "direction",
+    "train_alpha",
+    "test_alpha",
+    "arch",
+    "seed",
+    "patch",
+    "image_id",
+    "dice",
+    "fg_ratio",
+    "complexity",
+    "quality",
+]
+FNR_TABLE_COLUMNS = [*conformal.RUN_KEYS, "condition", "split", "image_id", "threshold", "fnr"]
+CSV_OUTPUTS = [
+    "robustness.csv",
+    "corruption_errors.csv",
+    "texture_trends.csv",
+    "pairwise_wilcoxon.csv",
+    "friedman.csv",
+    "rankings.csv",
+    "bootstrap_ci.csv",
+    "conformal_fnr.csv",
+    "coverage.csv",
+    "per_image_with_bounds.csv",
+    "recipe.csv",
+    "context_out_of_range.csv",
+    "context_fbr_bins.csv",
+]
+TEXT_OUTPUTS = ["recipe.md", "notes.md"]
+FIGURE_OUTPUTS = ["cd_diagram.png", "coverage.png"]
+OUTPUTS = CSV_OUTPUTS + TEXT_OUTPUTS + FIGURE_OUTPUTS
+
+
+def check_settings(settings: dict | None) -> dict:
+    """Defaults filled in and every value checked; errors name the key and what is allowed."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise ValueError(
+            f"unknown analysis settings {unknown}; allowed: {sorted(DEFAULT_SETTINGS)}"
+        )
+    merged = {**DEFAULT_SETTINGS, **settings}
+    if not isinstance(merged["baseline_arch"], str) or not merged["baseline_arch"]:
+        raise ValueError(
+            f"analysis.baseline_arch must be an architecture name, got {merged['baseline_arch']!r}"
+        )
+    for key in ("fnr_level", "conformal_alpha", "significance"):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
+            raise ValueError(f"analysis.{key} must be a number in (0, 1), got {value!r}")
+    for key, minimum in (("n_bootstrap", 1), ("complexity_bins", 1), ("seed", 0)):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+            raise ValueError(f"analysis.{key} must be an integer >= {minimum}, got {value!r}")
+    return merged
+
+
+def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name} table lacks columns {missing}; it needs {columns}")
+
+
+def _normalise_run_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """``patch`` as text (``full`` or an edge length) so tables read from CSV join cleanly."""
+    return table.assign(patch=table["patch"].astype(str))
+
+
+def _cd_panels(friedman: pd.DataFrame) -> dict:
+    panels = {}
+    for study, rows in friedman.groupby("study", sort=True):
+        if len(rows) >= 2:
+            first = rows.iloc[0]
+            p_text = (
+                "n/a (needs k >= 3)" if pd.isna(first["p_value"]) else f"{first['p_value']:.3g}"
+            )
+            title = f"{study}: Friedman p = {p_text}, N = {first['n_blocks']} conditions"
+            panels[title] = (rows.set_index("arch")["average_rank"], first["critical_difference"])
+    return panels
+
+
+def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
+    """All tables (name -> DataFrame or text) and the notes, without writing anything."""
+    notes: list[str] = []
+    tables: dict = {}
+    perturbed = per_image["perturbation"].ne("none") & per_image["split"].eq("test")
+    tables["robustness.csv"] = robustness.perturbation_robustness(per_image)
+    tables["corruption_errors.csv"] = robustness.corruption_errors(
+        per_image, settings["baseline_arch"]
+    )
+    if not perturbed.any():
+        notes.append("No perturbed test rows: robustness.csv and corruption_errors.csv are empty.")
+    tables["texture_trends.csv"] = robustness.texture_trends(per_image)
+    if tables["texture_trends.csv"].empty:
+        notes.append("No texture-study test rows: texture_trends.csv is empty.")
+    sig, n_boot, seed = settings["significance"], settings["n_bootstrap"], settings["seed"]
+    tables["pairwise_wilcoxon.csv"] = stats.pairwise_wilcoxon(per_image, sig)
+    tables["friedman.csv"] = stats.friedman(per_image, sig)
+    tables["rankings.csv"] = stats.rankings(per_image, n_boot, seed)
+    tables["bootstrap_ci.csv"] = stats.bootstrap_ci(per_image, n_boot, seed)
+    tables["conformal_fnr.csv"] = conformal.conformal_fnr(fnr, settings["fnr_level"])
+    if tables["conformal_fnr.csv"].empty:
+        notes.append("No FNR rows with a test split: conformal_fnr.csv is empty.")
+    alpha = settings["conformal_alpha"]
+    with_bounds, calibration = conformal.calibrate_dice_bounds(per_image, alpha)
+    tables["per_image_with_bounds.csv"] = with_bounds
+    tables["coverage.csv"] = conformal.coverage_table(with_bounds, calibration, alpha, sig)
+    tables["recipe.csv"] = recipe.recipe(per_image, settings["complexity_bins"], sig)
+    tables["recipe.md"] = recipe.recipe_markdown(tables["recipe.csv"])
+    has_context = (per_image["study"] == "context").any()
+    if has_context and patches is not None and not patches.empty:
+        tables["context_out_of_range.csv"] = context.out_of_range_table(
+            per_image, patches, n_boot, seed
+        )
+    else:
+        tables["context_out_of_range.csv"] = pd.DataFrame(columns=context.OUT_OF_RANGE_COLUMNS)
+        notes.append(
+            "No context-study rows or no training patches: context_out_of_range.csv is empty."
+        )
+    tables["context_fbr_bins.csv"] = context.dice_by_fbr_bin(per_image, settings["complexity_bins"])
+    notes += ["", "## Conformal risk control of the false-negative rate", ""]
+    notes += [f"- {line}" for line in conformal.fnr_statements(tables["conformal_fnr.csv"])]
+    notes += ["", "## Conformal Dice bound coverage", ""]
+    notes += [f"- {line}" for line in conformal.coverage_statements(tables["coverage.csv"])]
+    return tables, notes
+
+
+def run_analysis(
+    per_image: pd.DataFrame,
+    fnr: pd.DataFrame,
+    patches: pd.DataFrame | None,
+    settings: dict | None,
+    out_dir,
+) -> dict[str, Path]:
+    """Write every analysis table and figure into ``out_dir``; return name -> path.
+
+    Args:
+        per_image: per-image rows (contract 4) of every study present.
+        fnr: the long-form FNR table with run columns (study, dataset, arch, seed, patch, ...).
+        patches: training patches (``patches.csv`` rows with run columns) or None.
+        settings: the config's ``analysis`` section (keys of ``DEFAULT_SETTINGS``).
+        out_dir: the output folder (created if missing).
+    """
+    settings = check_settings(settings)
+    _require(per_image, PER_IMAGE_COLUMNS, "per-image")
+    _require(fnr, FNR_TABLE_COLUMNS, "fnr")
+    per_image = _normalise_run_keys(per_image)
+    fnr = _normalise_run_keys(fnr)
+    if patches is not None:
+        _require(patches, [*context.RUN_KEYS, "fg_ratio"], "patches")
+        patches = _normalise_run_keys(patches)
+    tables, notes = analyse(per_image, fnr, patches, settings)
+    tables["notes.md"] = "# Analysis notes\n\n" + "\n".join(notes) + "\n"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Everything lands in a scratch folder first and is moved in only when all of it succeeded.
+    with tempfile.TemporaryDirectory(dir=out, prefix=".analysis-") as scratch:
+        staged = Path(scratch)
+        for name, value in tables.items():
+            text = value if isinstance(value, str) else value.to_csv(index=False)
+            (staged / name).write_text(text)
+        plots.critical_difference_diagrams(
+            _cd_panels(tables["friedman.csv"]), staged / "cd_diagram.png"
+        )
+        plots.coverage_plot(
+            tables["coverage.csv"], settings["conformal_alpha"], staged / "coverage.png"
+        )
+        for name in OUTPUTS:
+            os.replace(staged / name, out / name)
+    return {name: out / name for name in OUTPUTS}

@@ -1,0 +1,141 @@
+"""Holm, Nemenyi CD, Wilcoxon, Friedman, bootstrap and ranking stability."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from segrobust.analysis import stats
+from segrobust.analysis.plots import insignificant_groups
+
+
+def test_holm_matches_hand_values():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(1*0.04, 0.06)
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_ignores_nan():
+    adjusted = stats.holm([0.01, np.nan, 0.02, 0.6])
+    assert np.isnan(adjusted[1])
+    assert adjusted[[0, 2, 3]] == pytest.approx([0.03, 0.04, 0.6])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_demsar_critical_difference_example():
+    # Demsar (2006), section 3.2.2: k = 4 classifiers, N = 14 data sets: CD = 1.25 / 1.12
+    assert stats.critical_difference(4, 14, 0.05) == pytest.approx(1.25, abs=0.005)
+    assert stats.critical_difference(4, 14, 0.10) == pytest.approx(1.12, abs=0.005)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.10])
+def test_nemenyi_table_agrees_with_studentized_range(alpha):
+    for k in range(2, 11):
+        exact = sps.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2)
+        assert stats.nemenyi_q(k, alpha) == pytest.approx(exact, abs=0.002)
+    assert stats.nemenyi_q(12, 0.05) > stats.nemenyi_q(10, 0.05)  # beyond the table
+    with pytest.raises(ValueError, match="k >= 2"):
+        stats.nemenyi_q(1)
+
+
+def test_average_ranks_with_ties():
+    scores = pd.DataFrame({"a": [0.9, 0.8, 0.7], "b": [0.8, 0.8, 0.9], "c": [0.1, 0.2, 0.8]})
+    # ranks per row (1 = best): [1,2,3], [1.5,1.5,3], [3,1,2]
+    assert stats.average_ranks(scores).tolist() == pytest.approx([5.5 / 3, 4.5 / 3, 8 / 3])
+
+
+def test_insignificant_groups_of_the_cd_diagram():
+    ranks = pd.Series({"a": 1.0, "b": 1.5, "c": 2.6, "d": 3.0})
+    assert insignificant_groups(ranks, 1.2) == [(0, 1), (1, 2), (2, 3)]
+    assert insignificant_groups(ranks, 2.5) == [(0, 3)]
+
+
+def _paired_table(means: dict, n: int = 15, seed: int = 0, conditions=("clean",)):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for condition in conditions:
+        base = rng.uniform(0.5, 0.9, n)
+        for arch, shift in means.items():
+            for s in (1, 2):
+                dice = base + shift + rng.normal(0, 0.02, n)
+                for i in range(n):
+                    rows.append(
+                        dict(
+                            study="perturbation",
+                            dataset="busi",
+                            patch="full",
+                            condition=condition,
+                            test_dataset="busi",
+                            split="test",
+                            arch=arch,
+                            seed=s,
+                            image_id=f"i{i}",
+                            dice=dice[i],
+                        )
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_pairwise_wilcoxon_matches_scipy_on_seed_averaged_dice():
+    table = _paired_table({"a": 0.0, "b": 0.05, "c": 0.051})
+    result = stats.pairwise_wilcoxon(table, 0.05)
+    wide = table.groupby(["image_id", "arch"])["dice"].mean().unstack()
+    raw = [sps.wilcoxon(wide[x], wide[y]).pvalue for x, y in itertools.combinations("abc", 2)]
+    assert result["p_value"].tolist() == pytest.approx(raw)
+    assert result["p_holm"].tolist() == pytest.approx(stats.holm(raw).tolist())
+    assert result.set_index(["arch_a", "arch_b"]).loc[("a", "b"), "significant"]
+    assert result["n_images"].eq(15).all()
+
+
+def test_identical_architectures_get_p_one():
+    table = _paired_table({"a": 0.0})
+    table = pd.concat([table, table.assign(arch="b")])
+    assert stats.pairwise_wilcoxon(table)["p_value"].tolist() == [1.0]
+
+
+def test_friedman_matches_scipy_on_condition_blocks():
+    table = _paired_table({"a": 0.0, "b": 0.03, "c": 0.06}, conditions=("c1", "c2", "c3", "c4"))
+    result = stats.friedman(table, 0.05).set_index("arch")
+    blocks = table.groupby(["condition", "arch"])["dice"].mean().unstack()
+    expected = sps.friedmanchisquare(blocks["a"], blocks["b"], blocks["c"])
+    assert result["statistic"].iloc[0] == pytest.approx(expected.statistic)
+    assert result["p_value"].iloc[0] == pytest.approx(expected.pvalue)
+    assert result["average_rank"].to_dict() == pytest.approx({"a": 3.0, "b": 2.0, "c": 1.0})
+    assert result["n_blocks"].iloc[0] == 4
+    assert result["critical_difference"].iloc[0] == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 4)))
+
+
+def test_friedman_with_two_architectures_reports_ranks_only():
+    result = stats.friedman(_paired_table({"a": 0.0, "b": 0.1}, conditions=("x", "y")))
+    assert result["statistic"].isna().all() and result["average_rank"].notna().all()
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
+    table = _paired_table({"a": 0.0, "b": 0.05})
+    first = stats.bootstrap_ci(table, 200, seed=1)
+    assert first.equals(stats.bootstrap_ci(table, 200, seed=1))
+    assert not first.equals(stats.bootstrap_ci(table, 200, seed=2))
+    assert (first["ci_low"] <= first["estimate"]).all()
+    assert (first["estimate"] <= first["ci_high"]).all()
+    diff = first[first["quantity"] == "mean_difference"].iloc[0]
+    assert diff["ci_high"] < 0  # a - b is about -0.05 with sd 0.02 / sqrt(2)
+
+
+def test_bootstrap_ci_of_a_constant_difference_collapses():
+    table = _paired_table({"a": 0.0}, n=8)
+    table = pd.concat([table, table.assign(arch="b", dice=table["dice"] + 0.1)])
+    diff = stats.bootstrap_ci(table, 50, seed=0).query("quantity == 'mean_difference'").iloc[0]
+    assert [diff["ci_low"], diff["estimate"], diff["ci_high"]] == pytest.approx([-0.1] * 3)
+
+
+def test_ranking_stability():
+    clear = stats.rankings(_paired_table({"a": 0.0, "b": 0.2}), 100, seed=0).set_index("arch")
+    assert clear.loc["b", "rank"] == 1 and clear.loc["b", "p_first"] == 1.0
+    assert clear["rank_stability"].tolist() == [1.0, 1.0]
+    close = stats.rankings(_paired_table({"a": 0.0, "b": 0.001}, seed=3), 200, seed=0)
+    assert 0.0 < close["p_first"].iloc[0] < 1.0  # a near tie flips in some resamples
+    assert close["p_first"].sum() == pytest.approx(1.0)
