@@ -73,8 +73,9 @@ def _zip_problem(info: zipfile.ZipInfo) -> str | None:
     problem = _path_problem(info.filename)
     if problem:
         return problem
-    mode = info.external_attr >> 16
-    if mode and (stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+    # Unix file-type bits, where the archiver recorded them (many write only permissions).
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
         return "is a symlink or special file (not supported in zip archives)"
     return None
 
