@@ -18,9 +18,9 @@ import threading
 import zipfile
 from pathlib import Path
 
+import imageio.v3 as iio
 import nibabel as nib
 import numpy as np
-import imageio.v3 as iio
 
 
 def _nifti_bytes(array: np.ndarray, spacing) -> bytes:
@@ -160,7 +160,9 @@ def make_malicious_tar(path: Path, kind: str) -> Path:
         good = tarfile.TarInfo("data/ok.txt")
         good.size = 2
         tf.addfile(good, io.BytesIO(b"ok"))
-        bad = tarfile.TarInfo({"dotdot": "data/../../evil.txt", "absolute": "/tmp/evil.txt"}.get(kind, "data/bad"))
+        bad = tarfile.TarInfo(
+            {"dotdot": "data/../../evil.txt", "absolute": "/tmp/evil.txt"}.get(kind, "data/bad")
+        )
         if kind in ("dotdot", "absolute"):
             bad.size = 4
             tf.addfile(bad, io.BytesIO(b"evil"))
@@ -185,7 +187,7 @@ def make_malicious_zip(path: Path, kind: str) -> Path:
         zf.writestr("data/ok.txt", "ok")
         if kind == "symlink":
             info = zipfile.ZipInfo("data/link")
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, "../../etc/passwd")
         else:
             name = {"dotdot": "data/../../evil.txt", "absolute": "/tmp/evil.txt"}[kind]
@@ -228,7 +230,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = data[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        truncate = self.mode == "truncate" or (self.mode == "truncate_once" and len(self.requests) == 1)
+        truncate = self.mode == "truncate" or (
+            self.mode == "truncate_once" and len(self.requests) == 1
+        )
         self.wfile.write(body[: len(body) // 2] if truncate else body)
         self.close_connection = True
 
@@ -242,7 +246,9 @@ def serve(directory: Path, mode: str = "range"):
     Range honoured). Yields ``(base_url, requests)`` where ``requests`` logs each GET.
     """
     requests: list = []
-    handler = type("Handler", (_Handler,), {"directory": Path(directory), "mode": mode, "requests": requests})
+    handler = type(
+        "Handler", (_Handler,), {"directory": Path(directory), "mode": mode, "requests": requests}
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()

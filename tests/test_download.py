@@ -51,8 +51,12 @@ def test_size_mismatch_is_refused(payload, tmp_path):
     served, data, md5 = payload
     with serve(served) as (url, _), pytest.raises(ChecksumError, match="size"):
         fetch(
-            f"{url}/archive.tar", tmp_path / "a.tar", checksum=md5, algorithm="md5",
-            expected_size=len(data) + 1, log=LOG,
+            f"{url}/archive.tar",
+            tmp_path / "a.tar",
+            checksum=md5,
+            algorithm="md5",
+            expected_size=len(data) + 1,
+            log=LOG,
         )
 
 

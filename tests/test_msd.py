@@ -14,8 +14,9 @@ LABELS = {"0": "background", "1": "kidney", "2": "tumour"}
 
 @pytest.fixture
 def user_dir(tmp_path):
-    return write_msd_dir(tmp_path / "mine", task="Task99_Kidney", n_cases=4, modality="CT",
-                         labels=LABELS)
+    return write_msd_dir(
+        tmp_path / "mine", task="Task99_Kidney", n_cases=4, modality="CT", labels=LABELS
+    )
 
 
 def cases_of(out):
@@ -25,13 +26,18 @@ def cases_of(out):
 @pytest.mark.parametrize("label_value", [1, 2])
 def test_label_value_selects_the_foreground(user_dir, tmp_path, label_value):
     out = tmp_path / "ds"
-    entry = {"source": "msd_import", "path": str(user_dir), "label_value": label_value,
-             "variant": "3d", "spacing": [0.8, 0.8, 5.0]}
+    entry = {
+        "source": "msd_import",
+        "path": str(user_dir),
+        "label_value": label_value,
+        "variant": "3d",
+        "spacing": [0.8, 0.8, 5.0],
+    }
     prepare_dataset("mine", entry, user_dir, out)
     cases = cases_of(out)
     assert len(cases) == 4
-    # Same geometry as the input: compare against the other label's blob.
-    original = dict(zip(range(1, 5), msd_volumes(4, label_values=(1, 2))))
+    # The spacing is unchanged, so each label equals the source voxels holding label_value.
+    original = dict(zip(range(1, 5), msd_volumes(4, label_values=(1, 2)), strict=True))
     for c in cases:
         index = int(c.case_id.split("_")[-1])
         expected = (original[index][1] == label_value).astype(np.uint8)
@@ -66,24 +72,29 @@ def test_label_value_absent_from_the_data_names_values_present(tmp_path):
     del meta["labels"]  # no labels listed: the data decide
     meta_path.write_text(json.dumps(meta))
     entry = {"source": "msd_import", "path": str(root), "label_value": 7}
-    with pytest.raises(DataError, match="label_value 7 occurs in no label volume; values present: 0, 1, 2"):
+    with pytest.raises(
+        DataError, match="label_value 7 occurs in no label volume; values present: 0, 1, 2"
+    ):
         prepare_dataset("mine", entry, root, tmp_path / "datasets" / "ds")
     assert list((tmp_path / "datasets").iterdir()) == []
 
 
 def test_missing_layout_pieces_are_named(tmp_path, user_dir):
     with pytest.raises(DataError, match="dataset.json: not found"):
-        prepare_dataset("x", {"source": "msd_import", "path": str(tmp_path)}, tmp_path,
-                        tmp_path / "ds")
+        prepare_dataset(
+            "x", {"source": "msd_import", "path": str(tmp_path)}, tmp_path, tmp_path / "ds"
+        )
     (user_dir / "labelsTr" / "kidney_2.nii.gz").unlink()
     with pytest.raises(DataError, match="kidney_2.nii.gz: listed in .*dataset.json"):
-        prepare_dataset("x", {"source": "msd_import", "path": str(user_dir)}, user_dir,
-                        tmp_path / "ds")
+        prepare_dataset(
+            "x", {"source": "msd_import", "path": str(user_dir)}, user_dir, tmp_path / "ds"
+        )
 
 
 def test_corrupt_volume_is_named(user_dir, tmp_path):
     (user_dir / "imagesTr" / "kidney_3.nii.gz").write_bytes(b"not nifti")
     with pytest.raises(DataError, match="kidney_3.nii.gz: not a readable NIfTI"):
-        prepare_dataset("x", {"source": "msd_import", "path": str(user_dir)}, user_dir,
-                        tmp_path / "ds")
+        prepare_dataset(
+            "x", {"source": "msd_import", "path": str(user_dir)}, user_dir, tmp_path / "ds"
+        )
     assert not (tmp_path / "ds").exists()

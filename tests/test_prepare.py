@@ -49,8 +49,12 @@ def test_every_source_has_the_documented_fields():
 def test_msd_spleen_2d_slices_window_spacing_and_patient_splits(tmp_path):
     archive = make_msd_tar(tmp_path / "Task09_Spleen.tar", tmp_path / "src", n_cases=5)
     entry = {
-        "source": "msd_spleen", "variant": "2d", "image_size": 16, "window": [-200, 300],
-        "checksum": hashlib.md5(archive.read_bytes()).hexdigest(), "seed": 3,
+        "source": "msd_spleen",
+        "variant": "2d",
+        "image_size": 16,
+        "window": [-200, 300],
+        "checksum": hashlib.md5(archive.read_bytes()).hexdigest(),
+        "seed": 3,
     }
     out = tmp_path / "datasets" / "spleen2d"
     prepare_dataset("spleen2d", entry, archive, out)
@@ -76,8 +80,12 @@ def test_msd_spleen_2d_slices_window_spacing_and_patient_splits(tmp_path):
 
 def test_preparation_is_deterministic(tmp_path):
     archive = make_msd_tar(tmp_path / "Task09_Spleen.tar", tmp_path / "src", n_cases=4)
-    entry = {"source": "msd_spleen", "image_size": 16, "checksum": sha256(archive),
-             "checksum_algorithm": "sha256"}
+    entry = {
+        "source": "msd_spleen",
+        "image_size": 16,
+        "checksum": sha256(archive),
+        "checksum_algorithm": "sha256",
+    }
     prepare_dataset("a", entry, archive, tmp_path / "a")
     prepare_dataset("b", entry, archive, tmp_path / "b")
     assert read_datalist(tmp_path / "a") == read_datalist(tmp_path / "b")
@@ -85,8 +93,12 @@ def test_preparation_is_deterministic(tmp_path):
 
 def test_msd_spleen_3d_resampled_to_spacing(tmp_path):
     archive = make_msd_tar(tmp_path / "Task09_Spleen.tar", tmp_path / "src", n_cases=3)
-    entry = {"source": "msd_spleen", "variant": "3d", "spacing": [1.6, 1.6, 2.5],
-             "checksum": hashlib.md5(archive.read_bytes()).hexdigest()}
+    entry = {
+        "source": "msd_spleen",
+        "variant": "3d",
+        "spacing": [1.6, 1.6, 2.5],
+        "checksum": hashlib.md5(archive.read_bytes()).hexdigest(),
+    }
     out = tmp_path / "spleen3d"
     prepare_dataset("spleen3d", entry, archive, out)
     flat = [c for split in check_contract(out, ndim=3).values() for c in split]
@@ -97,10 +109,20 @@ def test_msd_spleen_3d_resampled_to_spacing(tmp_path):
 
 
 def test_msd_heart_mri_percentile_normalisation(tmp_path):
-    archive = make_msd_tar(tmp_path / "Task02_Heart.tar", tmp_path / "src", task="Task02_Heart",
-                           n_cases=3, modality="MRI", labels={"0": "background", "1": "left atrium"})
-    entry = {"source": "msd_heart", "image_size": 16, "percentiles": [1, 99],
-             "checksum": hashlib.md5(archive.read_bytes()).hexdigest()}
+    archive = make_msd_tar(
+        tmp_path / "Task02_Heart.tar",
+        tmp_path / "src",
+        task="Task02_Heart",
+        n_cases=3,
+        modality="MRI",
+        labels={"0": "background", "1": "left atrium"},
+    )
+    entry = {
+        "source": "msd_heart",
+        "image_size": 16,
+        "percentiles": [1, 99],
+        "checksum": hashlib.md5(archive.read_bytes()).hexdigest(),
+    }
     prepare_dataset("heart", entry, archive, tmp_path / "heart")
     flat = [c for split in check_contract(tmp_path / "heart", 2).values() for c in split]
     # Percentile scaling uses the whole range: bright foreground reaches the top.
@@ -110,8 +132,9 @@ def test_msd_heart_mri_percentile_normalisation(tmp_path):
 def test_busi_merges_masks_and_excludes_normal(tmp_path):
     archive = make_busi_zip(tmp_path / "Dataset_BUSI.zip")
     out = tmp_path / "busi"
-    prepare_dataset("busi", {"source": "busi", "image_size": 20, "checksum": sha256(archive)},
-                    archive, out)
+    prepare_dataset(
+        "busi", {"source": "busi", "image_size": 20, "checksum": sha256(archive)}, archive, out
+    )
     cases = {c.case_id: c for split in check_contract(out, 2).values() for c in split}
     assert sorted(cases) == ["benign_1", "benign_2", "benign_3", "malignant_1", "malignant_2"]
     two_masks = cases["benign_2"]
@@ -127,8 +150,10 @@ def test_busi_image_without_mask_is_named(tmp_path):
 
     archive = make_busi_zip(tmp_path / "Dataset_BUSI.zip")
     with zipfile.ZipFile(archive, "a") as zf:
-        zf.writestr("Dataset_BUSI_with_GT/benign/benign (9).png", zf.read(
-            "Dataset_BUSI_with_GT/benign/benign (1).png"))
+        zf.writestr(
+            "Dataset_BUSI_with_GT/benign/benign (9).png",
+            zf.read("Dataset_BUSI_with_GT/benign/benign (1).png"),
+        )
     entry = {"source": "busi", "checksum": sha256(archive)}
     with pytest.raises(DataError, match=r"benign \(9\)\.png: no mask"):
         prepare_dataset("busi", entry, archive, tmp_path / "busi")
@@ -168,8 +193,9 @@ def test_malicious_archive_leaves_dataset_directory_empty(tmp_path):
     archive = make_malicious_zip(tmp_path / "Dataset_BUSI.zip", "dotdot")
     parent = tmp_path / "datasets"
     with pytest.raises(UnsafeArchiveError, match="data/../../evil.txt"):
-        prepare_dataset("busi", {"source": "busi", "checksum": sha256(archive)}, archive,
-                        parent / "busi")
+        prepare_dataset(
+            "busi", {"source": "busi", "checksum": sha256(archive)}, archive, parent / "busi"
+        )
     assert list(parent.iterdir()) == []
 
 
@@ -177,7 +203,10 @@ def test_malicious_archive_leaves_dataset_directory_empty(tmp_path):
     "entry, message",
     [
         ({"source": "nope"}, "unknown dataset source 'nope'; allowed: busi, glas"),
-        ({"source": "busi", "variant": "3d"}, r"variant: got '3d'; allowed: 2d \(for source busi\)"),
+        (
+            {"source": "busi", "variant": "3d"},
+            r"variant: got '3d'; allowed: 2d \(for source busi\)",
+        ),
         ({"source": "busi", "colour": 1}, "unknown key.*colour"),
         ({"source": "busi", "classes": ["tumour"]}, "classes.*benign, malignant, normal"),
         ({"source": "glas", "gray": "red"}, "gray.*luminance, mean"),

@@ -8,9 +8,11 @@
 import re
 from pathlib import Path
 
+import segrobust.data.sources
 from segrobust.data.sources import SOURCES, downloadable_sources
 
-_DATASETS_LIB = Path(workflow.current_basedir.get_path_or_uri()).parents[1] / "src" / "segrobust"
+# The library modules this stage runs, as inputs: the code rerun trigger only sees the scripts.
+_DATA_LIB = Path(segrobust.data.sources.__file__).parent
 
 
 def _alternation(names):
@@ -28,6 +30,14 @@ def real_datasets():
     }
 
 
+# Dataset-entry keys that override the source's download settings.
+OVERRIDES = (
+    ("url", "url"),
+    ("checksum", "checksum"),
+    ("checksum_algorithm", "algorithm"),
+)
+
+
 def get_download_settings(source_name):
     """URL, checksum and size for a source: its registry entry, overridden by the `url` /
     `checksum` / `checksum_algorithm` of the datasets using it (which must agree)."""
@@ -43,7 +53,7 @@ def get_download_settings(source_name):
     for name, entry in real_datasets().items():
         if entry["source"] != source_name:
             continue
-        for key, setting in (("url", "url"), ("checksum", "checksum"), ("checksum_algorithm", "algorithm")):
+        for key, setting in OVERRIDES:
             if key not in entry:
                 continue
             if setting in chosen and chosen[setting][1] != entry[key]:
@@ -76,15 +86,15 @@ def get_dataset_entry(wildcards):
 rule download_source:
     output:
         "resources/downloads/{source}/{filename}",
+    log:
+        "logs/download_source/{source}/{filename}.log",
     wildcard_constraints:
         source=_alternation(downloadable_sources()),
         filename=_alternation(SOURCES.get(n).filename for n in downloadable_sources()),
-    params:
-        settings=lambda wildcards: get_download_settings(wildcards.source),
-    log:
-        "logs/download_source/{source}/{filename}.log",
     retries: 2
     threads: 1
+    params:
+        settings=lambda wildcards: get_download_settings(wildcards.source),
     script:
         "../scripts/download_source.py"
 
@@ -93,17 +103,23 @@ rule prepare_dataset:
     input:
         raw=get_raw_input,
         code=[
-            str(_DATASETS_LIB / "data" / m)
-            for m in ("sources.py", "download.py", "extract.py", "prepare.py", "msd.py")
+            str(_DATA_LIB / m)
+            for m in (
+                "sources.py",
+                "download.py",
+                "extract.py",
+                "prepare.py",
+                "msd.py",
+            )
         ],
     output:
         directory("resources/datasets/{name}"),
-    wildcard_constraints:
-        name=_alternation(real_datasets()),
-    params:
-        entry=get_dataset_entry,
     log:
         "logs/prepare_dataset/{name}.log",
+    wildcard_constraints:
+        name=_alternation(real_datasets()),
     threads: 1
+    params:
+        entry=get_dataset_entry,
     script:
         "../scripts/prepare_dataset.py"

@@ -7,7 +7,9 @@ from segrobust.data.prepare import prepare_dataset
 
 def main(snakemake):
     logging.basicConfig(
-        filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+        filename=snakemake.log[0],
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
     )
     log = logging.getLogger("prepare_dataset")
     try:

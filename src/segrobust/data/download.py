@@ -15,7 +15,6 @@ import http.client
 import logging
 import os
 import re
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -78,7 +77,9 @@ def verify_file(
         return digest
     actual = file_digest(path, algorithm)
     if actual.lower() != checksum.lower():
-        raise ChecksumError(f"{path}: {algorithm} checksum mismatch: expected {checksum}, got {actual}")
+        raise ChecksumError(
+            f"{path}: {algorithm} checksum mismatch: expected {checksum}, got {actual}"
+        )
     log.info("%s: %s checksum verified (%s)", path, algorithm, actual)
     return actual
 
@@ -135,9 +136,11 @@ def fetch(
                     f"{exc} after {attempts} attempts; the partial file {part} is kept and a "
                     f"re-run resumes it; or {manual_instructions(url, dest, checksum, algorithm)}"
                 ) from None
-        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as exc:
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
-            status = f"HTTP {exc.code}" if isinstance(exc, urllib.error.HTTPError) else "no connection"
+            status = (
+                f"HTTP {exc.code}" if isinstance(exc, urllib.error.HTTPError) else "no connection"
+            )
             raise DownloadError(
                 f"could not download {url} ({status}: {reason}); "
                 f"{manual_instructions(url, dest, checksum, algorithm)}"

@@ -164,7 +164,9 @@ def write_msd_dataset(
                     continue
                 img2, lab2 = resize_pair(image[..., k], label[..., k], opts.image_size)
                 meta = case_meta(img2, lab2, group=case.case_id, slice=k, original=case.image.name)
-                ds.add(f"{case.case_id}_z{k:03d}", img2, lab2, split=split, spacing=in_plane, **meta)
+                ds.add(
+                    f"{case.case_id}_z{k:03d}", img2, lab2, split=split, spacing=in_plane, **meta
+                )
                 n_written += 1
         if opts.label_value not in values_seen:
             raise DataError(
@@ -172,8 +174,10 @@ def write_msd_dataset(
                 f"values present: {', '.join(map(str, sorted(values_seen)))}"
             )
         if n_written == 0:
-            raise DataError(f"{layout.root}: no slice holds at least {opts.min_fg_pixels} "
-                            f"foreground pixels of label {opts.label_value}")
+            raise DataError(
+                f"{layout.root}: no slice holds at least {opts.min_fg_pixels} "
+                f"foreground pixels of label {opts.label_value}"
+            )
     log.info("wrote %d cases from %d volumes to %s", n_written, len(cases), out_dir)
 
 

@@ -208,12 +208,11 @@ def resize_pair(
 def resample_volume(
     volume: np.ndarray, spacing: Sequence[float], new_spacing: Sequence[float], is_label: bool
 ) -> np.ndarray:
-    """Resample a 3D array (x, y, z order, as nibabel reads it) to ``new_spacing`` with SimpleITK."""
+    """Resample a 3D array (x, y, z order, as nibabel reads it) to ``new_spacing`` (SimpleITK)."""
     img = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))
     img.SetSpacing([float(s) for s in spacing])
-    new_size = [
-        max(1, int(round(n * s / t))) for n, s, t in zip(volume.shape, spacing, new_spacing)
-    ]
+    sizes = zip(volume.shape, spacing, new_spacing, strict=True)
+    new_size = [max(1, int(round(n * s / t))) for n, s, t in sizes]
     out = sitk.Resample(
         img,
         new_size,
@@ -304,7 +303,8 @@ def write_2d_cases(
                         f"{image_path.name} shape {image.shape}"
                     )
                 label |= mask > 0
-            spacing = [opts.pixel_spacing * n / s for n, s in zip(image.shape, opts.image_size)]
+            sizes = zip(image.shape, opts.image_size, strict=True)
+            spacing = [opts.pixel_spacing * n / s for n, s in sizes]
             image, label = resize_pair(image, label, opts.image_size)
             ds.add(
                 case_id,
@@ -337,7 +337,8 @@ def busi_cases(root: Path, classes: Sequence[str]) -> list[tuple[str, str, Path,
         masks = [p for p in files if "_mask" in p.stem]
         for image_path in (p for p in files if "_mask" not in p.stem):
             own = [
-                m for m in masks
+                m
+                for m in masks
                 if m.stem == f"{image_path.stem}_mask"
                 or m.stem.startswith(f"{image_path.stem}_mask_")
             ]
@@ -367,7 +368,9 @@ def glas_patients(folder: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     with open(path, newline="") as f:
-        rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = [
+            {k.strip().lower(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)
+        ]
     return {r["name"]: r["patient id"] for r in rows if r.get("name") and r.get("patient id")}
 
 
