@@ -219,3 +219,20 @@ def test_malicious_archive_leaves_dataset_directory_empty(tmp_path):
 def test_bad_config_entries_are_named(entry, message):
     with pytest.raises((DataError, UnknownNameError), match=message):
         parse_entry("mine", entry)
+
+
+def test_download_settings_apply_agreeing_overrides_and_refuse_conflicts():
+    from segrobust.data.sources import download_settings
+
+    plain = download_settings("msd_spleen", {})
+    assert plain["checksum"] == "410d4a301da4e5b2f6f86ec3ddba524e" and plain["algorithm"] == "md5"
+    datasets = {
+        "a": {"source": "glas", "url": "http://mirror/g.zip", "checksum": "ab"},
+        "b": {"source": "glas", "checksum": "ab", "variant": "2d"},
+        "c": {"source": "busi", "checksum": "zz"},
+    }
+    merged = download_settings("glas", datasets)
+    assert merged["url"] == "http://mirror/g.zip" and merged["checksum"] == "ab"
+    datasets["b"]["checksum"] = "cd"
+    with pytest.raises(ValueError, match="datasets.b.checksum = 'cd' conflicts with datasets.a"):
+        download_settings("glas", datasets)

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import segrobust.data.sources
-from segrobust.data.sources import SOURCES, downloadable_sources
+from segrobust.data.sources import SOURCES, download_settings, downloadable_sources
 
 # The library modules this stage runs, as inputs: the code rerun trigger only sees the scripts.
 _DATA_LIB = Path(segrobust.data.sources.__file__).parent
@@ -30,43 +30,9 @@ def real_datasets():
     }
 
 
-# Dataset-entry keys that override the source's download settings.
-OVERRIDES = (
-    ("url", "url"),
-    ("checksum", "checksum"),
-    ("checksum_algorithm", "algorithm"),
-)
-
-
 def get_download_settings(source_name):
-    """URL, checksum and size for a source: its registry entry, overridden by the `url` /
-    `checksum` / `checksum_algorithm` of the datasets using it (which must agree)."""
-    source = SOURCES.get(source_name)
-    settings = {
-        "url": source.urls[0],
-        "checksum": source.checksum,
-        "algorithm": source.algorithm,
-        "expected_size": source.expected_size,
-        "size_hint": source.size_hint,
-    }
-    chosen = {}
-    for name, entry in real_datasets().items():
-        if entry["source"] != source_name:
-            continue
-        for key, setting in OVERRIDES:
-            if key not in entry:
-                continue
-            if setting in chosen and chosen[setting][1] != entry[key]:
-                raise ValueError(
-                    f"datasets.{name}.{key} = {entry[key]!r} conflicts with "
-                    f"datasets.{chosen[setting][0]}.{key} = {chosen[setting][1]!r}; datasets "
-                    f"of source {source_name} share one download"
-                )
-            chosen[setting] = (name, entry[key])
-    settings.update({setting: value for setting, (_, value) in chosen.items()})
-    if "url" in chosen:
-        settings["expected_size"] = None  # a mirror's copy is checked by checksum only
-    return settings
+    """The source's URL and checksum with the overrides of the datasets using it."""
+    return download_settings(source_name, real_datasets())
 
 
 def get_raw_input(wildcards):

@@ -34,7 +34,13 @@ import segrobust
 from segrobust.complexity import lbp_complexity
 from segrobust.data.download import verify_file
 from segrobust.data.extract import safe_extract
-from segrobust.data.sources import CHECKSUM_ALGORITHMS, SOURCES, Source
+from segrobust.data.sources import (
+    CHECKSUM_ALGORITHMS,
+    DOWNLOAD_OVERRIDES,
+    SOURCES,
+    Source,
+    download_settings,
+)
 from segrobust.io import DataError, DatasetWriter, split_ids
 
 _LOG = logging.getLogger(__name__)
@@ -44,7 +50,7 @@ NORMALIZATIONS = ("auto", "window", "percentile")
 GRAY_MODES = ("luminance", "mean")
 BUSI_CLASSES = ("benign", "malignant", "normal")
 #: Keys of a ``datasets:`` entry that only the download rule uses.
-DOWNLOAD_KEYS = ("source", "url", "checksum", "checksum_algorithm", "path")
+DOWNLOAD_KEYS = ("source", "path", *DOWNLOAD_OVERRIDES)
 
 
 @dataclass
@@ -129,16 +135,6 @@ def parse_entry(name: str, entry: Mapping[str, Any]) -> tuple[Source, PrepareOpt
     return source, opts
 
 
-def download_settings(source: Source, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """URL and checksum for a source, with the dataset entry's ``url`` / ``checksum`` overrides."""
-    return {
-        "url": entry.get("url") or (source.urls[0] if source.urls else None),
-        "checksum": entry.get("checksum", source.checksum),
-        "algorithm": entry.get("checksum_algorithm", source.algorithm),
-        "expected_size": source.expected_size if not entry.get("url") else None,
-    }
-
-
 def prepare_dataset(
     name: str,
     entry: Mapping[str, Any],
@@ -162,7 +158,7 @@ def prepare_dataset(
         provenance["path"] = str(Path(raw).resolve())
         source.preparer()(Path(raw), out_dir, opts, provenance, log)
         return out_dir
-    settings = download_settings(source, entry)
+    settings = download_settings(source.name, {name: dict(entry)})
     digest = verify_file(
         raw,
         checksum=settings["checksum"],

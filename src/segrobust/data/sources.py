@@ -192,3 +192,43 @@ def get_source(name: str) -> Source:
 def downloadable_sources() -> list[str]:
     """Names of the sources the pipeline downloads."""
     return [n for n in SOURCES.names() if SOURCES.get(n).downloadable]
+
+
+#: Dataset-entry keys that override a source's download settings, and the setting each sets.
+DOWNLOAD_OVERRIDES = {"url": "url", "checksum": "checksum", "checksum_algorithm": "algorithm"}
+
+
+def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """URL, checksum, algorithm and size for downloading a source.
+
+    The registry entry's values, overridden by ``url`` / ``checksum`` / ``checksum_algorithm`` of
+    the ``datasets`` entries using this source. Those datasets share one download, so their
+    overrides must agree; a conflict is an error naming both entries. A mirror's copy (``url``
+    set) is checked by checksum only, since its size is not recorded.
+    """
+    source = get_source(source_name)
+    settings: dict[str, Any] = {
+        "url": source.urls[0] if source.urls else None,
+        "checksum": source.checksum,
+        "algorithm": source.algorithm,
+        "expected_size": source.expected_size,
+    }
+    chosen: dict[str, tuple[str, Any]] = {}
+    for name, entry in datasets.items():
+        if not isinstance(entry, dict) or entry.get("source") != source_name:
+            continue
+        for key, setting in DOWNLOAD_OVERRIDES.items():
+            if key not in entry:
+                continue
+            if setting in chosen and chosen[setting][1] != entry[key]:
+                other, value = chosen[setting]
+                raise ValueError(
+                    f"datasets.{name}.{key} = {entry[key]!r} conflicts with "
+                    f"datasets.{other}.{key} = {value!r}; datasets of source {source_name} "
+                    "share one download"
+                )
+            chosen[setting] = (name, entry[key])
+    settings.update({setting: value for setting, (_, value) in chosen.items()})
+    if "url" in chosen:
+        settings["expected_size"] = None
+    return settings
