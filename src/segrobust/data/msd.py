@@ -181,11 +181,9 @@ def write_msd_dataset(
     log.info("wrote %d cases from %d volumes to %s", n_written, len(cases), out_dir)
 
 
-def find_task_dir(root: Path, task_dir: str | None = None) -> Path:
-    """The directory holding dataset.json inside an extracted archive."""
-    if task_dir and (root / task_dir / "dataset.json").is_file():
-        return root / task_dir
-    found = sorted(p.parent for p in root.rglob("dataset.json") if not p.name.startswith("._"))
+def find_task_dir(root: Path) -> Path:
+    """The one directory holding dataset.json inside an extracted archive."""
+    found = sorted(p.parent for p in root.rglob("dataset.json"))
     if len(found) != 1:
         raise DataError(
             f"{root}: expected one dataset.json in the extracted archive, found {len(found)}"
