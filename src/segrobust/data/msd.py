@@ -1,0 +1,205 @@
+"""Datasets in the Medical Segmentation Decathlon layout: the MSD tasks and a user's own data.
+
+The layout is ``dataset.json`` (with ``labels``, ``modality`` and the ``training`` list of
+``{"image", "label"}``) beside ``imagesTr/`` and ``labelsTr/``. Cases come from dataset.json's
+``training`` list, not from listing the folders: the MSD tarballs also hold macOS ``._*``
+resource-fork files there that are not images.
+
+``label_value`` picks the foreground (binary output); other label values become background.
+Volumes are reoriented to the closest canonical (RAS) orientation so that the last array axis is
+axial; 2D variants are the axial slices holding foreground, 3D variants whole resampled volumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from segrobust.data.prepare import (
+    PrepareOptions,
+    assign_splits,
+    case_meta,
+    percentile_intensity,
+    resample_volume,
+    resize_pair,
+    safe_id,
+    window_intensity,
+)
+from segrobust.io import DataError, DatasetWriter
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class MsdCase:
+    case_id: str
+    image: Path
+    label: Path
+
+
+@dataclass
+class MsdLayout:
+    """A parsed MSD-layout directory."""
+
+    root: Path
+    labels: dict[int, str]
+    modality: str
+    cases: list[MsdCase]
+
+
+def read_layout(root: str | Path) -> MsdLayout:
+    """Parse ``root/dataset.json`` and check every training case's files exist."""
+    root = Path(root)
+    meta_path = root / "dataset.json"
+    if not meta_path.is_file():
+        raise DataError(
+            f"{meta_path}: not found; an MSD-layout directory holds dataset.json, imagesTr/ and "
+            "labelsTr/"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({exc})") from exc
+    training = meta.get("training")
+    if not isinstance(training, list) or not training:
+        raise DataError(f"{meta_path}: key 'training' missing or empty")
+    cases = []
+    for item in training:
+        if not isinstance(item, dict) or not {"image", "label"} <= set(item):
+            raise DataError(f"{meta_path}: training entry {item!r} lacks 'image' or 'label'")
+        image, label = root / item["image"], root / item["label"]
+        for path in (image, label):
+            if not path.is_file():
+                raise DataError(f"{path}: listed in {meta_path} 'training' but not found")
+        stem = image.name.split(".")[0]
+        cases.append(MsdCase(safe_id(stem), image, label))
+    try:
+        labels = {int(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    except ValueError as exc:
+        raise DataError(f"{meta_path}: 'labels' keys must be integers ({exc})") from exc
+    modality = str((meta.get("modality") or {}).get("0", "")).strip()
+    return MsdLayout(root, labels, modality, sorted(cases, key=lambda c: c.case_id))
+
+
+def check_label_value(layout: MsdLayout, label_value: int) -> None:
+    """Refuse a label value that dataset.json's ``labels`` does not list."""
+    if layout.labels and label_value not in layout.labels:
+        present = ", ".join(f"{k} ({v})" for k, v in sorted(layout.labels.items()))
+        raise DataError(
+            f"{layout.root / 'dataset.json'}: label_value {label_value} is not in 'labels'; "
+            f"values present: {present}"
+        )
+
+
+def load_volume(path: Path, channel: int = 0) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A 3D volume in canonical (RAS) orientation with its voxel spacing."""
+    try:
+        img = nib.as_closest_canonical(nib.load(str(path)))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise DataError(f"{path}: not a readable NIfTI image ({exc})") from exc
+    if data.ndim == 4:
+        if not 0 <= channel < data.shape[3]:
+            raise DataError(f"{path}: channel {channel} out of range 0..{data.shape[3] - 1}")
+        data = data[..., channel]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    return data, zooms
+
+
+def normalise(volume: np.ndarray, opts: PrepareOptions, modality: str) -> np.ndarray:
+    """CT window (Hounsfield units) or per-volume percentile scaling to [0, 1]."""
+    method = opts.normalize
+    if method == "auto":
+        method = "window" if modality.upper() == "CT" else "percentile"
+    if method == "window":
+        return window_intensity(volume, opts.window)
+    return percentile_intensity(volume, opts.percentiles)
+
+
+def write_msd_dataset(
+    layout: MsdLayout,
+    out_dir: Path,
+    opts: PrepareOptions,
+    provenance: dict[str, Any],
+    log: logging.Logger = _LOG,
+) -> None:
+    """Write the 2D (axial slices with foreground) or 3D (resampled volumes) dataset."""
+    check_label_value(layout, opts.label_value)
+    cases = layout.cases[: opts.max_cases] if opts.max_cases else layout.cases
+    split_of = assign_splits((c.case_id for c in cases), opts)
+    provenance = {**provenance, "modality": layout.modality, "labels": layout.labels}
+    values_seen: set[int] = set()
+    n_written = 0
+    with DatasetWriter(out_dir, provenance) as ds:
+        for case in cases:
+            image, spacing = load_volume(case.image, opts.channel)
+            raw_label, _ = load_volume(case.label)
+            if raw_label.shape != image.shape:
+                raise DataError(
+                    f"{case.label}: label shape {raw_label.shape} does not match image "
+                    f"{case.image.name} shape {image.shape}"
+                )
+            values_seen.update(int(v) for v in np.unique(np.rint(raw_label)))
+            label = (np.rint(raw_label) == opts.label_value).astype(np.uint8)
+            image = normalise(image, opts, layout.modality)
+            split = split_of[case.case_id]
+            if opts.variant == "3d":
+                image = resample_volume(image, spacing, opts.spacing, is_label=False)
+                label = resample_volume(label, spacing, opts.spacing, is_label=True)
+                meta = case_meta(image, label, group=case.case_id, original=case.image.name)
+                ds.add(case.case_id, image, label, split=split, spacing=opts.spacing, **meta)
+                n_written += 1
+                continue
+            in_plane = [spacing[i] * image.shape[i] / opts.image_size[i] for i in (0, 1)]
+            for k in range(image.shape[2]):
+                if int(label[..., k].sum()) < opts.min_fg_pixels:
+                    continue
+                img2, lab2 = resize_pair(image[..., k], label[..., k], opts.image_size)
+                meta = case_meta(img2, lab2, group=case.case_id, slice=k, original=case.image.name)
+                ds.add(
+                    f"{case.case_id}_z{k:03d}", img2, lab2, split=split, spacing=in_plane, **meta
+                )
+                n_written += 1
+        if opts.label_value not in values_seen:
+            raise DataError(
+                f"{layout.root}: label_value {opts.label_value} occurs in no label volume; "
+                f"values present: {', '.join(map(str, sorted(values_seen)))}"
+            )
+        if n_written == 0:
+            raise DataError(
+                f"{layout.root}: no slice holds at least {opts.min_fg_pixels} "
+                f"foreground pixels of label {opts.label_value}"
+            )
+    log.info("wrote %d cases from %d volumes to %s", n_written, len(cases), out_dir)
+
+
+def find_task_dir(root: Path) -> Path:
+    """The one directory holding dataset.json inside an extracted archive."""
+    found = sorted(p.parent for p in root.rglob("dataset.json"))
+    if len(found) != 1:
+        raise DataError(
+            f"{root}: expected one dataset.json in the extracted archive, found {len(found)}"
+        )
+    return found[0]
+
+
+def prepare_msd_task(
+    raw: Path, out_dir: Path, opts: PrepareOptions, provenance: dict, log: logging.Logger = _LOG
+) -> None:
+    """A downloaded MSD task (spleen CT, heart MRI) into the contract."""
+    write_msd_dataset(read_layout(find_task_dir(raw)), out_dir, opts, provenance, log)
+
+
+def import_msd(
+    raw: Path, out_dir: Path, opts: PrepareOptions, provenance: dict, log: logging.Logger = _LOG
+) -> None:
+    """A user's dataset in the MSD layout (config: ``source: msd_import, path: <dir>``)."""
+    write_msd_dataset(read_layout(raw), out_dir, opts, provenance, log)

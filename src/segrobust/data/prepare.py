@@ -1,0 +1,396 @@
+"""Preparation of real datasets into the dataset contract (docs/ARCHITECTURE.md, contract 1).
+
+The entry point :func:`prepare_dataset` takes one ``datasets:`` config entry, verifies the
+downloaded archive (also when it was placed by hand), extracts it safely into a temporary
+directory, and calls the source's preparation function, which writes the dataset atomically with
+:class:`segrobust.io.DatasetWriter`. Every case carries ``complexity`` (LBP KL divergence) and
+``fg_ratio``; splits come from :func:`segrobust.io.split_ids`, by patient where the source knows
+patients (all slices of one volume, all GlaS images of one patient, in one split).
+
+2D variants follow the papers: images resized to ``image_size`` (labels nearest-neighbour), the
+in-plane spacing after resizing written to the header. 3D variants (context study) are resampled
+to ``spacing`` with SimpleITK (linear for images, nearest for labels).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import imageio.v3 as iio
+import numpy as np
+import SimpleITK as sitk
+from skimage.color import rgb2gray
+from skimage.transform import resize
+
+import segrobust
+from segrobust.complexity import lbp_complexity
+from segrobust.data.download import verify_file
+from segrobust.data.extract import safe_extract
+from segrobust.data.sources import (
+    CHECKSUM_ALGORITHMS,
+    DOWNLOAD_OVERRIDES,
+    SOURCES,
+    Source,
+    download_settings,
+)
+from segrobust.io import DataError, DatasetWriter, split_ids
+
+_LOG = logging.getLogger(__name__)
+
+VARIANTS = ("2d", "3d")
+NORMALIZATIONS = ("auto", "window", "percentile")
+GRAY_MODES = ("luminance", "mean")
+BUSI_CLASSES = ("benign", "malignant", "normal")
+#: Keys of a ``datasets:`` entry that only the download rule uses.
+DOWNLOAD_KEYS = ("source", "path", *DOWNLOAD_OVERRIDES)
+
+
+@dataclass
+class PrepareOptions:
+    """Preparation parameters of one dataset (the config entry minus the download keys)."""
+
+    variant: str = "2d"
+    image_size: list[int] = field(default_factory=lambda: [256, 256])
+    spacing: list[float] = field(default_factory=lambda: [1.5, 1.5, 2.0])
+    normalize: str = "auto"
+    window: list[float] = field(default_factory=lambda: [-200.0, 300.0])
+    percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
+    label_value: int = 1
+    channel: int = 0
+    min_fg_pixels: int = 1
+    split: dict[str, float] = field(
+        default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2}
+    )
+    calibration_fraction: float = 0.5
+    seed: int = 0
+    max_cases: int | None = None
+    classes: list[str] = field(default_factory=lambda: ["benign", "malignant"])
+    gray: str = "luminance"
+    pixel_spacing: float = 1.0
+
+
+OPTION_KEYS = tuple(f.name for f in fields(PrepareOptions))
+
+
+def parse_entry(name: str, entry: Mapping[str, Any]) -> tuple[Source, PrepareOptions]:
+    """Check one ``datasets:`` entry and return its source and preparation options.
+
+    Raises:
+        DataError / UnknownNameError: naming the dataset, the key and the allowed values.
+    """
+    if "source" not in entry:
+        raise DataError(f"datasets.{name}: missing key 'source'; allowed: {', '.join(SOURCES)}")
+    source = SOURCES.get(entry["source"])
+    unknown = sorted(set(entry) - set(OPTION_KEYS) - set(DOWNLOAD_KEYS))
+    if unknown:
+        allowed = ", ".join(sorted(OPTION_KEYS + DOWNLOAD_KEYS))
+        raise DataError(f"datasets.{name}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
+    values = {k: v for k, v in source.defaults.items() if k in OPTION_KEYS}
+    values.update({k: v for k, v in entry.items() if k in OPTION_KEYS})
+    if isinstance(values.get("image_size"), int):
+        values["image_size"] = [values["image_size"]] * 2
+    opts = PrepareOptions(**values)
+
+    def bad(key: str, allowed: str) -> DataError:
+        return DataError(f"datasets.{name}.{key}: got {getattr(opts, key)!r}; allowed: {allowed}")
+
+    if opts.variant not in source.variants:
+        raise bad("variant", ", ".join(source.variants) + f" (for source {source.name})")
+    if opts.normalize not in NORMALIZATIONS:
+        raise bad("normalize", ", ".join(NORMALIZATIONS))
+    if opts.gray not in GRAY_MODES:
+        raise bad("gray", ", ".join(GRAY_MODES))
+    if not set(opts.classes) <= set(BUSI_CLASSES) or not opts.classes:
+        raise bad("classes", f"a non-empty subset of {', '.join(BUSI_CLASSES)}")
+    if len(opts.image_size) != 2 or min(opts.image_size) < 8:
+        raise bad("image_size", "an integer >= 8 or a list [height, width]")
+    if len(opts.spacing) != 3 or min(opts.spacing) <= 0:
+        raise bad("spacing", "three positive numbers [x, y, z] in mm")
+    if len(opts.window) != 2 or opts.window[0] >= opts.window[1]:
+        raise bad("window", "[low, high] with low < high")
+    if len(opts.percentiles) != 2 or not 0 <= opts.percentiles[0] < opts.percentiles[1] <= 100:
+        raise bad("percentiles", "[low, high] with 0 <= low < high <= 100")
+    if set(opts.split) != {"train", "validation", "test"}:
+        raise bad("split", "a mapping with exactly train, validation, test")
+    if opts.max_cases is not None and opts.max_cases < 1:
+        raise bad("max_cases", "null (all) or a positive integer")
+    if entry.get("checksum_algorithm", source.algorithm) not in CHECKSUM_ALGORITHMS:
+        raise DataError(
+            f"datasets.{name}.checksum_algorithm: got {entry['checksum_algorithm']!r}; "
+            f"allowed: {', '.join(CHECKSUM_ALGORITHMS)}"
+        )
+    if source.name == "msd_import" and not entry.get("path"):
+        raise DataError(
+            f"datasets.{name}: source msd_import needs 'path', the directory holding "
+            "imagesTr/, labelsTr/ and dataset.json"
+        )
+    return source, opts
+
+
+def prepare_dataset(
+    name: str,
+    entry: Mapping[str, Any],
+    raw: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    log: logging.Logger = _LOG,
+) -> Path:
+    """Prepare dataset ``name`` from ``raw`` (the downloaded archive, or the directory of an
+    ``msd_import``) into ``out_dir``, atomically.
+    """
+    source, opts = parse_entry(name, entry)
+    out_dir = Path(out_dir)
+    provenance: dict[str, Any] = {
+        "dataset": name,
+        "source": source.name,
+        "licence": source.licence,
+        "preparation": asdict(opts),
+        "segrobust_version": segrobust.__version__,
+    }
+    if not source.downloadable:
+        provenance["path"] = str(Path(raw).resolve())
+        source.preparer()(Path(raw), out_dir, opts, provenance, log)
+        return out_dir
+    settings = download_settings(source.name, {name: dict(entry)})
+    digest = verify_file(
+        raw,
+        checksum=settings["checksum"],
+        algorithm=settings["algorithm"],
+        expected_size=settings["expected_size"],
+        log=log,
+    )
+    provenance.update(
+        url=settings["url"],
+        archive=Path(raw).name,
+        checksum=digest,
+        checksum_algorithm=settings["algorithm"] if settings["checksum"] else "sha256",
+        checksum_verified=settings["checksum"] is not None,
+    )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-extract-{out_dir.name}-", dir=out_dir.parent))
+    try:
+        extracted = safe_extract(raw, work / "raw", log)
+        source.preparer()(extracted, out_dir, opts, provenance, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out_dir
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def safe_id(text: str) -> str:
+    """A case id from a file stem: lowercase letters, digits and underscores."""
+    return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+
+
+def resize_pair(
+    image: np.ndarray, label: np.ndarray, size: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a 2D image (linear, anti-aliased) and its binary label (nearest neighbour)."""
+    size = tuple(int(s) for s in size)
+    img = resize(image, size, order=1, anti_aliasing=True, preserve_range=True)
+    lab = resize(label.astype(np.uint8), size, order=0, anti_aliasing=False, preserve_range=True)
+    return img.astype(np.float32), (lab > 0).astype(np.uint8)
+
+
+def resample_volume(
+    volume: np.ndarray, spacing: Sequence[float], new_spacing: Sequence[float], is_label: bool
+) -> np.ndarray:
+    """Resample a 3D array (x, y, z order, as nibabel reads it) to ``new_spacing`` (SimpleITK)."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))
+    img.SetSpacing([float(s) for s in spacing])
+    sizes = zip(volume.shape, spacing, new_spacing, strict=True)
+    new_size = [max(1, int(round(n * s / t))) for n, s, t in sizes]
+    out = sitk.Resample(
+        img,
+        new_size,
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear,
+        img.GetOrigin(),
+        [float(t) for t in new_spacing],
+        img.GetDirection(),
+        0,
+        img.GetPixelID(),
+    )
+    return sitk.GetArrayFromImage(out).transpose(2, 1, 0)
+
+
+def window_intensity(image: np.ndarray, window: Sequence[float]) -> np.ndarray:
+    """Clip to an intensity window (CT: Hounsfield units) and map it to [0, 1]."""
+    lo, hi = float(window[0]), float(window[1])
+    return ((np.clip(image, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+
+
+def percentile_intensity(image: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
+    """Clip to the image's own percentiles (MRI has no absolute scale) and map to [0, 1]."""
+    lo, hi = np.percentile(image, [float(percentiles[0]), float(percentiles[1])])
+    if hi <= lo:
+        return np.zeros_like(image, dtype=np.float32)
+    return window_intensity(image, (lo, hi))
+
+
+def to_gray(image: np.ndarray, mode: str = "luminance") -> np.ndarray:
+    """A 2D float image in [0, 1] from gray, RGB or RGBA 8-bit input."""
+    image = np.asarray(image)
+    scale = 255.0 if image.dtype == np.uint8 else float(max(image.max(), 1))
+    if image.ndim == 2:
+        return (image / scale).astype(np.float32)
+    rgb = image[..., :3] / scale
+    gray = rgb2gray(rgb) if mode == "luminance" else rgb.mean(axis=-1)
+    return gray.astype(np.float32)
+
+
+def case_meta(image: np.ndarray, label: np.ndarray, **extra: Any) -> dict[str, Any]:
+    """The datalist keys every prepared case carries."""
+    return {
+        "complexity": lbp_complexity(image, label),
+        "fg_ratio": float(np.mean(label > 0)),
+        **extra,
+    }
+
+
+def assign_splits(groups: Iterable[str], opts: PrepareOptions) -> dict[str, str]:
+    """Group (patient / volume) -> split name, deterministic given ``opts.seed``."""
+    splits = split_ids(sorted(set(groups)), opts.split, opts.calibration_fraction, opts.seed)
+    return {g: split for split, members in splits.items() for g in members}
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read a PNG/BMP image, naming the file if it cannot be decoded."""
+    try:
+        return np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises several types for corrupt files
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
+
+
+def write_2d_cases(
+    cases: Sequence[tuple[str, str, Path, list[Path]]],
+    out_dir: Path,
+    opts: PrepareOptions,
+    provenance: Mapping[str, Any],
+    log: logging.Logger,
+) -> None:
+    """Write 2D photo-like cases ``(case_id, group, image_path, mask_paths)``: gray, merged
+    masks (logical or), resized to ``image_size``."""
+    if opts.max_cases is not None:
+        cases = cases[: opts.max_cases]
+    if not cases:
+        raise DataError(f"{out_dir.name}: no images found in the source archive")
+    split_of = assign_splits((c[1] for c in cases), opts)
+    with DatasetWriter(out_dir, provenance) as ds:
+        for case_id, group, image_path, mask_paths in cases:
+            raw = read_image(image_path)
+            image = to_gray(raw, opts.gray)
+            label = np.zeros(image.shape, dtype=bool)
+            for mask_path in mask_paths:
+                mask = read_image(mask_path)
+                mask = mask[..., :3].max(axis=-1) if mask.ndim == 3 else mask
+                if mask.shape != image.shape:
+                    raise DataError(
+                        f"{mask_path}: mask shape {mask.shape} does not match image "
+                        f"{image_path.name} shape {image.shape}"
+                    )
+                label |= mask > 0
+            sizes = zip(image.shape, opts.image_size, strict=True)
+            spacing = [opts.pixel_spacing * n / s for n, s in sizes]
+            image, label = resize_pair(image, label, opts.image_size)
+            ds.add(
+                case_id,
+                image,
+                label,
+                split=split_of[group],
+                spacing=spacing,
+                **case_meta(image, label, group=group, original=image_path.name),
+            )
+    log.info("wrote %d cases to %s", len(cases), out_dir)
+
+
+# --- BUSI -----------------------------------------------------------------------------------
+
+
+def busi_cases(root: Path, classes: Sequence[str]) -> list[tuple[str, str, Path, list[Path]]]:
+    """BUSI images with their masks (``<stem>_mask.png``, ``<stem>_mask_1.png``, ...).
+
+    BUSI does not link images to its 600 patients, so each image is its own split group.
+    """
+    bases = [p for p in root.rglob("*") if p.is_dir() and p.name in BUSI_CLASSES]
+    if not bases:
+        raise DataError(f"{root}: no BUSI class folder ({', '.join(BUSI_CLASSES)}) found")
+    cases = []
+    for cls in classes:
+        folder = next((b for b in bases if b.name == cls), None)
+        if folder is None:
+            raise DataError(f"{root}: BUSI class folder {cls!r} missing")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+        masks = [p for p in files if "_mask" in p.stem]
+        for image_path in (p for p in files if "_mask" not in p.stem):
+            own = [
+                m
+                for m in masks
+                if m.stem == f"{image_path.stem}_mask"
+                or m.stem.startswith(f"{image_path.stem}_mask_")
+            ]
+            if not own:
+                raise DataError(f"{image_path}: no mask {image_path.stem}_mask.png beside it")
+            case_id = f"{cls}_{safe_id(image_path.stem.replace(cls, ''))}"
+            cases.append((case_id, case_id, image_path, sorted(own)))
+    return cases
+
+
+def prepare_busi(
+    raw: Path, out_dir: Path, opts: PrepareOptions, provenance: dict, log: logging.Logger = _LOG
+) -> None:
+    """BUSI (breast ultrasound): the configured classes (default benign + malignant; 'normal'
+    has no lesion), converted to gray, all masks of an image merged, resized."""
+    write_2d_cases(busi_cases(raw, opts.classes), out_dir, opts, provenance, log)
+
+
+# --- GlaS -----------------------------------------------------------------------------------
+
+
+def glas_patients(folder: Path) -> dict[str, str]:
+    """Image name -> patient id from GlaS's ``Grade.csv`` (empty if absent)."""
+    import csv
+
+    path = folder / "Grade.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = [
+            {k.strip().lower(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)
+        ]
+    return {r["name"]: r["patient id"] for r in rows if r.get("name") and r.get("patient id")}
+
+
+def glas_cases(root: Path) -> list[tuple[str, str, Path, list[Path]]]:
+    """GlaS images (``<name>.bmp``) with their instance annotations (``<name>_anno.bmp``),
+    grouped by patient where ``Grade.csv`` names one."""
+    annos = sorted(root.rglob("*_anno.bmp"))
+    if not annos:
+        raise DataError(f"{root}: no GlaS annotation (*_anno.bmp) found")
+    patients = glas_patients(annos[0].parent)
+    cases = []
+    for anno in annos:
+        stem = anno.stem[: -len("_anno")]
+        image_path = anno.with_name(f"{stem}.bmp")
+        if not image_path.is_file():
+            raise DataError(f"{anno}: no image {image_path.name} beside it")
+        group = f"patient_{safe_id(patients[stem])}" if stem in patients else safe_id(stem)
+        cases.append((safe_id(stem), group, image_path, [anno]))
+    return cases
+
+
+def prepare_glas(
+    raw: Path, out_dir: Path, opts: PrepareOptions, provenance: dict, log: logging.Logger = _LOG
+) -> None:
+    """GlaS (colon histology): every gland instance -> foreground, image to gray (luminance or
+    channel mean), resized."""
+    write_2d_cases(glas_cases(raw), out_dir, opts, provenance, log)

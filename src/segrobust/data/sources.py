@@ -1,0 +1,234 @@
+"""Registry of the real dataset sources: where each archive lives and how it is prepared.
+
+Each :class:`Source` records what the download rule needs (URL, file name, checksum, size) and
+what a user must know (licence and citation). The preparation function is named as
+``"module:function"`` and imported only when called: this module is imported when Snakemake parses
+the workflow, and the preparation code pulls in SimpleITK and scikit-image (about a second of
+import time per job and per parse otherwise).
+
+Checksums: the MSD values are the md5 sums MONAI's ``DecathlonDataset`` verifies
+(``monai/apps/datasets.py``). For BUSI the sha256 is the one recorded by the torch-em library
+(``torch_em/data/datasets/medical/busi.py``); the dataset's authors publish none. For GlaS no
+checksum is published anywhere authoritative, so it is ``None``: the download is then accepted on
+size alone and its sha256 is logged and written to the provenance; set ``checksum`` in the
+dataset's config entry to pin it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from segrobust.registry import Registry
+
+#: Checksum algorithms accepted in source entries and config overrides (hashlib names).
+CHECKSUM_ALGORITHMS = ("md5", "sha256")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset source.
+
+    Attributes:
+        name: registry name used in the config (``source: msd_spleen``).
+        urls: download locations, first preferred (empty for a user-provided import).
+        filename: the archive's file name under ``resources/downloads/<name>/``.
+        checksum: expected hex digest of the archive, or ``None`` where none is published.
+        algorithm: ``md5`` or ``sha256``.
+        expected_size: exact size in bytes where known, else ``None`` (checked only if given).
+        size_hint: human-readable approximate size, for messages.
+        archive_format: ``tar``, ``tar.gz``, ``zip`` or ``directory`` (user import).
+        licence: licence and citation note, copied into the provenance.
+        prepare: ``"module:function"`` of the preparation function.
+        variants: which of ``2d`` / ``3d`` the preparation supports.
+        defaults: preparation parameters used when the config leaves them out.
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    filename: str | None
+    checksum: str | None
+    algorithm: str
+    expected_size: int | None
+    size_hint: str
+    archive_format: str
+    licence: str
+    prepare: str
+    variants: tuple[str, ...] = ("2d",)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether the pipeline downloads this source (else the user points at a directory)."""
+        return bool(self.urls)
+
+    def preparer(self) -> Callable[..., Any]:
+        """Import and return the preparation function (see the module docstring for why lazily)."""
+        module, func = self.prepare.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+SOURCES: Registry[Source] = Registry("dataset source")
+
+_MSD_LICENCE = (
+    "Medical Segmentation Decathlon, CC-BY-SA 4.0. Cite: Antonelli M. et al., The Medical "
+    "Segmentation Decathlon, Nature Communications 13, 4128 (2022); Simpson A.L. et al., "
+    "arXiv:1902.09063 (2019). http://medicaldecathlon.com/"
+)
+
+
+def _register(source: Source) -> Source:
+    return SOURCES.register(source.name)(source)
+
+
+_register(
+    Source(
+        name="msd_spleen",
+        urls=("https://msd-for-monai.s3-us-west-2.amazonaws.com/Task09_Spleen.tar",),
+        filename="Task09_Spleen.tar",
+        checksum="410d4a301da4e5b2f6f86ec3ddba524e",
+        algorithm="md5",
+        expected_size=None,
+        size_hint="about 1.5 GB",
+        archive_format="tar",
+        licence=_MSD_LICENCE,
+        prepare="segrobust.data.msd:prepare_msd_task",
+        variants=("2d", "3d"),
+        defaults={"normalize": "window"},
+    )
+)
+
+_register(
+    Source(
+        name="msd_heart",
+        urls=("https://msd-for-monai.s3-us-west-2.amazonaws.com/Task02_Heart.tar",),
+        filename="Task02_Heart.tar",
+        checksum="06ee59366e1e5124267b774dbd654057",
+        algorithm="md5",
+        expected_size=None,
+        size_hint="about 435 MB",
+        archive_format="tar",
+        licence=_MSD_LICENCE,
+        prepare="segrobust.data.msd:prepare_msd_task",
+        variants=("2d", "3d"),
+        defaults={"normalize": "percentile"},
+    )
+)
+
+_register(
+    Source(
+        name="busi",
+        # The authors' page (https://scholar.cu.edu.eg/?q=afahmy/pages/dataset) links this zip;
+        # the server's TLS certificate has been reported invalid, in which case the download
+        # fails and the error says where to place a copy by hand (or set a mirror with `url`).
+        urls=("https://scholar.cu.edu.eg/Dataset_BUSI.zip",),
+        filename="Dataset_BUSI.zip",
+        # Recorded by torch-em, not published by the dataset's authors.
+        checksum="b2ce09f6063a31a73f628b6a6ee1245187cbaec225e93e563735691d68654de7",
+        algorithm="sha256",
+        expected_size=None,
+        size_hint="about 200 MB",
+        archive_format="zip",
+        licence=(
+            "Breast Ultrasound Images (BUSI), CC0 1.0. Cite: Al-Dhabyani W., Gomaa M., Khaled H., "
+            "Fahmy A., Dataset of breast ultrasound images, Data in Brief 28, 104863 (2020), "
+            "doi:10.1016/j.dib.2019.104863"
+        ),
+        prepare="segrobust.data.prepare:prepare_busi",
+        defaults={"classes": ["benign", "malignant"]},
+    )
+)
+
+_register(
+    Source(
+        name="glas",
+        # The contest's download page; it has moved behind a university sign-in at times. A copy
+        # of the same zip from a mirror can be configured with `url` (and pinned with `checksum`).
+        urls=(
+            "https://warwick.ac.uk/fac/sci/dcs/research/tia/glascontest/download/"
+            "warwick_qu_dataset_released_2016_07_08.zip",
+        ),
+        filename="warwick_qu_dataset_released_2016_07_08.zip",
+        # No checksum is published by the organisers; never guess one. Set `checksum` in the
+        # config to pin the copy you trust.
+        checksum=None,
+        algorithm="sha256",
+        expected_size=None,
+        size_hint="about 170 MB",
+        archive_format="zip",
+        licence=(
+            "Warwick-QU GlaS (MICCAI 2015 Gland Segmentation Challenge), for research use. Cite: "
+            "Sirinukunwattana K. et al., Gland segmentation in colon histology images: The GlaS "
+            "challenge contest, Medical Image Analysis 35, 489-502 (2017)"
+        ),
+        prepare="segrobust.data.prepare:prepare_glas",
+    )
+)
+
+_register(
+    Source(
+        name="msd_import",
+        urls=(),
+        filename=None,
+        checksum=None,
+        algorithm="sha256",
+        expected_size=None,
+        size_hint="",
+        archive_format="directory",
+        licence="user-provided data in the Medical Segmentation Decathlon layout",
+        prepare="segrobust.data.msd:import_msd",
+        variants=("2d", "3d"),
+    )
+)
+
+
+def get_source(name: str) -> Source:
+    """The source called ``name`` (an error lists the allowed names)."""
+    return SOURCES.get(name)
+
+
+def downloadable_sources() -> list[str]:
+    """Names of the sources the pipeline downloads."""
+    return [n for n in SOURCES.names() if SOURCES.get(n).downloadable]
+
+
+#: Dataset-entry keys that override a source's download settings, and the setting each sets.
+DOWNLOAD_OVERRIDES = {"url": "url", "checksum": "checksum", "checksum_algorithm": "algorithm"}
+
+
+def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """URL, checksum, algorithm and size for downloading a source.
+
+    The registry entry's values, overridden by ``url`` / ``checksum`` / ``checksum_algorithm`` of
+    the ``datasets`` entries using this source. Those datasets share one download, so their
+    overrides must agree; a conflict is an error naming both entries. A mirror's copy (``url``
+    set) is checked by checksum only, since its size is not recorded.
+    """
+    source = get_source(source_name)
+    settings: dict[str, Any] = {
+        "url": source.urls[0] if source.urls else None,
+        "checksum": source.checksum,
+        "algorithm": source.algorithm,
+        "expected_size": source.expected_size,
+    }
+    chosen: dict[str, tuple[str, Any]] = {}
+    for name, entry in datasets.items():
+        if not isinstance(entry, dict) or entry.get("source") != source_name:
+            continue
+        for key, setting in DOWNLOAD_OVERRIDES.items():
+            if key not in entry:
+                continue
+            if setting in chosen and chosen[setting][1] != entry[key]:
+                other, value = chosen[setting]
+                raise ValueError(
+                    f"datasets.{name}.{key} = {entry[key]!r} conflicts with "
+                    f"datasets.{other}.{key} = {value!r}; datasets of source {source_name} "
+                    "share one download"
+                )
+            chosen[setting] = (name, entry[key])
+    settings.update({setting: value for setting, (_, value) in chosen.items()})
+    if "url" in chosen:
+        settings["expected_size"] = None
+    return settings
