@@ -24,20 +24,41 @@ def filled(config):
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({"studies": {"texture": {"archs": ["resnet"]}}}, ["studies.texture.archs[0]", "'resnet'", "noskip_unet"]),
-        ({"studies": {"texture": {"alphas": [0.5, 1.0]}}}, ["studies.texture.alphas[1]", "1.0", "< 1"]),
+        (
+            {"studies": {"texture": {"archs": ["resnet"]}}},
+            ["studies.texture.archs[0]", "'resnet'", "noskip_unet"],
+        ),
+        (
+            {"studies": {"texture": {"alphas": [0.5, 1.0]}}},
+            ["studies.texture.alphas[1]", "1.0", "< 1"],
+        ),
         ({"studies": {"texture": {"alphas": [0.0]}}}, ["studies.texture.alphas[0]", "> 0"]),
         ({"studies": {"texture": {"image_size": 0}}}, ["studies.texture.image_size", "0", ">= 16"]),
         ({"studies": {"texture": {"image_size": -64}}}, ["studies.texture.image_size", "-64"]),
-        ({"studies": {"texture": {"directions": ["sideways"]}}}, ["studies.texture.directions[0]", "'sideways'", "background, foreground"]),
+        (
+            {"studies": {"texture": {"directions": ["sideways"]}}},
+            ["studies.texture.directions[0]", "'sideways'", "background, foreground"],
+        ),
         ({"device": "tpu"}, ["device", "'tpu'", "auto, cpu, cuda"]),
-        ({"studies": {"perturbation": {"perturbations": ["jpeg"]}}}, ["perturbations[0]", "'jpeg'", "speckle"]),
+        (
+            {"studies": {"perturbation": {"perturbations": ["jpeg"]}}},
+            ["perturbations[0]", "'jpeg'", "speckle"],
+        ),
         ({"studies": {"perturbation": {"severities": [6]}}}, ["severities[0]", "6", "<= 5"]),
-        ({"studies": {"texture": {"textures": {"foreground": "marble"}}}}, ["textures.foreground", "'marble'", "brick"]),
+        (
+            {"studies": {"texture": {"textures": {"foreground": "marble"}}}},
+            ["textures.foreground", "'marble'", "brick"],
+        ),
         ({"seeds": []}, ["seeds"]),
         ({"studies": {"texture": {"epochs": 3}}}, ["studies.texture", "'epochs'", "train"]),
-        ({"datasets": {"x": {"source": "nowhere"}}}, ["datasets.x.source", "'nowhere'", "msd_spleen"]),
-        ({"datasets": {"x": {"source": "synthetic_texture", "alpah": 0.3}}}, ["datasets.x", "'alpah'", "alpha"]),
+        (
+            {"datasets": {"x": {"source": "nowhere"}}},
+            ["datasets.x.source", "'nowhere'", "msd_spleen"],
+        ),
+        (
+            {"datasets": {"x": {"source": "synthetic_texture", "alpah": 0.3}}},
+            ["datasets.x", "'alpah'", "alpha"],
+        ),
         ({"split": {"calibration_fraction": 1.0}}, ["split.calibration_fraction", "< 1"]),
     ],
 )
@@ -93,16 +114,23 @@ def test_context_dataset_must_be_3d():
 
 
 def test_patch_larger_than_volume_is_rejected():
-    with pytest.raises(ConfigError, match=r"patch_sizes\[1\].*48 is larger than the volumes.*<= 32"):
+    with pytest.raises(
+        ConfigError, match=r"patch_sizes\[1\].*48 is larger than the volumes.*<= 32"
+    ):
         filled({"studies": {"context": {"patch_sizes": [16, 48], "archs": ["unet"]}}})
 
 
 def test_patch_unetr_cannot_take_is_rejected():
     config = {
-        "studies": {"context": {"patch_sizes": [24], "archs": ["unetr"]}, "perturbation": {"enabled": False}},
+        "studies": {
+            "context": {"patch_sizes": [24], "archs": ["unetr"]},
+            "perturbation": {"enabled": False},
+        },
         "datasets": {"spheres": {"source": "synthetic_spheres", "volume_size": 48}},
     }
-    with pytest.raises(ConfigError, match=r"patch size 24 cannot be used with architecture 'unetr'.*16"):
+    with pytest.raises(
+        ConfigError, match=r"patch size 24 cannot be used with architecture 'unetr'.*16"
+    ):
         filled(config)
 
 

@@ -162,9 +162,9 @@ def test_predictions_are_saved_with_the_input_affine(setup):
     tmp_path, data, _, model = setup
     out = tmp_path / "predictions"
     run(tmp_path, model, [TestCondition("clean", data)], predictions_dir=out)
-    saved = sorted(p.name for p in (out / "clean").iterdir())
+    saved = sorted(p.name for p in (out / "test" / "clean").iterdir())
     assert saved == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
-    pred = nib.load(out / "clean" / "case0.nii.gz")
+    pred = nib.load(out / "test" / "clean" / "case0.nii.gz")
     np.testing.assert_allclose(pred.affine, AFFINE_2D)
     image = nib.load(data / "images" / "case0.nii.gz").get_fdata().astype(np.float32)
     net, _ = load_model_file(model)
@@ -206,7 +206,7 @@ def test_bad_arguments_are_rejected_before_any_work(setup):
     tmp_path, data, _, model = setup
     with pytest.raises(ValueError, match="unknown metadata noise.*allowed: test_dataset"):
         run(tmp_path, model, [TestCondition("clean", data, meta={"noise": 1})])
-    with pytest.raises(ValueError, match="repeated: clean"):
+    with pytest.raises(ValueError, match=r"repeated: clean \(test\)"):
         run(tmp_path, model, [TestCondition("clean", data), TestCondition("clean", data)])
     with pytest.raises(ValueError, match="run_info lacks seed"):
         evaluate_run(

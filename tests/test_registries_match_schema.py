@@ -13,3 +13,36 @@ def test_texture_names_match_registry():
     from segrobust.data.textures import TEXTURES
 
     assert sorted(SCHEMA["definitions"]["texture"]["enum"]) == TEXTURES.names()
+
+
+def test_perturbation_names_match_registry():
+    from segrobust.perturb import PERTURBATIONS
+
+    study = SCHEMA["properties"]["studies"]["properties"]["perturbation"]["properties"]
+    assert sorted(study["perturbations"]["items"]["enum"]) == PERTURBATIONS.names()
+
+
+def test_analysis_rule_declares_every_analysis_output():
+    """The analyze rule's declared outputs are exactly what run_analysis writes."""
+    import re
+
+    from segrobust.analysis.run import OUTPUTS
+
+    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/report.smk").read_text()
+    block = rules[rules.index("ANALYSIS_TABLES = [") :]
+    tables = re.findall(r'"([a-z_]+)",', block[: block.index("]")])
+    declared = {f"{t}.csv" for t in tables} | {
+        "recipe.md",
+        "notes.md",
+        "cd_diagram.png",
+        "coverage.png",
+    }
+    assert declared == set(OUTPUTS)
+
+
+def test_dataset_sources_match_registry():
+    from segrobust.data.sources import SOURCES
+
+    datasets = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]
+    real = set(datasets["source"]["enum"]) - {"synthetic_texture", "synthetic_spheres"}
+    assert real == set(SOURCES.names())

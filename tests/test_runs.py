@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from segrobust.runs import Run, study_runs, evaluation_conditions, train_spec
+from segrobust.runs import Run, evaluation_conditions, study_runs, train_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

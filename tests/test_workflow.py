@@ -8,7 +8,6 @@ import time
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_helpers import copy_workflow, planned_jobs, planned_wildcards, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -27,14 +26,23 @@ def test_every_rule_ran_and_report_is_complete(finished):
     figures = sorted((finished / "results/report/figures").glob("*.png"))
     assert len(figures) == 9  # three per study
     assert html.count("data:image/png;base64") >= len(figures) + 2  # + CD diagram, coverage
-    for word in ("Wilcoxon", "Holm", "Friedman", "critical difference", "conformal", "coverage",
-                 "Degradation"):
+    for word in (
+        "Wilcoxon",
+        "Holm",
+        "Friedman",
+        "critical difference",
+        "conformal",
+        "coverage",
+        "Degradation",
+    ):
         assert word.lower() in html.lower(), word
     per_image = pd.read_csv(finished / "results/texture/per_image.csv")
     assert set(per_image["arch"]) == {"unet", "noskip_unet"}
     assert set(per_image["split"]) == {"test", "calibration"}
     assert per_image["dice"].between(0, 1).all()
-    log = pd.read_csv(finished / "results/texture/models/texture-background-0.2/unet/pfull/seed1/train_log.csv")
+    log = pd.read_csv(
+        finished / "results/texture/models/texture-background-0.2/unet/pfull/seed1/train_log.csv"
+    )
     assert list(log["epoch"]) == [1]
 
 
@@ -54,8 +62,10 @@ def _with_config(workdir, mutate):
 
 
 def test_one_architecture_width_retrains_only_that_architecture(finished):
-    args = _with_config(finished, lambda c: c.setdefault("models", {}).update(
-        {"noskip_unet": {"channels": [4, 8, 16, 32]}}))
+    args = _with_config(
+        finished,
+        lambda c: c.setdefault("models", {}).update({"noskip_unet": {"channels": [4, 8, 16, 32]}}),
+    )
     trained = planned_wildcards(finished, "train_model", *args)
     assert trained and all("arch=noskip_unet" in w for w in trained)
     assert all("study=texture" in w for w in trained)  # the only study using noskip_unet

@@ -41,7 +41,9 @@ def kl_divergence_bits(p: np.ndarray, q: np.ndarray, eps: float = HISTOGRAM_EPS)
     return float(np.sum(p * np.log2(p / q)))
 
 
-def lbp_complexity_2d(image: np.ndarray, label: np.ndarray, points: int = 24, radius: float = 3) -> float:
+def lbp_complexity_2d(
+    image: np.ndarray, label: np.ndarray, points: int = 24, radius: float = 3
+) -> float:
     """KL divergence (bits) of foreground vs background LBP histograms of one 2D image.
 
     Returns NaN when the label has no foreground or no background pixel (undefined).
@@ -53,7 +55,9 @@ def lbp_complexity_2d(image: np.ndarray, label: np.ndarray, points: int = 24, ra
     return kl_divergence_bits(lbp_histogram(codes, fg, points), lbp_histogram(codes, ~fg, points))
 
 
-def lbp_complexity(image: np.ndarray, label: np.ndarray, points: int = 24, radius: float = 3) -> float:
+def lbp_complexity(
+    image: np.ndarray, label: np.ndarray, points: int = 24, radius: float = 3
+) -> float:
     """Complexity of a 2D image, or of a 3D volume as the mean over its axial slices (last axis)
     that hold both foreground and background (NaN if none does)."""
     image, label = np.asarray(image), np.asarray(label)

@@ -120,10 +120,13 @@ def _check_inputs(conditions: Sequence[TestCondition], run_info: Mapping[str, An
         raise ValueError(f"run_info lacks {', '.join(missing)}; it needs {', '.join(RUN_COLUMNS)}")
     if not conditions:
         raise ValueError("no test conditions to evaluate")
-    names = [c.name for c in conditions]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    # one name may cover several splits (an in-domain condition's test and calibration images)
+    keys = [(c.name, c.split) for c in conditions]
+    duplicated = sorted({f"{n} ({s})" for n, s in keys if keys.count((n, s)) > 1})
     if duplicated:
-        raise ValueError(f"test condition names must be unique; repeated: {', '.join(duplicated)}")
+        raise ValueError(
+            f"test conditions must be unique per (name, split); repeated: {', '.join(duplicated)}"
+        )
     for condition in conditions:
         if not condition.name or any(sep in condition.name for sep in ("/", "\\")):
             raise ValueError(
@@ -162,7 +165,7 @@ def evaluate_run(
     Args:
         model_path: a ``model.pt`` (contract 3). Its ``patch_size`` selects sliding-window
             inference with that window; without one each image is predicted whole.
-        conditions: the test sets, with unique names.
+        conditions: the test sets, unique per (name, split).
         run_info: ``study``, ``dataset`` (training dataset), ``arch``, ``seed``, ``patch``.
         nsd_tolerance: NSD tolerance in mm.
         out_per_image: ``per_image.csv``, columns ``PER_IMAGE_COLUMNS``.
@@ -171,7 +174,7 @@ def evaluate_run(
         overlap, blend_mode, sw_batch_size: sliding-window settings (see ``predict_probabilities``).
         device, amp: where and how the network runs.
         predictions_dir: if given, the predicted masks (uint8 NIfTI, the input image's affine) are
-            saved as ``<predictions_dir>/<condition>/<image_id>.nii.gz``.
+            saved as ``<predictions_dir>/<split>/<condition>/<image_id>.nii.gz``.
         log: receives one progress line per condition.
 
     Raises:
@@ -234,7 +237,10 @@ def evaluate_run(
                     fnr_rows.append((condition.name, condition.split, case.case_id, threshold, fnr))
                 if staged_predictions is not None:
                     save_prediction(
-                        staged_predictions / condition.name / f"{case.case_id}.nii.gz",
+                        staged_predictions
+                        / condition.split
+                        / condition.name
+                        / f"{case.case_id}.nii.gz",
                         pred.astype(np.uint8),
                         case.affine,
                     )
@@ -259,3 +265,19 @@ def evaluate_run(
     os.replace(temporaries[0], out_per_image)
     os.replace(temporaries[1], out_fnr)
     return per_image
+
+
+def conditions_from_specs(specs: Sequence[Mapping[str, Any]]) -> list[TestCondition]:
+    """Test conditions from the plain dicts the rules pass (``segrobust.runs``), with the
+    papers' named ``level`` added to perturbed conditions that have one."""
+    from segrobust.perturb import paper_level
+
+    conditions = []
+    for spec in specs:
+        meta = dict(spec["meta"])
+        if "perturbation" in meta and "level" not in meta:
+            level = paper_level(meta["perturbation"], meta["severity"])
+            if level is not None:
+                meta["level"] = level
+        conditions.append(TestCondition(spec["name"], spec["dataset_dir"], spec["split"], meta))
+    return conditions

@@ -70,7 +70,9 @@ def validate_label(label: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     values = np.unique(label)
     if not np.isin(values, (0, 1)).all():
         shown = ", ".join(f"{v:g}" for v in values[:10])
-        raise DataError(f"{path}: label is not binary (values found: {shown}); expected only 0 and 1")
+        raise DataError(
+            f"{path}: label is not binary (values found: {shown}); expected only 0 and 1"
+        )
     return label.astype(np.uint8)
 
 
@@ -180,7 +182,9 @@ class DatasetWriter:
 
     def __enter__(self) -> DatasetWriter:
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.out_dir.name}-", dir=self.out_dir.parent))
+        self._tmp = Path(
+            tempfile.mkdtemp(prefix=f".tmp-{self.out_dir.name}-", dir=self.out_dir.parent)
+        )
         return self
 
     def add(

@@ -48,9 +48,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             allowed = ", ".join(sorted(self._entries))
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; allowed: {allowed}"
-            ) from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; allowed: {allowed}") from None
 
     def names(self) -> list[str]:
         """All registered names, sorted."""

@@ -110,13 +110,20 @@ def train_spec(config: Mapping[str, Any], study: str, arch: str, patch: str) -> 
         "model_kwargs": dict(config["models"][arch]),
         "train": dict(config["studies"][study]["train"]),
         "patch_size": None if patch == "full" else [int(patch)] * dims,
-        "inference": dict(config["studies"]["context"]["inference"]) if study == "context" else None,
+        "inference": dict(config["studies"]["context"]["inference"])
+        if study == "context"
+        else None,
     }
 
 
 def _condition(name: str, dataset: str, split: str, **meta: Any) -> dict:
-    return {"name": name, "dataset_dir": dataset_dir(dataset), "input": dataset_dir(dataset),
-            "split": split, "meta": {"test_dataset": dataset, **meta}}
+    return {
+        "name": name,
+        "dataset_dir": dataset_dir(dataset),
+        "input": dataset_dir(dataset),
+        "split": split,
+        "meta": {"test_dataset": dataset, **meta},
+    }
 
 
 def perturbation_condition_dir(dataset: str, perturbation: str) -> str:
@@ -136,8 +143,11 @@ def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
         conds = []
         for test_alpha in config["studies"]["texture"]["alphas"]:
             test_ds = texture_dataset_name(direction, test_alpha)
-            meta = {"direction": direction, "train_alpha": float(alpha),
-                    "test_alpha": float(test_alpha)}
+            meta = {
+                "direction": direction,
+                "train_alpha": float(alpha),
+                "test_alpha": float(test_alpha),
+            }
             conds.append(_condition(test_ds, test_ds, "test", **meta))
             if test_ds == run.dataset:
                 conds.append(_condition(test_ds, test_ds, "calibration", **meta))
@@ -154,14 +164,19 @@ def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
         for perturbation in study["perturbations"]:
             condition_dir = perturbation_condition_dir(run.dataset, perturbation)
             for severity in study["severities"]:
-                conds.append({
-                    "name": condition_name(perturbation, severity),
-                    "dataset_dir": f"{condition_dir}/s{severity}",
-                    "input": condition_dir,
-                    "split": "test",
-                    "meta": {"test_dataset": run.dataset, "perturbation": perturbation,
-                             "severity": severity},
-                })
+                conds.append(
+                    {
+                        "name": condition_name(perturbation, severity),
+                        "dataset_dir": f"{condition_dir}/s{severity}",
+                        "input": condition_dir,
+                        "split": "test",
+                        "meta": {
+                            "test_dataset": run.dataset,
+                            "perturbation": perturbation,
+                            "severity": severity,
+                        },
+                    }
+                )
     return conds
 
 

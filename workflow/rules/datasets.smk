@@ -5,20 +5,7 @@
 # SOURCES are matched here, so the synthetic dataset rules (texture-..., spheres) are left alone.
 # Parse time stays light: segrobust.data.sources imports nothing heavy.
 
-import re
-from pathlib import Path
-
-import segrobust.data.sources
 from segrobust.data.sources import SOURCES, download_settings, downloadable_sources
-
-# The library modules this stage runs, as inputs: the code rerun trigger only sees the scripts.
-_DATA_LIB = Path(segrobust.data.sources.__file__).parent
-
-
-def _alternation(names):
-    """A regex matching exactly these names (or nothing when there are none)."""
-    names = sorted(names)
-    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
 def real_datasets():
@@ -45,8 +32,11 @@ def get_raw_input(wildcards):
 
 
 def get_dataset_entry(wildcards):
-    """The dataset's config entry (plain values: its repr drives the params rerun trigger)."""
-    return dict(config["datasets"][wildcards.name])
+    """The dataset's config entry, with the top-level split unless the entry overrides it
+    (plain values: their repr drives the params rerun trigger)."""
+    split = dict(config["split"])
+    defaults = {"calibration_fraction": split.pop("calibration_fraction"), "split": split}
+    return {**defaults, **config["datasets"][wildcards.name]}
 
 
 rule download_source:
@@ -55,12 +45,14 @@ rule download_source:
     log:
         "logs/download_source/{source}/{filename}.log",
     wildcard_constraints:
-        source=_alternation(downloadable_sources()),
-        filename=_alternation(SOURCES.get(n).filename for n in downloadable_sources()),
+        source=regex_of(downloadable_sources()),
+        filename=regex_of(SOURCES.get(n).filename for n in downloadable_sources()),
     retries: 2
     threads: 1
     params:
         settings=lambda wildcards: get_download_settings(wildcards.source),
+    conda:
+        "../../envs/segrobust.yaml"
     script:
         "../scripts/download_source.py"
 
@@ -68,24 +60,25 @@ rule download_source:
 rule prepare_dataset:
     input:
         raw=get_raw_input,
-        code=[
-            str(_DATA_LIB / m)
-            for m in (
-                "sources.py",
-                "download.py",
-                "extract.py",
-                "prepare.py",
-                "msd.py",
-            )
-        ],
+        code=code(
+            "data/sources.py",
+            "data/download.py",
+            "data/extract.py",
+            "data/prepare.py",
+            "data/msd.py",
+            "complexity.py",
+            "io.py",
+        ),
     output:
         directory("resources/datasets/{name}"),
     log:
         "logs/prepare_dataset/{name}.log",
     wildcard_constraints:
-        name=_alternation(real_datasets()),
+        name=regex_of(real_datasets()),
     threads: 1
     params:
         entry=get_dataset_entry,
+    conda:
+        "../../envs/segrobust.yaml"
     script:
         "../scripts/prepare_dataset.py"

@@ -9,7 +9,9 @@ from segrobust.data.spheres import generate_sphere_dataset
 from segrobust.data.textures import generate_texture_dataset
 
 
-def generate_named_dataset(out_dir: str, spec: Mapping[str, Any], split: Mapping[str, float]) -> None:
+def generate_named_dataset(
+    out_dir: str, spec: Mapping[str, Any], split: Mapping[str, float]
+) -> None:
     """Generate the dataset described by a ``datasets:`` entry whose source is synthetic.
 
     ``split`` is the config's ``split`` section (train/validation/test fractions plus
