@@ -5,9 +5,10 @@
 #
 # STATE_DIR (default: $SEGROBUST_SLURM_DIR, else a new directory under /tmp) receives everything
 # the cluster writes: slurm.conf, gres.conf, the munge key and socket, daemon logs, pid files,
-# spool and state directories. Nothing under /etc is written, so the cluster cannot disturb a
-# real SLURM installation; every client must see SLURM_CONF=STATE_DIR/slurm.conf, which
-# STATE_DIR/env.sh exports (`source STATE_DIR/env.sh`).
+# spool and state directories. STATE_DIR/env.sh exports SLURM_CONF=STATE_DIR/slurm.conf for
+# clients. The one file outside STATE_DIR is a symlink /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf
+# (needed by Snakemake's nested srun, see below); start.sh refuses to run where that file already
+# exists, so a real SLURM installation is never touched, and stop.sh removes the link.
 #
 # What it does:
 #   1. installs Debian's slurm-wlm and munge with apt-get when a command is missing (root only);
@@ -157,6 +158,20 @@ fi
 
 printf 'export SLURM_CONF=%q\n' "$state_dir/slurm.conf" >"$state_dir/env.sh"
 export SLURM_CONF="$state_dir/slurm.conf"
+
+# The Snakemake job step (snakemake-executor-plugin-slurm-jobstep) strips every SLURM_* variable,
+# SLURM_CONF included, before its nested `srun`, which then reads the compiled-in default
+# /etc/slurm/slurm.conf. So link that path to this cluster's config, but never replace a real
+# one; stop.sh removes the link (and only a link that points here).
+system_conf=/etc/slurm/slurm.conf
+if [[ -L "$system_conf" && "$(readlink "$system_conf")" == "$SLURM_CONF" ]]; then
+    :
+elif [[ -e "$system_conf" || -L "$system_conf" ]]; then
+    die "$system_conf exists (a real SLURM installation?); refusing to replace it. Remove it, or run the test on a machine without SLURM"
+else
+    mkdir -p "$(dirname "$system_conf")"
+    ln -s "$SLURM_CONF" "$system_conf"
+fi
 
 dump_logs_and_fail() {
     echo "ci/slurm/start.sh: error: $*" >&2

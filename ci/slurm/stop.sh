@@ -5,7 +5,8 @@
 #
 # Reads the pid files start.sh's daemons wrote under STATE_DIR/run/, checks that each pid still
 # belongs to the expected program (a pid may have been reused), sends SIGTERM, waits up to 20 s,
-# then SIGKILL. Order: slurmd, slurmctld, munged (clients first, the auth daemon last).
+# then SIGKILL. Order: slurmd, slurmctld, munged (clients first, the auth daemon last). Removes
+# the /etc/slurm/slurm.conf symlink start.sh made, if it still points into STATE_DIR.
 # Running it twice, or on a cluster that never came up, is harmless. STATE_DIR is kept (its logs
 # help after a failure); delete it yourself.
 set -euo pipefail
@@ -14,7 +15,11 @@ set -euo pipefail
     echo "usage: ci/slurm/stop.sh STATE_DIR" >&2
     exit 2
 }
-run_dir="$1/run"
+state_dir="$(cd "$1" 2>/dev/null && pwd)" || {
+    echo "ci/slurm/stop.sh: no such directory: $1" >&2
+    exit 2
+}
+run_dir="$state_dir/run"
 
 stop_daemon() {
     local name="$1" pidfile="$run_dir/$1.pid" pid
@@ -40,3 +45,9 @@ stop_daemon() {
 stop_daemon slurmd
 stop_daemon slurmctld
 stop_daemon munged
+
+system_conf=/etc/slurm/slurm.conf
+if [[ -L "$system_conf" && "$(readlink "$system_conf")" == "$state_dir/slurm.conf" ]]; then
+    rm -f "$system_conf"
+    echo "ci/slurm/stop.sh: removed the symlink $system_conf"
+fi
