@@ -76,6 +76,9 @@ if [[ -z "$state_dir" ]]; then
 fi
 mkdir -p "$state_dir"
 state_dir="$(cd "$state_dir" && pwd)"
+# munged needs every directory above its socket to be enterable by all (mktemp makes 0700).
+# Secrets stay private: the key lives in a 0700 subdirectory.
+chmod 0755 "$state_dir"
 run_dir="$state_dir/run"
 log_dir="$state_dir/log"
 munge_dir="$state_dir/munge"   # key and seed: private to root
