@@ -14,11 +14,10 @@
 #   1. installs Debian's slurm-wlm and munge with apt-get when a command is missing (root only);
 #   2. writes a slurm.conf for this host only: the node's real CPUs and memory (`slurmd -C`), one
 #      partition, no accounting, no cgroups (proctrack/linuxproc, task/none), select/cons_tres;
-#   3. advertises SEGROBUST_SLURM_FAKE_GPUS (default 1) GPU GRES slots backed by /dev/null (SLURM
-#      drops GPUs without a device file), so a job submitted with `--gpus=1` is scheduled exactly
-#      as on a GPU cluster (at most that many such jobs at once, CUDA_VISIBLE_DEVICES set) but finds
-#      no CUDA driver and runs on the CPU; set it to 0 to reject GPU requests as a CPU-only
-#      cluster does;
+#   3. advertises one GPU GRES slot backed by /dev/null (SLURM drops GPUs without a device file),
+#      so a job submitted with `--gpus=1` is scheduled exactly as on a GPU cluster (one such job
+#      at a time, CUDA_VISIBLE_DEVICES set) but finds no CUDA driver and runs on the CPU; set
+#      SEGROBUST_SLURM_FAKE_GPUS=0 to reject GPU requests as a CPU-only cluster does;
 #   4. creates a munge key, starts munged, slurmctld and slurmd as daemons (their pid files lie in
 #      STATE_DIR/run/), and waits (SEGROBUST_SLURM_WAIT seconds, default 60) until `sinfo` shows
 #      the node idle. On failure it prints the daemon logs, stops what it started and exits 1.
@@ -39,9 +38,12 @@ die() {
     exit 1
 }
 
-[[ "$(id -u)" == 0 ]] || die "must run as root (the daemons and the jobs run as root; got uid $(id -u))"
-[[ "$fake_gpus" =~ ^[0-9]+$ ]] || die "SEGROBUST_SLURM_FAKE_GPUS must be a whole number, got '$fake_gpus'"
-[[ "$wait_s" =~ ^[0-9]+$ ]] || die "SEGROBUST_SLURM_WAIT must be a whole number of seconds, got '$wait_s'"
+[[ "$(id -u)" == 0 ]] ||
+    die "must run as root (the daemons and the jobs run as root; got uid $(id -u))"
+# One /dev/null-backed GPU at most: SLURM needs a distinct device file for each GPU.
+[[ "$fake_gpus" =~ ^[01]$ ]] || die "SEGROBUST_SLURM_FAKE_GPUS must be 0 or 1, got '$fake_gpus'"
+[[ "$wait_s" =~ ^[0-9]+$ ]] ||
+    die "SEGROBUST_SLURM_WAIT must be a whole number of seconds, got '$wait_s'"
 
 install_packages() {
     local missing=()
@@ -49,7 +51,8 @@ install_packages() {
         command -v "$cmd" >/dev/null || missing+=("$cmd")
     done
     ((${#missing[@]} == 0)) && return 0
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install slurm-wlm and munge"
+    command -v apt-get >/dev/null ||
+        die "missing ${missing[*]} and no apt-get to install slurm-wlm and munge"
     echo "ci/slurm/start.sh: installing slurm-wlm and munge (missing: ${missing[*]})"
     # Keep the packages' maintainer scripts from starting the system-wide daemons: this script
     # starts its own and must leave nothing else running. policy-rc.d is Debian's switch for this.
@@ -87,7 +90,8 @@ socket_dir="$state_dir/sock"   # munged wants its socket directory open to all (
 for pidfile in "$run_dir"/*.pid; do
     [[ -e "$pidfile" ]] || continue
     if kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        die "a daemon from $state_dir is still running ($pidfile); run ci/slurm/stop.sh $state_dir first"
+        die "a daemon from $state_dir is still running ($pidfile);" \
+            "run ci/slurm/stop.sh $state_dir first"
     fi
 done
 # A socket path longer than sun_path (108 bytes) cannot be bound: fail early and say so.
@@ -148,13 +152,10 @@ NodeName=$host NodeAddr=127.0.0.1 $node_hw State=UNKNOWN
 PartitionName=$partition Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
-# gres.conf lies beside slurm.conf, where SLURM looks for it. Each fake GPU is bound to /dev/null:
+# gres.conf lies beside slurm.conf, where SLURM looks for it. The fake GPU is bound to /dev/null:
 # schedulable like a GPU, but no CUDA device exists behind it (see the header).
 if ((fake_gpus > 0)); then
-    : >"$state_dir/gres.conf"
-    for ((i = 0; i < fake_gpus; i++)); do
-        echo "NodeName=$host Name=gpu File=/dev/null" >>"$state_dir/gres.conf"
-    done
+    echo "NodeName=$host Name=gpu File=/dev/null" >"$state_dir/gres.conf"
 else
     rm -f "$state_dir/gres.conf"
 fi
@@ -169,8 +170,14 @@ export SLURM_CONF="$state_dir/slurm.conf"
 system_conf=/etc/slurm/slurm.conf
 if [[ -L "$system_conf" && "$(readlink "$system_conf")" == "$SLURM_CONF" ]]; then
     :
+elif [[ -L "$system_conf" && ! -e "$system_conf" ]]; then
+    # Dangling: left by a test cluster that was never stopped and whose directory is gone.
+    echo "ci/slurm/start.sh: replacing the dangling symlink $system_conf" \
+        "-> $(readlink "$system_conf")"
+    ln -sfn "$SLURM_CONF" "$system_conf"
 elif [[ -e "$system_conf" || -L "$system_conf" ]]; then
-    die "$system_conf exists (a real SLURM installation?); refusing to replace it. Remove it, or run the test on a machine without SLURM"
+    die "$system_conf exists (a real SLURM installation?); refusing to replace it." \
+        "Remove it, or run the test on a machine without SLURM"
 else
     mkdir -p "$(dirname "$system_conf")"
     ln -s "$SLURM_CONF" "$system_conf"
