@@ -46,3 +46,11 @@ def test_dataset_sources_match_registry():
     datasets = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]
     real = set(datasets["source"]["enum"]) - {"synthetic_texture", "synthetic_spheres"}
     assert real == set(SOURCES.names())
+
+
+def test_architecture_names_match_registry_and_schema():
+    from segrobust.arch_constraints import ARCHITECTURE_NAMES
+    from segrobust.models import ARCHITECTURES
+
+    assert list(ARCHITECTURE_NAMES) == ARCHITECTURES.names()
+    assert sorted(SCHEMA["definitions"]["arch"]["enum"]) == ARCHITECTURES.names()

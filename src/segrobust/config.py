@@ -122,7 +122,7 @@ def dataset_dims(spec: Mapping[str, Any]) -> int:
 
 def check_patch_sizes(config: Mapping[str, Any]) -> None:
     """Each context patch size must fit the synthetic volumes and suit each architecture."""
-    from segrobust.arch_constraints import input_size_problem
+    from segrobust.arch_constraints import check_input_size
 
     study = config["studies"]["context"]
     for i, patch in enumerate(study["patch_sizes"]):
@@ -135,7 +135,7 @@ def check_patch_sizes(config: Mapping[str, Any]) -> None:
                     f"{spec['volume_size']}); allowed: patch sizes <= {spec['volume_size']}"
                 )
         for arch in study["archs"]:
-            problem = input_size_problem(arch, 3, patch, config["models"].get(arch, {}))
+            problem = check_input_size(arch, 3, patch, **config["models"].get(arch, {}))
             if problem:
                 raise ConfigError(
                     f"config key studies.context.patch_sizes[{i}]: patch size {patch} cannot be "

@@ -21,7 +21,6 @@ confound "attention gates" with "a different network"; its gate block is reused 
 from __future__ import annotations
 
 import importlib.util
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +31,13 @@ from monai.networks.nets import UNETR, BasicUNetPlusPlus, SwinUNETR
 from monai.networks.nets.attentionunet import AttentionBlock
 from torch import nn
 
+from segrobust.arch_constraints import (  # noqa: F401 (check_input_size is part of the API)
+    DEFAULT_UNET_CHANNELS,
+    DEFAULT_UNETPP_FEATURES,
+    DEFAULT_VNET_CHANNELS,
+    as_size,
+    check_input_size,
+)
 from segrobust.registry import Registry
 
 ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture")
@@ -39,10 +45,6 @@ ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture")
 SKIP_MODES = ("concat", "none", "attention")
 
 # Small widths that train in minutes on a 2-core CPU; the papers' widths are in the report.
-DEFAULT_UNET_CHANNELS = (8, 16, 32, 64)
-DEFAULT_VNET_CHANNELS = (8, 16, 32, 64)
-DEFAULT_UNETPP_FEATURES = (8, 8, 16, 32, 64, 8)
-UNETR_VIT_PATCH = 16  # MONAI UNETR's ViT patch edge (fixed inside UNETR)
 
 
 class SkipMerge(nn.Module):
@@ -392,7 +394,7 @@ def _unetr(
     if img_size is None:
         raise ValueError("unetr needs img_size (the training patch or image size)")
     _require_einops("unetr")
-    size = _as_size(img_size, spatial_dims)
+    size = as_size(img_size, spatial_dims)
     return UNETR(
         1,
         1,
@@ -415,67 +417,6 @@ def _swin_unetr(
     ``window_size``..."""
     _require_einops("swin_unetr")
     return SwinUNETR(1, 1, feature_size=feature_size, spatial_dims=spatial_dims, **kwargs)
-
-
-def _as_size(size, spatial_dims: int) -> tuple[int, ...]:
-    if isinstance(size, int):
-        return (size,) * spatial_dims
-    size = tuple(int(s) for s in size)
-    if len(size) != spatial_dims:
-        raise ValueError(f"size {size} does not have {spatial_dims} dimensions")
-    return size
-
-
-def required_divisor(name: str, spatial_dims: int, **kwargs: Any) -> int:
-    """The number every input edge of ``name`` must be a multiple of."""
-    ARCHITECTURES.get(name)  # unknown names fail here with the allowed list
-    if name in ("unet", "noskip_unet", "attention_unet"):
-        return 2 ** (len(kwargs.get("channels", DEFAULT_UNET_CHANNELS)) - 1)
-    if name in ("vnet", "noskip_vnet"):
-        return 2 ** (len(kwargs.get("channels", DEFAULT_VNET_CHANNELS)) - 1)
-    if name == "unetpp":
-        return 16  # four poolings in BasicUNetPlusPlus
-    if name == "unetr":
-        return UNETR_VIT_PATCH
-    if name == "swin_unetr":
-        return int(kwargs.get("patch_size", 2)) ** 5
-    raise AssertionError(f"no input-size rule for registered architecture {name!r}")
-
-
-def check_input_size(name: str, spatial_dims: int, size, **kwargs: Any) -> str | None:
-    """Why ``name`` cannot take inputs of spatial ``size`` (int or one int per axis), or None.
-
-    Config validation calls this for each (architecture, patch or image size) pair so a bad
-    combination fails before any job starts.
-    """
-    try:
-        edges = _as_size(size, spatial_dims)
-    except ValueError as exc:
-        return str(exc)
-    divisor = required_divisor(name, spatial_dims, **kwargs)
-    bad = [e for e in edges if e <= 0 or e % divisor]
-    if bad:
-        return (
-            f"{name} needs every edge of the input to be a positive multiple of {divisor}; "
-            f"size {list(edges)} has {bad}"
-        )
-    if _uses_instance_norm(name, kwargs) and math.prod(e // divisor for e in edges) < 2:
-        return (
-            f"{name} uses instance normalisation, which needs more than one voxel at its deepest "
-            f"level; size {list(edges)} leaves one (make an edge at least {2 * divisor})"
-        )
-    return None
-
-
-def _uses_instance_norm(name: str, kwargs: dict[str, Any]) -> bool:
-    if name == "unetr":
-        return False  # its decoder upsamples the ViT tokens before any normalisation
-    if name == "swin_unetr":
-        norm = kwargs.get("norm_name", "instance")
-    else:
-        default = ("instance", {"affine": True}) if name == "unetpp" else "batch"
-        norm = kwargs.get("norm", default)
-    return (norm[0] if isinstance(norm, (tuple, list)) else norm).lower() == "instance"
 
 
 def build_model(name: str, spatial_dims: int, *, img_size=None, **kwargs: Any) -> nn.Module:
