@@ -79,3 +79,25 @@ def test_dice_by_fbr_bin_shares_edges_across_runs():
     unet = table[table["arch"] == "unet"]
     assert unet["mean_dice"].iloc[0] > unet["mean_dice"].iloc[1]  # Dice falls with FBR here
     assert table.groupby("fbr_bin")["fbr_low"].nunique().eq(1).all()
+
+
+def test_fbr_bins_with_a_single_distinct_ratio_form_one_bin():
+    import pandas as pd
+
+    from segrobust.analysis.context import dice_by_fbr_bin
+
+    rows = pd.DataFrame(
+        {
+            "study": "context",
+            "split": "test",
+            "dataset": "s",
+            "arch": "unet",
+            "patch": 16,
+            "fg_ratio": [0.2, 0.2],
+            "dice": [0.5, 0.7],
+        }
+    )
+    table = dice_by_fbr_bin(rows, 3)
+    assert len(table) == 1
+    assert table.loc[0, "fbr_low"] == table.loc[0, "fbr_high"] == 0.2
+    assert table.loc[0, "mean_dice"] == 0.6

@@ -32,6 +32,8 @@ def test_texture_run_is_tested_on_every_alpha_of_its_direction_plus_calibration(
     assert [c["meta"]["test_alpha"] for c in tests] == [0.1, 0.5, 0.9]
     assert all(c["meta"]["direction"] == "foreground" for c in conds)
     assert all(c["meta"]["train_alpha"] == 0.5 for c in conds)
+    # unperturbed rows say so (contract 4), which the conformal calibration lookup relies on
+    assert all(c["meta"]["perturbation"] == "none" and c["meta"]["severity"] == 0 for c in conds)
     (cal,) = [c for c in conds if c["split"] == "calibration"]
     assert cal["dataset_dir"] == "resources/datasets/texture-foreground-0.5"
 
@@ -61,3 +63,12 @@ def test_study_seeds_override_global_seeds():
     config = config_from("config/paper.yaml")
     assert {r.seed for r in study_runs(config, "perturbation")} == {1, 2, 3}
     assert {r.seed for r in study_runs(config, "texture")} == {1, 2, 3, 4, 5}
+
+
+def test_run_columns_round_trip_through_paths():
+    from segrobust.runs import run_columns_from_path
+
+    run = Run("context", "spheres", "unetr", "32", 3)
+    cols = run_columns_from_path(f"{run.model_dir}/patches.csv")
+    assert Run(**cols) == run
+    assert run_columns_from_path(f"{run.metrics_dir}/fnr.csv") == cols

@@ -147,6 +147,8 @@ def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
                 "direction": direction,
                 "train_alpha": float(alpha),
                 "test_alpha": float(test_alpha),
+                "perturbation": "none",
+                "severity": 0,
             }
             conds.append(_condition(test_ds, test_ds, "test", **meta))
             if test_ds == run.dataset:
@@ -183,3 +185,23 @@ def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
 def synthetic_dataset_names(config: Mapping[str, Any]) -> list[str]:
     """Named datasets under ``datasets`` that are generated rather than downloaded."""
     return [n for n, s in config["datasets"].items() if s["source"].startswith("synthetic_")]
+
+
+def run_columns_from_path(path: str) -> dict:
+    """The run columns (study, dataset, arch, patch, seed) encoded in a model-run file's path
+    ``results/<study>/<stage>/<dataset>/<arch>/p<patch>/seed<seed>/<file>``."""
+    parts = str(path).replace("\\", "/").split("/")
+    try:
+        i = parts.index("results")
+        study, _, dataset, arch, patch, seed = parts[i + 1 : i + 7]
+    except ValueError:
+        raise ValueError(f"{path}: not a model-run path under results/") from None
+    if not (patch.startswith("p") and seed.startswith("seed")):
+        raise ValueError(f"{path}: expected .../p<patch>/seed<seed>/<file>")
+    return {
+        "study": study,
+        "dataset": dataset,
+        "arch": arch,
+        "patch": patch[1:],
+        "seed": int(seed[4:]),
+    }

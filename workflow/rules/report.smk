@@ -1,9 +1,14 @@
 # Figures per study, the analysis stage, and the self-contained HTML report.
 
+# the registered figures of segrobust.report.figures.FIGURES, per study (a test keeps them equal)
 FIGURES = {
-    "texture": ["dice_vs_alpha", "alpha_heatmap", "dice_vs_complexity"],
-    "perturbation": ["dice_vs_severity", "hd95_vs_severity", "complexity_by_level"],
-    "context": ["dice_vs_patch", "dice_vs_fbr", "patch_fbr"],
+    "texture": ["texture_in_domain", "texture_heatmap", "texture_complexity"],
+    "perturbation": [
+        "perturbation_dice",
+        "perturbation_hd95",
+        "perturbation_complexity_levels",
+    ],
+    "context": ["context_patch_size", "context_test_fbr", "context_training_fbr"],
 }
 ANALYSIS_FIGURES = ["cd_diagram", "coverage"]
 # written by segrobust.analysis.run.run_analysis (its OUTPUTS); a test keeps the two in step
@@ -24,31 +29,37 @@ ANALYSIS_TABLES = [
 ]
 
 
-def figure_path(study, name):
-    return f"results/report/figures/{study}_{name}.png"
-
-
 def report_figures():
     """Every figure the report shows, for the enabled studies."""
-    figures = [figure_path(s, n) for s in STUDIES for n in FIGURES[s]]
+    figures = [f"results/report/figures/{n}.png" for s in STUDIES for n in FIGURES[s]]
     return figures + [f"results/analysis/{n}.png" for n in ANALYSIS_FIGURES]
+
+
+def study_of(figure):
+    return next(study for study, names in FIGURES.items() if figure in names)
 
 
 rule plot_study:
     output:
         report(
-            "results/report/figures/{study}_{figure}.png",
-            caption="../report/{study}_{figure}.rst",
-            category="{study}",
+            "results/report/figures/{figure}.png",
+            caption="../report/{figure}.rst",
+            category="figures",
         ),
     input:
-        per_image="results/{study}/per_image.csv",
-        patches="results/{study}/patches.csv",
-        code=code("report/figures.py"),
+        per_image=lambda w: f"results/{study_of(w.figure)}/per_image.csv",
+        patches=lambda w: f"results/{study_of(w.figure)}/patches.csv",
+        code=code(
+            "report/figures.py",
+            "report/plotting.py",
+            "report/texture_figures.py",
+            "report/perturbation_figures.py",
+            "report/context_figures.py",
+        ),
     wildcard_constraints:
         figure="|".join(n for names in FIGURES.values() for n in names),
     log:
-        "logs/report/{study}_{figure}.log",
+        "logs/report/{figure}.log",
     conda:
         "../../envs/segrobust.yaml"
     script:

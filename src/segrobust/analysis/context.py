@@ -131,11 +131,18 @@ def dice_by_fbr_bin(per_image: pd.DataFrame, n_bins: int) -> pd.DataFrame:
     test = test.dropna(subset=["fg_ratio"])
     if test.empty:
         return pd.DataFrame(columns=FBR_BIN_COLUMNS)
-    bins = pd.qcut(test["fg_ratio"], q=n_bins, duplicates="drop")
+    if test["fg_ratio"].nunique() > 1:
+        codes, edges = pd.qcut(
+            test["fg_ratio"], q=n_bins, labels=False, retbins=True, duplicates="drop"
+        )
+        codes = codes.to_numpy(dtype=int)
+    else:  # one distinct ratio (e.g. a single test case): one degenerate bin
+        value = float(test["fg_ratio"].iloc[0])
+        codes, edges = np.zeros(len(test), dtype=int), np.array([value, value])
     test = test.assign(
-        fbr_bin=bins.cat.codes,
-        fbr_low=[b.left for b in bins],
-        fbr_high=[b.right for b in bins],
+        fbr_bin=codes,
+        fbr_low=edges[codes],
+        fbr_high=edges[codes + 1],
         patch=test["patch"].astype(str),
     )
     keys = ["study", "dataset", "arch", "patch", "fbr_bin", "fbr_low", "fbr_high"]

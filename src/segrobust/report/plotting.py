@@ -1,0 +1,218 @@
+"""Shared plotting conventions of the report figures: backend, arch colours, layout, saving.
+
+Every figure function of segrobust lays its panels out on a grid of fixed-size panels, so the
+PNG's pixel size follows from the number of panels (``ncols * panel_width + legend`` by
+``nrows * panel_height`` inches at ``dpi``), colours an architecture the same in every figure
+(`arch_palette`) and writes its file atomically (`save_figure`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never open a window, also on a headless cluster node
+
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from segrobust.aggregate import require_columns, select_split  # noqa: E402
+
+PANEL_WIDTH = 3.2
+"""Default width of one panel, inches."""
+PANEL_HEIGHT = 2.6
+"""Default height of one panel, inches."""
+LEGEND_WIDTH = 1.6
+"""Extra figure width, inches, for the legend column on the right."""
+DPI = 100
+"""Default resolution, dots per inch."""
+
+KNOWN_ARCHS: tuple[str, ...] = (
+    "unet",
+    "noskip_unet",
+    "attention_unet",
+    "unetpp",
+    "vnet",
+    "noskip_vnet",
+    "unetr",
+)
+"""Architectures of the two papers, in the order they take the colours of `ARCH_COLOURS`."""
+
+ARCH_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
+"""Colour cycle: known archs take the first colours in `KNOWN_ARCHS` order, others the rest."""
+
+METRIC_LABELS: dict[str, str] = {
+    "dice": "Dice coefficient (0-1)",
+    "hd95": "HD95 (mm)",
+    "nsd": "Normalised surface Dice (0-1)",
+    "assd": "ASSD (mm)",
+    "volume_diff": "Relative volume difference (pred - true) / true",
+    "quality": "Self-estimated Dice (0-1)",
+}
+"""Axis labels with units for the metric columns of contract 4."""
+
+COMPLEXITY_LABEL = "LBP complexity (KL divergence, bits)"
+FG_RATIO_LABEL = "Foreground ratio (foreground / all voxels)"
+
+BOOTSTRAP_SEED = 0
+"""Seed of seaborn's bootstrap confidence intervals, so a figure is identical run to run."""
+
+
+def metric_label(metric: str) -> str:
+    """Axis label of a metric column (with units), or an error naming the allowed metrics."""
+    try:
+        return METRIC_LABELS[metric]
+    except KeyError:
+        raise ValueError(f"unknown metric {metric!r}; allowed: {sorted(METRIC_LABELS)}") from None
+
+
+def arch_palette(archs: Iterable[str]) -> dict[str, str]:
+    """Colour per architecture name, the same in every figure.
+
+    The papers' architectures (`KNOWN_ARCHS`) always get the same colour whatever else is
+    plotted. Other names share the remaining colours in sorted order, so they are consistent
+    between figures drawn from the same set of names: pass the config's full list of
+    architectures as ``palette=arch_palette(all_archs)`` to make it hold across studies.
+    """
+    names = sorted(set(archs))
+    palette = {a: ARCH_COLOURS[KNOWN_ARCHS.index(a)] for a in names if a in KNOWN_ARCHS}
+    spare = [c for c in ARCH_COLOURS if c not in palette.values()]
+    others = [a for a in names if a not in KNOWN_ARCHS]
+    extra = sns.color_palette("husl", max(len(others) - len(spare), 0)).as_hex()
+    palette.update(zip(others, spare + extra, strict=False))
+    return palette
+
+
+def rows_of_test_split(df: pd.DataFrame, columns: Sequence[str], what: str) -> pd.DataFrame:
+    """The test-split rows of a contract-4 table, after checking it has ``columns``."""
+    require_columns(df, ["split", *columns], what)
+    return select_split(df, "test")
+
+
+def facet_values(df: pd.DataFrame, column: str) -> list[Any]:
+    """Sorted distinct non-missing values of ``column``; ``[None]`` (one facet) if there are none."""
+    if column not in df.columns:
+        return [None]
+    values = sorted(df[column].dropna().unique())
+    return values or [None]
+
+
+def facet_rows(df: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
+    """Rows of one facet (all rows for the single ``None`` facet of `facet_values`)."""
+    return df if value is None else df[df[column] == value]
+
+
+def patch_text(patch: Any) -> str:
+    """A patch size as the path spells it: ``64``, ``64.0`` and ``"64"`` -> ``"64"``; else as is."""
+    try:
+        number = float(patch)
+    except (TypeError, ValueError):
+        return str(patch)
+    return str(int(number)) if number.is_integer() else str(patch)
+
+
+def patch_order(patches: Iterable[Any]) -> list[str]:
+    """Patch sizes as text (`patch_text`), numeric ones ascending, then others (``full``)."""
+
+    def key(p: str) -> tuple[int, float, str]:
+        try:
+            return (0, float(p), p)
+        except ValueError:
+            return (1, 0.0, p)
+
+    return sorted({patch_text(p) for p in patches}, key=key)
+
+
+def patch_label(patch: str) -> str:
+    """Readable patch size: ``64`` -> ``64³ voxels``, ``full`` -> ``whole image``."""
+    return "whole image" if patch == "full" else f"patch {patch}³ voxels"
+
+
+def new_figure(
+    nrows: int,
+    ncols: int,
+    *,
+    panel_width: float = PANEL_WIDTH,
+    panel_height: float = PANEL_HEIGHT,
+    dpi: int = DPI,
+    legend: bool = True,
+    **subplot_kw: Any,
+) -> tuple[plt.Figure, np.ndarray]:
+    """A figure of ``nrows`` x ``ncols`` panels (always a 2D axes array) with room for a legend.
+
+    The size is ``(ncols * panel_width + LEGEND_WIDTH if legend) x nrows * panel_height`` inches;
+    the constrained layout fits labels inside it, so the PNG has exactly that many pixels at
+    ``dpi``.
+    """
+    width = ncols * panel_width + (LEGEND_WIDTH if legend else 0.0)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width, nrows * panel_height),
+        dpi=dpi,
+        squeeze=False,
+        layout="constrained",
+        **subplot_kw,
+    )
+    return fig, axes
+
+
+def add_arch_legend(
+    fig: plt.Figure,
+    palette: Mapping[str, str],
+    archs: Iterable[str],
+    extra_handles: Sequence[Artist] = (),
+) -> None:
+    """One legend for the whole figure, outside the panels on the right: an entry per arch, then
+    ``extra_handles`` (e.g. a shaded range)."""
+    handles = [
+        Line2D([], [], color=palette[a], marker="o", linestyle="-", label=a) for a in sorted(archs)
+    ]
+    fig.legend(
+        handles=[*handles, *extra_handles],
+        title="architecture",
+        loc="outside right upper",
+        frameon=False,
+        fontsize="small",
+    )
+
+
+def resolve_palette(archs: Iterable[str], palette: Mapping[str, str] | None) -> dict[str, str]:
+    """``palette`` if given (checked to cover every arch), else `arch_palette` of ``archs``."""
+    archs = set(archs)
+    if palette is None:
+        return arch_palette(archs)
+    missing = sorted(archs - set(palette))
+    if missing:
+        raise ValueError(f"palette has no colour for architectures {missing}")
+    return dict(palette)
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Write ``fig`` as PNG to ``path`` atomically (temporary sibling, then rename) and close it.
+
+    The figure is closed even when writing fails, so a failed plot leaks no memory in a long
+    Snakemake job, and a failed write leaves no partial file behind.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=".png", dir=path.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format="png", dpi=fig.dpi)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    finally:
+        plt.close(fig)

@@ -1,0 +1,242 @@
+"""Figures of the texture study: skip connections vs task complexity.
+
+Each function takes contract-4 rows of the texture study (only the `test` split is plotted) and
+writes one PNG. Facets are the blend directions; colours are architectures (`arch_palette`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+
+from segrobust.report.plotting import (
+    BOOTSTRAP_SEED,
+    COMPLEXITY_LABEL,
+    DPI,
+    PANEL_HEIGHT,
+    PANEL_WIDTH,
+    add_arch_legend,
+    facet_rows,
+    facet_values,
+    metric_label,
+    new_figure,
+    resolve_palette,
+    rows_of_test_split,
+    save_figure,
+)
+
+ALPHA_LABEL = "Blend factor alpha (higher = harder)"
+BOUNDED_METRICS = ("dice", "nsd", "quality")
+"""Metrics in [0, 1]: their axes and colour scales span exactly that range."""
+
+
+def in_domain_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows tested at the alpha the model was trained at (train_alpha == test_alpha)."""
+    train = pd.to_numeric(rows["train_alpha"], errors="coerce")
+    test = pd.to_numeric(rows["test_alpha"], errors="coerce")
+    same = np.isclose(train, test) & train.notna() & test.notna()
+    return rows[same.to_numpy()].assign(train_alpha=train[same], test_alpha=test[same])
+
+
+def _direction_title(direction: object) -> str:
+    return "all directions" if direction is None else f"direction: {direction}"
+
+
+def _bounded_ylim(ax, metric: str) -> None:
+    if metric in BOUNDED_METRICS:
+        ax.set_ylim(-0.02, 1.02)
+
+
+def plot_texture_in_domain(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    metric: str = "dice",
+    palette: Mapping[str, str] | None = None,
+    panel_width: float = PANEL_WIDTH,
+    panel_height: float = PANEL_HEIGHT,
+    dpi: int = DPI,
+) -> None:
+    """In-domain ``metric`` vs alpha per architecture, one panel per blend direction.
+
+    In-domain means tested at the training alpha. Points are means over test images and seeds,
+    bars their bootstrap 95% confidence interval.
+    """
+    rows = rows_of_test_split(
+        df, ["direction", "train_alpha", "test_alpha", "arch", metric], "texture in-domain figure"
+    )
+    rows = in_domain_rows(rows)
+    if rows.empty:
+        raise ValueError("texture in-domain figure: no test rows with train_alpha == test_alpha")
+    colours = resolve_palette(rows["arch"].unique(), palette)
+    directions = facet_values(rows, "direction")
+    fig, axes = new_figure(
+        1, len(directions), panel_width=panel_width, panel_height=panel_height, dpi=dpi, sharey=True
+    )
+    for ax, direction in zip(axes[0], directions, strict=True):
+        sns.lineplot(
+            data=facet_rows(rows, "direction", direction),
+            x="test_alpha",
+            y=metric,
+            hue="arch",
+            palette=colours,
+            errorbar=("ci", 95),
+            err_style="bars",
+            seed=BOOTSTRAP_SEED,
+            marker="o",
+            legend=False,
+            ax=ax,
+        )
+        ax.set(title=_direction_title(direction), xlabel=ALPHA_LABEL, ylabel=metric_label(metric))
+        _bounded_ylim(ax, metric)
+    add_arch_legend(fig, colours, rows["arch"].unique())
+    save_figure(fig, path)
+
+
+def plot_texture_heatmap(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    metric: str = "dice",
+    cmap: str = "viridis",
+    panel_width: float | None = None,
+    panel_height: float | None = None,
+    dpi: int = DPI,
+) -> None:
+    """Mean ``metric`` per (training alpha, test alpha): a row of panels per architecture, a
+    column per blend direction, each cell annotated with its value, one shared colour bar.
+
+    Panel size defaults grow with the number of alphas so annotations stay readable.
+    """
+    rows = rows_of_test_split(
+        df, ["direction", "train_alpha", "test_alpha", "arch", metric], "texture heatmap"
+    )
+    rows = rows.assign(
+        train_alpha=pd.to_numeric(rows["train_alpha"], errors="coerce"),
+        test_alpha=pd.to_numeric(rows["test_alpha"], errors="coerce"),
+    ).dropna(subset=["train_alpha", "test_alpha", metric])
+    if rows.empty:
+        raise ValueError("texture heatmap: no test rows with both a train_alpha and a test_alpha")
+    n_alpha = max(rows["train_alpha"].nunique(), rows["test_alpha"].nunique())
+    panel_width = panel_width or max(PANEL_WIDTH, 0.42 * n_alpha + 1.2)
+    panel_height = panel_height or max(PANEL_HEIGHT, 0.36 * n_alpha + 1.0)
+    archs = sorted(rows["arch"].unique())
+    directions = facet_values(rows, "direction")
+    means = rows.groupby(["arch", "direction", "train_alpha", "test_alpha"], dropna=False)[
+        metric
+    ].mean()
+    if metric in BOUNDED_METRICS:
+        norm = Normalize(0.0, 1.0)
+    else:
+        norm = Normalize(float(means.min()), float(means.max()))
+    fig, axes = new_figure(
+        len(archs),
+        len(directions),
+        panel_width=panel_width,
+        panel_height=panel_height,
+        dpi=dpi,
+        legend=False,
+    )
+    for i, arch in enumerate(archs):
+        for j, direction in enumerate(directions):
+            cells = facet_rows(rows[rows["arch"] == arch], "direction", direction)
+            grid = cells.pivot_table(
+                index="train_alpha", columns="test_alpha", values=metric, aggfunc="mean"
+            )
+            ax = axes[i, j]
+            if grid.empty:  # this arch was not trained in this direction
+                ax.set_axis_off()
+                ax.set_title(f"{arch}, {_direction_title(direction)}: no runs")
+                continue
+            sns.heatmap(
+                grid,
+                ax=ax,
+                cmap=cmap,
+                norm=norm,
+                annot=True,
+                fmt=".2f",
+                annot_kws={"fontsize": 7},
+                cbar=False,
+            )
+            ax.set(
+                title=f"{arch}, {_direction_title(direction)}",
+                xlabel="Test alpha",
+                ylabel="Training alpha",
+            )
+            ax.set_xticklabels([f"{a:g}" for a in grid.columns], rotation=0)
+            ax.set_yticklabels([f"{a:g}" for a in grid.index], rotation=0)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label=metric_label(metric))
+    save_figure(fig, path)
+
+
+def plot_metric_vs_complexity(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    metric: str = "dice",
+    in_domain_only: bool = True,
+    palette: Mapping[str, str] | None = None,
+    panel_width: float = PANEL_WIDTH,
+    panel_height: float = PANEL_HEIGHT,
+    dpi: int = DPI,
+) -> None:
+    """``metric`` of each test image vs its LBP complexity, coloured by architecture, with a
+    least-squares trend line per architecture; one panel per blend direction.
+
+    ``in_domain_only`` keeps images tested at the model's training alpha (the papers' view);
+    False plots every test condition. An architecture with a single complexity value gets its
+    points but no trend line.
+    """
+    needed = ["arch", "complexity", metric]
+    if in_domain_only:
+        needed += ["train_alpha", "test_alpha"]
+    rows = rows_of_test_split(df, needed, "metric vs complexity figure")
+    if in_domain_only:
+        rows = in_domain_rows(rows)
+    rows = rows.dropna(subset=["complexity", metric])
+    if rows.empty:
+        raise ValueError("metric vs complexity figure: no test rows with a complexity and a value")
+    colours = resolve_palette(rows["arch"].unique(), palette)
+    directions = facet_values(rows, "direction")
+    fig, axes = new_figure(
+        1, len(directions), panel_width=panel_width, panel_height=panel_height, dpi=dpi, sharey=True
+    )
+    for ax, direction in zip(axes[0], directions, strict=True):
+        panel = facet_rows(rows, "direction", direction)
+        sns.scatterplot(
+            data=panel,
+            x="complexity",
+            y=metric,
+            hue="arch",
+            palette=colours,
+            s=10,
+            alpha=0.5,
+            linewidth=0,
+            legend=False,
+            ax=ax,
+        )
+        for arch, points in panel.groupby("arch"):
+            if points["complexity"].nunique() >= 2:
+                sns.regplot(
+                    data=points,
+                    x="complexity",
+                    y=metric,
+                    scatter=False,
+                    ci=None,
+                    truncate=True,
+                    color=colours[arch],
+                    line_kws={"linewidth": 1.5},
+                    ax=ax,
+                )
+        ax.set(
+            title=_direction_title(direction), xlabel=COMPLEXITY_LABEL, ylabel=metric_label(metric)
+        )
+        _bounded_ylim(ax, metric)
+    add_arch_legend(fig, colours, rows["arch"].unique())
+    save_figure(fig, path)
