@@ -13,6 +13,18 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    study="texture|perturbation|context",
+    direction="background|foreground",
+    alpha=r"[0-9.]+",
+    arch="[a-z_]+",
+    patch=r"full|\d+",
+    seed=r"\d+",
+    severity=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
@@ -22,6 +34,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/report/index.html",
-    default_target: True

@@ -97,7 +97,8 @@ def concat_tables(
             columns = list(frame.columns)
         elif set(frame.columns) != set(columns):
             raise ValueError(
-                f"{path}: columns {sorted(frame.columns)} differ from {paths[0]}'s {sorted(columns)}"
+                f"{path}: columns {sorted(frame.columns)} differ from "
+                f"{paths[0]}'s {sorted(columns)}"
             )
         frames.append(frame[columns])
     return pd.concat(frames, ignore_index=True)
@@ -192,10 +193,10 @@ def level_table(
     """The papers' table: mean ``metric`` per (dataset, arch) and named level.
 
     Returns columns dataset, arch, Hardest, Harder, Unperturbed, Easier, Easiest; one row per
-    (dataset, arch), sorted. Rows whose `level` is not one of `LEVEL_ORDER` (perturbations without a named level) are left
-    out; clean rows count as 'Unperturbed'. Every level is a column, in the order Hardest, Harder,
-    Unperturbed, Easier, Easiest, NaN where the table has no rows of that level, so the table keeps
-    the papers' shape whatever perturbations a config runs.
+    (dataset, arch), sorted. Rows whose `level` is not one of `LEVEL_ORDER` (perturbations
+    without a named level) are left out; clean rows count as 'Unperturbed'. Every level is a
+    column, in the order Hardest, Harder, Unperturbed, Easier, Easiest, NaN where the table has no
+    rows of that level, so the table keeps the papers' shape whatever perturbations a config runs.
     """
     require_columns(per_image, ["dataset", "arch", metric], "level_table")
     rows = with_named_levels(select_split(per_image, split))

@@ -2,18 +2,18 @@
 
 
 rule aggregate_study:
-    output:
-        per_image="results/{study}/per_image.csv",
-        fnr="results/{study}/fnr.csv",
-        train_logs="results/{study}/train_logs.csv",
-        patches="results/{study}/patches.csv",
-        summary="results/{study}/summary.csv",
     input:
         per_image=lambda w: study_outputs(w.study, "per_image.csv"),
         fnr=lambda w: study_outputs(w.study, "fnr.csv"),
         train_logs=lambda w: study_outputs(w.study, "train_log.csv"),
         patches=lambda w: study_outputs(w.study, "patches.csv"),
         code=code("aggregate.py"),
+    output:
+        per_image="results/{study}/per_image.csv",
+        fnr="results/{study}/fnr.csv",
+        train_logs="results/{study}/train_logs.csv",
+        patches="results/{study}/patches.csv",
+        summary="results/{study}/summary.csv",
     log:
         "logs/{study}/aggregate.log",
     conda:

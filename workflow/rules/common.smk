@@ -38,24 +38,20 @@ def regex_of(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
-wildcard_constraints:
-    study="texture|perturbation|context",
-    direction="background|foreground",
-    alpha=r"[0-9.]+",
-    arch="[a-z_]+",
-    patch=r"full|\d+",
-    seed=r"\d+",
-    severity=r"\d+",
-
-
 def code(*modules):
-    """Library files a rule depends on: declared as inputs so a code change re-runs the rule
+    """Library files a job depends on: declared as inputs so a code change re-runs the job
     (Snakemake's code trigger only watches the script file itself)."""
     return [str(REPO / "src" / "segrobust" / m) for m in modules]
 
 
 def run_of(wildcards):
-    return Run(wildcards.study, wildcards.dataset, wildcards.arch, wildcards.patch, int(wildcards.seed))
+    return Run(
+        wildcards.study,
+        wildcards.dataset,
+        wildcards.arch,
+        wildcards.patch,
+        int(wildcards.seed),
+    )
 
 
 def get_conditions(wildcards):
@@ -74,5 +70,87 @@ def get_train_spec(wildcards):
 
 def study_outputs(study, filename):
     """``filename`` of every model run of ``study``."""
-    stage = "models" if filename in ("model.pt", "train_log.csv", "patches.csv") else "metrics"
+    stage = (
+        "models"
+        if filename in ("model.pt", "train_log.csv", "patches.csv")
+        else "metrics"
+    )
     return [f"results/{study}/{stage}/{run.path}/{filename}" for run in RUNS[study]]
+
+
+# --- real datasets (rules in datasets.smk) ---
+from segrobust.data.sources import SOURCES, download_settings, downloadable_sources
+
+
+def real_datasets():
+    """The config's datasets whose source is a registered real-data source."""
+    return {
+        name: entry
+        for name, entry in (config.get("datasets") or {}).items()
+        if isinstance(entry, dict) and entry.get("source") in SOURCES
+    }
+
+
+def get_download_settings(source_name):
+    """The source's URL and checksum with the overrides of the datasets using it."""
+    return download_settings(source_name, real_datasets())
+
+
+def get_raw_input(wildcards):
+    """The downloaded archive of a dataset's source, or the directory of an msd_import."""
+    entry = config["datasets"][wildcards.name]
+    source = SOURCES.get(entry["source"])
+    if not source.downloadable:
+        return entry["path"]
+    return f"resources/downloads/{source.name}/{source.filename}"
+
+
+def get_dataset_entry(wildcards):
+    """The dataset's config entry, with the top-level split unless the entry overrides it
+    (plain values: their repr drives the params rerun trigger)."""
+    split = dict(config["split"])
+    defaults = {
+        "calibration_fraction": split.pop("calibration_fraction"),
+        "split": split,
+    }
+    return {**defaults, **config["datasets"][wildcards.name]}
+
+
+# --- report (rules in report.smk) ---
+# the registered figures of segrobust.report.figures.FIGURES, per study (a test keeps them equal)
+FIGURES = {
+    "texture": ["texture_in_domain", "texture_heatmap", "texture_complexity"],
+    "perturbation": [
+        "perturbation_dice",
+        "perturbation_hd95",
+        "perturbation_complexity_levels",
+    ],
+    "context": ["context_patch_size", "context_test_fbr", "context_training_fbr"],
+}
+ANALYSIS_FIGURES = ["cd_diagram", "coverage"]
+# written by segrobust.analysis.run.run_analysis (its OUTPUTS); a test keeps the two in step
+ANALYSIS_TABLES = [
+    "robustness",
+    "corruption_errors",
+    "texture_trends",
+    "pairwise_wilcoxon",
+    "friedman",
+    "rankings",
+    "bootstrap_ci",
+    "conformal_fnr",
+    "coverage",
+    "per_image_with_bounds",
+    "recipe",
+    "context_out_of_range",
+    "context_fbr_bins",
+]
+
+
+def report_figures():
+    """Every figure the report shows, for the enabled studies."""
+    figures = [f"results/report/figures/{n}.png" for s in STUDIES for n in FIGURES[s]]
+    return figures + [f"results/analysis/{n}.png" for n in ANALYSIS_FIGURES]
+
+
+def study_of(figure):
+    return next(study for study, names in FIGURES.items() if figure in names)

@@ -2,25 +2,23 @@
 
 
 rule generate_texture_dataset:
-    output:
-        directory("resources/datasets/texture-{direction}-{alpha}"),
     input:
         code("data/textures.py", "data/shapes.py", "complexity.py", "io.py"),
+    output:
+        directory("resources/datasets/texture-{direction}-{alpha}"),
+    log:
+        "logs/data/texture-{direction}-{alpha}.log",
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: config["threads"]["data"]
     params:
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
         split=config["split"],
-    log:
-        "logs/data/texture-{direction}-{alpha}.log",
-    threads: config["threads"]["data"]
-    conda:
-        "../../envs/segrobust.yaml"
     script:
         "../scripts/generate_texture_dataset.py"
 
 
 rule generate_synthetic_dataset:
-    output:
-        directory("resources/datasets/{name}"),
     input:
         code(
             "data/textures.py",
@@ -30,23 +28,23 @@ rule generate_synthetic_dataset:
             "complexity.py",
             "io.py",
         ),
+    output:
+        directory("resources/datasets/{name}"),
+    log:
+        "logs/data/{name}.log",
+    wildcard_constraints:
+        name=regex_of(synthetic_dataset_names(config)),
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: config["threads"]["data"]
     params:
         spec=lambda w: config["datasets"][w.name],
         split=config["split"],
-    wildcard_constraints:
-        name=regex_of(synthetic_dataset_names(config)),
-    log:
-        "logs/data/{name}.log",
-    threads: config["threads"]["data"]
-    conda:
-        "../../envs/segrobust.yaml"
     script:
         "../scripts/generate_synthetic_dataset.py"
 
 
 rule perturb_test_split:
-    output:
-        directory("results/perturbation/conditions/{dataset}/{perturbation}"),
     input:
         dataset="resources/datasets/{dataset}",
         code=code(
@@ -68,13 +66,15 @@ rule perturb_test_split:
             "complexity.py",
             "io.py",
         ),
+    output:
+        directory("results/perturbation/conditions/{dataset}/{perturbation}"),
+    log:
+        "logs/perturbation/conditions/{dataset}/{perturbation}.log",
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: config["threads"]["data"]
     params:
         severities=config["studies"]["perturbation"]["severities"],
         seed=config["studies"]["perturbation"]["perturbation_seed"],
-    log:
-        "logs/perturbation/conditions/{dataset}/{perturbation}.log",
-    threads: config["threads"]["data"]
-    conda:
-        "../../envs/segrobust.yaml"
     script:
         "../scripts/perturb_test_split.py"

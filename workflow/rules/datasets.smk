@@ -5,39 +5,6 @@
 # SOURCES are matched here, so the synthetic dataset rules (texture-..., spheres) are left alone.
 # Parse time stays light: segrobust.data.sources imports nothing heavy.
 
-from segrobust.data.sources import SOURCES, download_settings, downloadable_sources
-
-
-def real_datasets():
-    """The config's datasets whose source is a registered real-data source."""
-    return {
-        name: entry
-        for name, entry in (config.get("datasets") or {}).items()
-        if isinstance(entry, dict) and entry.get("source") in SOURCES
-    }
-
-
-def get_download_settings(source_name):
-    """The source's URL and checksum with the overrides of the datasets using it."""
-    return download_settings(source_name, real_datasets())
-
-
-def get_raw_input(wildcards):
-    """The downloaded archive of a dataset's source, or the directory of an msd_import."""
-    entry = config["datasets"][wildcards.name]
-    source = SOURCES.get(entry["source"])
-    if not source.downloadable:
-        return entry["path"]
-    return f"resources/downloads/{source.name}/{source.filename}"
-
-
-def get_dataset_entry(wildcards):
-    """The dataset's config entry, with the top-level split unless the entry overrides it
-    (plain values: their repr drives the params rerun trigger)."""
-    split = dict(config["split"])
-    defaults = {"calibration_fraction": split.pop("calibration_fraction"), "split": split}
-    return {**defaults, **config["datasets"][wildcards.name]}
-
 
 rule download_source:
     output:
@@ -48,11 +15,11 @@ rule download_source:
         source=regex_of(downloadable_sources()),
         filename=regex_of(SOURCES.get(n).filename for n in downloadable_sources()),
     retries: 2
+    conda:
+        "../../envs/segrobust.yaml"
     threads: 1
     params:
         settings=lambda wildcards: get_download_settings(wildcards.source),
-    conda:
-        "../../envs/segrobust.yaml"
     script:
         "../scripts/download_source.py"
 
@@ -75,10 +42,10 @@ rule prepare_dataset:
         "logs/prepare_dataset/{name}.log",
     wildcard_constraints:
         name=regex_of(real_datasets()),
+    conda:
+        "../../envs/segrobust.yaml"
     threads: 1
     params:
         entry=get_dataset_entry,
-    conda:
-        "../../envs/segrobust.yaml"
     script:
         "../scripts/prepare_dataset.py"

@@ -2,6 +2,17 @@
 
 
 rule evaluate_model:
+    input:
+        model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
+        conditions=get_condition_inputs,
+        code=code(
+            "evaluate.py",
+            "infer.py",
+            "metrics.py",
+            "models.py",
+            "modelfile.py",
+            "io.py",
+        ),
     output:
         per_image="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/per_image.csv",
         fnr="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/fnr.csv",
@@ -9,10 +20,15 @@ rule evaluate_model:
         predictions=directory(
             "results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/predictions"
         ),
-    input:
-        model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
-        conditions=get_condition_inputs,
-        code=code("evaluate.py", "infer.py", "metrics.py", "models.py", "modelfile.py", "io.py"),
+    log:
+        "logs/{study}/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.log",
+    benchmark:
+        "results/{study}/benchmarks/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: config["threads"]["evaluate"]
+    resources:
+        gpu=1,
     params:
         conditions=get_conditions,
         inference=lambda w: (
@@ -20,14 +36,5 @@ rule evaluate_model:
         ),
         nsd_tolerance=config["evaluation"]["nsd_tolerance"],
         device=config["device"],
-    log:
-        "logs/{study}/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.log",
-    benchmark:
-        "results/{study}/benchmarks/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
-    threads: config["threads"]["evaluate"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/segrobust.yaml"
     script:
         "../scripts/evaluate_model.py"

@@ -2,26 +2,26 @@
 
 
 rule train_model:
+    input:
+        dataset="resources/datasets/{dataset}",
+        code=code("train.py", "models.py", "device.py", "modelfile.py", "io.py"),
     output:
         model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
         train_log="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/train_log.csv",
         patches="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/patches.csv",
-    input:
-        dataset="resources/datasets/{dataset}",
-        code=code("train.py", "models.py", "device.py", "modelfile.py", "io.py"),
+    log:
+        "logs/{study}/train/{dataset}/{arch}/p{patch}/seed{seed}.log",
+    benchmark:
+        "results/{study}/benchmarks/train/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: config["threads"]["train"]
+    resources:
+        gpu=1,
     params:
         spec=get_train_spec,
         device=config["device"],
         # outside the outputs, so Snakemake's cleanup of a killed job keeps it for resuming
         checkpoint="results/.checkpoints/{study}/{dataset}/{arch}/p{patch}/seed{seed}/last.pt",
-    log:
-        "logs/{study}/train/{dataset}/{arch}/p{patch}/seed{seed}.log",
-    benchmark:
-        "results/{study}/benchmarks/train/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
-    threads: config["threads"]["train"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/segrobust.yaml"
     script:
         "../scripts/train_model.py"

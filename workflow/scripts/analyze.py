@@ -1,5 +1,7 @@
 """Rule analyze: robustness, statistics, conformal bounds and the recipe over every study."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from segrobust.analysis.run import run_analysis
@@ -17,7 +19,7 @@ def main(snakemake):
             tables["fnr"],
             tables["patches"],
             snakemake.params.settings,
-            snakemake.params.out_dir,
+            Path(snakemake.output.notes).parent,
         )
         log(f"wrote {len(written)} analysis outputs")
 

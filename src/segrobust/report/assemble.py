@@ -13,7 +13,8 @@ STUDY_TEXT = {
         "Skip connections vs task complexity. Synthetic images blend a foreground and a background "
         "texture with factor alpha (high alpha = textures alike = hard). Every architecture is "
         "trained at each alpha and tested at every alpha of the same blend direction. Complexity "
-        "is the KL divergence (bits) of foreground vs background uniform-LBP histograms (P=24, R=3)."
+        "is the KL divergence (bits) of foreground vs background uniform-LBP histograms "
+        "(P=24, R=3)."
     ),
     "perturbation": (
         "Models trained on clean images, tested on perturbed copies of their test images at five "

@@ -99,7 +99,7 @@ def rows_of_test_split(df: pd.DataFrame, columns: Sequence[str], what: str) -> p
 
 
 def facet_values(df: pd.DataFrame, column: str) -> list[Any]:
-    """Sorted distinct non-missing values of ``column``; ``[None]`` (one facet) if there are none."""
+    """Sorted distinct non-missing values of ``column``; ``[None]`` (one facet) if none."""
     if column not in df.columns:
         return [None]
     values = sorted(df[column].dropna().unique())
