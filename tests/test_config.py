@@ -137,3 +137,12 @@ def test_patch_unetr_cannot_take_is_rejected():
 def test_shipped_configs_are_valid():
     for path in ("config/config.yaml", "config/paper.yaml", "tests/configs/tiny.yaml"):
         filled(yaml.safe_load((REPO / path).read_text()))
+
+
+def test_canonical_config_ignores_key_order():
+    from segrobust.config import canonical
+
+    a = {"b": {"y": 1, "x": [{"q": 1, "p": 2}]}, "a": 0}
+    b = {"a": 0, "b": {"x": [{"p": 2, "q": 1}], "y": 1}}
+    assert repr(canonical(a)) == repr(canonical(b))
+    assert canonical({"l": [3, 1, 2]}) == {"l": [3, 1, 2]}  # lists keep their order

@@ -2,69 +2,40 @@
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from archives import make_busi_zip, make_msd_tar, serve, write_msd_dir
+from workflow_helpers import copy_workflow
 
 from segrobust.io import SPLITS, load_split
-
-REPO = Path(__file__).resolve().parents[1]
-RULES = REPO / "workflow" / "rules" / "datasets.smk"
 
 pytestmark = pytest.mark.workflow
 
 
-def write_snakefile(workdir: Path, datasets: dict, targets: list[str]) -> Path:
-    snakefile = workdir / "Snakefile"
-    snakefile.write_text(
-        textwrap.dedent(
-            f"""
-            config["datasets"] = {datasets!r}
-
-            include: {str(RULES)!r}
-
-            rule all:
-                input:
-                    {", ".join(repr(t) for t in targets)},
-
-            # Stands for the integrator's synthetic-data rules: must not clash with ours.
-            rule make_texture:
-                output:
-                    directory("resources/datasets/texture-a-0.1"),
-                shell:
-                    "mkdir -p {{output}}"
-            """
-        )
-    )
-    return snakefile
+def write_config(workdir: Path, datasets: dict) -> Path:
+    """A copy of the project's workflow in ``workdir`` with a config that defines ``datasets``
+    and runs no study (only the dataset rules are exercised)."""
+    copy_workflow(workdir)
+    config = {
+        "studies": {s: {"enabled": False} for s in ("texture", "perturbation", "context")},
+        "datasets": datasets,
+    }
+    path = workdir / "datasets.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
+    """``snakemake ARGS`` with the test config (named last: --configfile takes several values)."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "1",
-            "-d",
-            str(workdir),
-            "-s",
-            str(workdir / "Snakefile"),
-            *args,
-        ],
+        [sys.executable, "-m", "snakemake", *args, "--cores", "1", "--configfile", "datasets.yaml"],
+        cwd=workdir,
         capture_output=True,
         text=True,
-        env=env,
         timeout=300,
     )
 
@@ -102,11 +73,10 @@ def test_download_and_prepare_through_snakemake(tmp_path):
                 "variant": "3d",
                 "spacing": [1.6, 1.6, 5.0],
             },
-            "texture-a-0.1": {"source": "textures"},  # not a real source: not ours
         }
         targets = [f"resources/datasets/{n}" for n in datasets]
-        write_snakefile(work, datasets, targets)
-        result = run_snakemake(work)
+        write_config(work, datasets)
+        result = run_snakemake(work, *targets)
     assert result.returncode == 0, result.stderr[-4000:]
     assert sorted(r["path"] for r in requests) == ["/Dataset_BUSI.zip", "/Task09_Spleen.tar"]
     assert (
@@ -121,7 +91,7 @@ def test_download_and_prepare_through_snakemake(tmp_path):
     assert (work / "logs/download_source/busi/Dataset_BUSI.zip.log").is_file()
 
     # Nothing is redone on a second run.
-    again = run_snakemake(work, "--dry-run")
+    again = run_snakemake(work, "--dry-run", *targets)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -130,8 +100,8 @@ def test_conflicting_overrides_for_one_download_are_named(tmp_path):
         "a": {"source": "glas", "url": "http://127.0.0.1:9/a.zip"},
         "b": {"source": "glas", "url": "http://127.0.0.1:9/b.zip", "image_size": 64},
     }
-    write_snakefile(tmp_path, datasets, ["resources/datasets/a", "resources/datasets/b"])
-    result = run_snakemake(tmp_path, "--dry-run")
+    write_config(tmp_path, datasets)
+    result = run_snakemake(tmp_path, "--dry-run", "resources/datasets/a", "resources/datasets/b")
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "datasets.b.url" in output and "datasets.a.url" in output and "conflicts" in output

@@ -290,4 +290,4 @@ def test_failed_save_leaves_nothing(tmp_path):
     with pytest.raises(OSError):
         save_figure(fig, blocker / "x.png")
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
-    assert not plt.get_fignums()  # closed even on failure
+    assert fig.number not in plt.get_fignums()  # closed even on failure

@@ -28,7 +28,7 @@ def test_analysis_rule_declares_every_analysis_output():
 
     from segrobust.analysis.run import OUTPUTS
 
-    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/report.smk").read_text()
+    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/common.smk").read_text()
     block = rules[rules.index("ANALYSIS_TABLES = [") :]
     tables = re.findall(r'"([a-z_]+)",', block[: block.index("]")])
     declared = {f"{t}.csv" for t in tables} | {
@@ -54,3 +54,19 @@ def test_architecture_names_match_registry_and_schema():
 
     assert list(ARCHITECTURE_NAMES) == ARCHITECTURES.names()
     assert sorted(SCHEMA["definitions"]["arch"]["enum"]) == ARCHITECTURES.names()
+
+
+def test_report_figures_match_figure_registry():
+    """Every registered figure is drawn by the pipeline, under its study."""
+    import re
+
+    from segrobust.report.figures import FIGURES
+
+    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/common.smk").read_text()
+    block = rules[rules.index("FIGURES = {") :]
+    block = block[: block.index("}")]
+    declared = {}
+    for study, names in re.findall(r'"([a-z]+)": \[([^\]]*)\]', block):
+        for name in re.findall(r'"([a-z0-9_]+)"', names):
+            declared[name] = study
+    assert declared == {name: FIGURES.get(name).study for name in FIGURES.names()}

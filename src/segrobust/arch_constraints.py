@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from segrobust.registry import UnknownNameError
+
 #: The registered architectures (``segrobust.models.ARCHITECTURES``; a test keeps them equal).
 ARCHITECTURE_NAMES = (
     "attention_unet", "noskip_unet", "noskip_vnet", "swin_unetr", "unet", "unetpp", "unetr", "vnet",
@@ -33,7 +35,8 @@ def as_size(size, spatial_dims: int) -> tuple[int, ...]:
 def required_divisor(name: str, spatial_dims: int, **kwargs: Any) -> int:
     """The number every input edge of ``name`` must be a multiple of."""
     if name not in ARCHITECTURE_NAMES:
-        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHITECTURE_NAMES)}")
+        allowed = ", ".join(ARCHITECTURE_NAMES)
+        raise UnknownNameError(f"unknown architecture {name!r}; allowed: {allowed}")
     if name in ("unet", "noskip_unet", "attention_unet"):
         return 2 ** (len(kwargs.get("channels", DEFAULT_UNET_CHANNELS)) - 1)
     if name in ("vnet", "noskip_vnet"):

@@ -141,3 +141,17 @@ def check_patch_sizes(config: Mapping[str, Any]) -> None:
                     f"config key studies.context.patch_sizes[{i}]: patch size {patch} cannot be "
                     f"used with architecture {arch!r}: {problem}"
                 )
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively (lists keep their order).
+
+    Snakemake's params rerun trigger compares the repr of each param, and a dict's repr follows
+    its insertion order: without this, reordering the keys of a config file would re-run every
+    job although no value changed.
+    """
+    if isinstance(value, Mapping):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value

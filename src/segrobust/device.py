@@ -1,4 +1,4 @@
-"""Where networks run and in which precision, and how runs are seeded."""
+"""Where training and inference run: device choice, mixed precision, seeding."""
 
 from __future__ import annotations
 
@@ -6,35 +6,38 @@ import random
 
 import numpy as np
 import torch
+from monai.utils import set_determinism
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICE_SPECS = ("auto", "cpu", "cuda")
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is an error."""
-    if spec not in DEVICES:
-        raise ValueError(
-            f"config key device: {spec!r} is not allowed; allowed: {', '.join(DEVICES)}"
-        )
+    """``auto`` -> CUDA when available else CPU; ``cpu``; ``cuda`` (error if none is present)."""
+    if spec not in DEVICE_SPECS:
+        raise ValueError(f"device {spec!r} not understood; allowed: {', '.join(DEVICE_SPECS)}")
     if spec == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            "config key device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
+            "device 'cuda' requested but torch sees no CUDA GPU; use 'auto' or 'cpu'"
         )
-    if spec == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
 
 
 def amp_settings(device: torch.device) -> tuple[bool, torch.dtype | None]:
-    """Mixed precision on CUDA only: bf16 where the GPU supports it, else fp16 (which needs a
-    gradient scaler). Off on the CPU, where autocast would only slow small convolutions down."""
+    """Mixed precision for ``device``: ``(enabled, dtype)``.
+
+    bf16 where the GPU supports it (no loss scaling needed), else fp16 (which needs a
+    ``torch.amp.GradScaler``); disabled on CPU, where it brings no speed for these convolutions.
+    """
     if device.type != "cuda":
         return False, None
     return True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) for a reproducible run."""
+    """Seed python, numpy, torch (CPU and CUDA) and MONAI's transforms."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    set_determinism(seed=seed)

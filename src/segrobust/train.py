@@ -1,225 +1,244 @@
-"""Training of one model run (contract 3): best-validation-Dice weights, per-epoch log, every
-sampled patch's foreground ratio, and an epoch checkpoint to resume a killed job from.
+"""Train one model run (contract 3): ``model.pt``, ``train_log.csv``, ``patches.csv``.
 
-The datasets of the studies are small (tens to hundreds of images or volumes), so a run holds its
-training and validation cases in memory as stacked tensors, on the training device: batches are
-index slices, and the data path adds almost nothing to the compute (see
-``benchmarks/train_throughput.py``). Patch training draws random crops with MONAI's
-``RandCropByPosNegLabel`` each epoch.
+The datasets of the studies are small (hundreds of 2D images, tens of small volumes), so both
+splits are held in memory as tensors: no per-step file reads or DataLoader workers, and the
+training loop only slices pre-stacked tensors (see ``benchmarks/train_throughput.py``).
 
-Determinism: every random draw (batch order, crop positions, weight init) comes from generators
-seeded by the run's seed and saved in the checkpoint, so a run killed after epoch k and resumed
-ends with the same weights and metrics on the CPU as an uninterrupted one.
+Patch training samples patches with MONAI ``RandCropByPosNegLabel`` at the configured pos/neg
+ratio; the foreground ratio of every sampled patch is recorded. Validation Dice (whole-image
+forward in 2D, sliding windows for patch training, as ``segrobust.infer`` predicts) selects the
+best weights.
+
+A run is resumable: after every epoch a checkpoint with the model, optimizer, scaler, best
+state, log rows and every random state (python, numpy, torch, the sampler's generator and the
+cropper's) is written atomically; a re-run resumes from it and ends with the same weights and
+metrics as an uninterrupted run on CPU. It is deleted once ``model.pt`` is written.
 """
 
 from __future__ import annotations
 
-import csv
+import copy
 import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from monai.losses import DiceCELoss, DiceLoss
 from monai.transforms import RandCropByPosNegLabel
 
 from segrobust.device import amp_settings, seed_everything
 from segrobust.infer import predict_probabilities
-from segrobust.io import load_split
+from segrobust.io import Case, load_split
 from segrobust.metrics import dice
 from segrobust.modelfile import save_model_file
-from segrobust.models import build_model
+from segrobust.models import build_model, check_input_size
 
-LOG_COLUMNS = [
+LOSSES = ("dice", "dice_ce")
+LOG_COLUMNS = (
     "epoch", "loss", "val_dice", "seconds", "fg_ratio_mean", "fg_ratio_min", "fg_ratio_max",
     "lr", "device", "amp",
-]  # fmt: skip
-PATCH_COLUMNS = ["epoch", "batch", "index", "fg_ratio"]
-LOSSES = {"dice": DiceLoss, "dice_ce": DiceCELoss}
+)  # fmt: skip
+PATCH_COLUMNS = ("epoch", "batch", "index", "fg_ratio")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSettings:
-    """Training settings of a study (config ``studies.<study>.train`` plus the patch size)."""
+    """Training hyper-parameters (the config's ``train`` section of a study).
 
-    epochs: int = 10
+    Attributes:
+        epochs: number of passes over the training split.
+        batch_size: images or patches per optimisation step.
+        lr: Adam learning rate (constant).
+        loss: ``dice`` (MONAI DiceLoss on sigmoid) or ``dice_ce`` (DiceCELoss, BCE term).
+        patch_size: patch edge(s) for patch training; None trains on whole (2D) images.
+        samples_per_volume: patches drawn per training volume per epoch.
+        pos_neg_ratio: (pos, neg) weights of patch centres on foreground vs background;
+            (1, 0) gives only patches containing foreground.
+        val_interval: validate every this many epochs (and after the last).
+        sw_overlap: sliding-window overlap for patch-trained validation.
+        sw_mode: how overlapping windows are blended (``gaussian`` or ``constant``).
+        sw_batch_size: windows per forward pass in sliding-window validation.
+    """
+
+    epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-3
     loss: str = "dice"
-    val_interval: int = 1
-    patch_size: Sequence[int] | None = None  # None: whole images
+    patch_size: tuple[int, ...] | None = None
     samples_per_volume: int = 4
-    pos_neg_ratio: Sequence[float] = (1.0, 1.0)
+    pos_neg_ratio: tuple[float, float] = (1.0, 1.0)
+    val_interval: int = 1
     sw_overlap: float = 0.25
     sw_mode: str = "gaussian"
     sw_batch_size: int = 4
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(
-                f"train.loss: {self.loss!r} is not allowed; allowed: {', '.join(LOSSES)}"
-            )
-        if self.epochs < 1 or self.batch_size < 1 or self.val_interval < 1:
-            raise ValueError("train.epochs, train.batch_size and train.val_interval must be >= 1")
+            raise ValueError(f"train.loss {self.loss!r} not allowed; allowed: {', '.join(LOSSES)}")
+        for key in ("epochs", "batch_size", "samples_per_volume", "val_interval", "sw_batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)!r}")
+        pos, neg = self.pos_neg_ratio
+        if pos < 0 or neg < 0 or pos + neg == 0:
+            raise ValueError(f"train.pos_neg_ratio must be two non-negative numbers, not both 0; "
+                             f"got {self.pos_neg_ratio!r}")  # fmt: skip
 
 
-def stack_cases(cases: Sequence[Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels of equally shaped cases as (N, 1, ...) float tensors on ``device``."""
+def _stack(cases: Sequence[Case], what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of equally sized cases as (N, 1, *spatial) float tensors."""
     shapes = {c.image.shape for c in cases}
     if len(shapes) != 1:
-        raise ValueError(
-            f"whole-image training needs equally sized images, found shapes {sorted(shapes)}; "
-            "set a patch size or resize the dataset"
-        )
-    images = torch.from_numpy(np.stack([c.image for c in cases])[:, None]).float()
-    labels = torch.from_numpy(np.stack([c.label for c in cases])[:, None]).float()
-    return to_device(images, device), to_device(labels, device)
-
-
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy to ``device``; on CUDA through pinned memory without blocking."""
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
-def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Shuffled index batches over ``n`` items (the last one may be smaller)."""
-    order = torch.randperm(n, generator=generator)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+        raise ValueError(f"{what}: whole-image training needs equally sized images, got {shapes}")
+    images = torch.from_numpy(np.stack([c.image for c in cases])[:, None].astype(np.float32))
+    labels = torch.from_numpy(np.stack([c.label for c in cases])[:, None].astype(np.float32))
+    return images, labels
 
 
 class PatchSampler:
-    """Random training patches of 3D volumes, centred on foreground or background voxels at the
-    configured ratio (MONAI ``RandCropByPosNegLabel``), with a restorable random state."""
+    """Draws each epoch's training patches with MONAI ``RandCropByPosNegLabel``.
 
-    def __init__(self, cases: Sequence[Any], settings: TrainSettings, seed: int) -> None:
+    Its random state (the cropper's numpy RandomState and the volume order) is part of the
+    checkpoint, so a resumed run draws the same patches as an uninterrupted one.
+    """
+
+    def __init__(self, cases: Sequence[Case], settings: TrainSettings, seed: int) -> None:
         self.cases = cases
         pos, neg = settings.pos_neg_ratio
         self.crop = RandCropByPosNegLabel(
-            spatial_size=tuple(settings.patch_size),
-            pos=pos,
-            neg=neg,
-            num_samples=settings.samples_per_volume,
-            allow_smaller=False,
-        )
-        self.crop.set_random_state(seed)
+            spatial_size=settings.patch_size, pos=pos, neg=neg,
+            num_samples=settings.samples_per_volume, allow_smaller=False,
+        )  # fmt: skip
+        self.crop.set_random_state(seed=seed)
 
-    def epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One epoch's patches: (N * samples_per_volume, 1, *patch) images and labels."""
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All patches of one epoch, as (N, 1, *patch) images and labels."""
         images, labels = [], []
         for case in self.cases:
-            image, label = case.image[None], case.label[None]
-            self.crop.randomize(label=label)
-            images += [np.asarray(p) for p in self.crop(image, label=label, randomize=False)]
-            labels += [np.asarray(p) for p in self.crop(label, label=label, randomize=False)]
-        return torch.from_numpy(np.stack(images)).float(), torch.from_numpy(
-            np.stack(labels)
-        ).float()
+            img, lab = case.image[None], case.label[None]
+            # one call per volume: the same centres for image and label
+            self.crop.randomize(label=lab, image=img)
+            for crop in self.crop(lab, label=lab, image=img, randomize=False):
+                labels.append(torch.as_tensor(np.asarray(crop), dtype=torch.float32))
+            for crop in self.crop(img, label=lab, image=img, randomize=False):
+                images.append(torch.as_tensor(np.asarray(crop), dtype=torch.float32))
+        return torch.stack(images), torch.stack(labels)
 
     def state(self) -> Any:
         return self.crop.R.get_state()
 
-    def restore(self, state: Any) -> None:
+    def load_state(self, state: Any) -> None:
         self.crop.R.set_state(state)
 
 
-class Stepper:
-    """One optimisation step with optional autocast and gradient scaling (fp16 on CUDA)."""
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scaler: torch.amp.GradScaler,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> float:
+    """One pass over ``images[order]`` in batches; returns the mean batch loss.
 
-    def __init__(self, model: torch.nn.Module, lr: float, loss: str, device: torch.device) -> None:
-        self.model = model
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        self.loss_fn = LOSSES[loss](sigmoid=True)
-        self.amp, self.amp_dtype = amp_settings(device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.device = device
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp else nullcontext()
-        with autocast:
-            out = self.model(x)
-            if isinstance(out, (list, tuple)):  # UNet++ returns a list of heads
-                out = out[0]
-            loss = self.loss_fn(out.float(), y)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return loss.detach()
+    ``images``/``labels`` are pre-stacked (pinned on CUDA); each step is one slice, one
+    non-blocking copy and the optimisation step, so the data path adds next to nothing.
+    """
+    model.train()
+    total = torch.zeros((), device=device)
+    n_batches = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x = images[idx].to(device, non_blocking=True)
+        y = labels[idx].to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.detach().float()
+        n_batches += 1
+    return float(total) / n_batches
 
 
 def validation_dice(
-    model: torch.nn.Module, cases: Sequence[Any], settings: TrainSettings, device: torch.device
+    model: torch.nn.Module,
+    cases: Sequence[Case],
+    settings: TrainSettings,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
 ) -> float:
-    """Mean Dice at threshold 0.5 over the validation cases, predicted as at test time (sliding
-    windows at the patch size for patch training)."""
+    """Mean Dice over the validation cases at threshold 0.5 (both empty counts as 1), predicted
+    exactly as evaluation predicts (``segrobust.infer``: sliding windows for patch training)."""
     model.eval()
     scores = [
         dice(
             predict_probabilities(
-                model, case.image, patch_size=settings.patch_size, overlap=settings.sw_overlap,
-                mode=settings.sw_mode, sw_batch_size=settings.sw_batch_size, device=device,
-                amp=device.type == "cuda",
-            ) >= 0.5,
+                model,
+                case.image,
+                patch_size=settings.patch_size,
+                overlap=settings.sw_overlap,
+                mode=settings.sw_mode,
+                sw_batch_size=settings.sw_batch_size,
+                device=device,
+                amp=amp_dtype is not None,
+            )
+            >= 0.5,
             case.label.astype(bool),
         )
         for case in cases
-    ]  # fmt: skip
-    model.train()
+    ]
     return float(np.mean(scores))
 
 
-def _rng_state(generator: torch.Generator, sampler: PatchSampler | None) -> dict:
+def _rng_state(generator: torch.Generator, sampler: PatchSampler | None) -> dict[str, Any]:
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "batches": generator.get_state(),
-        "patches": sampler.state() if sampler else None,
+        "order": generator.get_state(),
+        "sampler": sampler.state() if sampler is not None else None,
     }
 
 
-def _restore_rng(state: dict, generator: torch.Generator, sampler: PatchSampler | None) -> None:
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator, sampler) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["batches"])
+    generator.set_state(state["order"])
     if sampler is not None:
-        sampler.restore(state["patches"])
+        sampler.load_state(state["sampler"])
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _write_csv_atomic(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    _atomic(path, lambda tmp: pd.DataFrame(rows, columns=list(columns)).to_csv(tmp, index=False))
 
 
 def train_run(
@@ -227,7 +246,7 @@ def train_run(
     *,
     arch: str,
     spatial_dims: int,
-    model_kwargs: dict,
+    model_kwargs: dict[str, Any],
     settings: TrainSettings,
     seed: int,
     device: torch.device,
@@ -235,87 +254,120 @@ def train_run(
     out_log: str | os.PathLike,
     out_patches: str | os.PathLike,
     checkpoint_path: str | os.PathLike,
-    log: Callable[[str], Any] = print,
-) -> None:
-    """Train ``arch`` on a dataset's training split, select on its validation split, write the
-    run's three outputs; resume from ``checkpoint_path`` if a killed run left one."""
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``arch`` on ``dataset_dir`` and write the three outputs of contract 3.
+
+    Resumes from ``checkpoint_path`` when it exists; deletes it after ``model.pt`` is written.
+    Returns ``{"best_epoch", "best_val_dice"}``.
+    """
     checkpoint_path = Path(checkpoint_path)
+    seed_everything(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick fast kernels
+        torch.backends.cudnn.deterministic = False
+    amp_enabled, amp_dtype = amp_settings(device)
+    amp_name = str(amp_dtype).removeprefix("torch.") if amp_enabled else "off"
+
     train_cases = load_split(dataset_dir, "training")
     val_cases = load_split(dataset_dir, "validation")
     if not train_cases or not val_cases:
         raise ValueError(f"{dataset_dir}: training and validation splits must not be empty")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    if settings.patch_size is None:
+        if spatial_dims != 2:
+            raise ValueError("train.patch_size is required for 3D training (None = whole 2D image)")
+        images, labels = _stack(train_cases, f"{dataset_dir} training")
+        input_size = tuple(images.shape[2:])
+        sampler = None
+        if device.type == "cuda":  # page-locked so batch copies can be non-blocking
+            images, labels = images.pin_memory(), labels.pin_memory()
+    else:
+        input_size = tuple(int(s) for s in settings.patch_size)
+        sampler = PatchSampler(train_cases, settings, seed)
+    why = check_input_size(arch, spatial_dims, input_size, **model_kwargs)
+    if why:
+        raise ValueError(f"{arch} cannot train on inputs of size {list(input_size)}: {why}")
 
-    seed_everything(seed)
-    img_size = settings.patch_size or train_cases[0].image.shape
-    model = build_model(arch, spatial_dims, img_size=list(img_size), **model_kwargs).to(device)
-    stepper = Stepper(model, settings.lr, settings.loss, device)
+    model = build_model(arch, spatial_dims, img_size=input_size, **model_kwargs).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    if settings.loss == "dice":
+        loss_fn = DiceLoss(sigmoid=True)
+    else:
+        loss_fn = DiceCELoss(sigmoid=True)
     generator = torch.Generator().manual_seed(seed)
-    sampler = PatchSampler(train_cases, settings, seed) if settings.patch_size else None
-    if sampler is None:
-        images, labels = stack_cases(train_cases, device)
-        whole_fg = labels.flatten(1).mean(1).cpu()
 
-    start_epoch, best = 1, {"val_dice": -1.0, "epoch": 0, "state": None}
-    log_rows: list[list[Any]] = []
-    patch_rows: list[list[Any]] = []
+    start_epoch, best = 1, {"dice": -1.0, "epoch": 0, "state": None}
+    log_rows: list[dict[str, Any]] = []
+    patch_rows: list[dict[str, Any]] = []
+    # A checkpoint of other settings (a config edit since the kill) must not be resumed.
+    run_key = repr((arch, spatial_dims, model_kwargs, asdict(settings), seed))
+    ckpt = None
     if checkpoint_path.exists():
         ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if ckpt.get("run_key") != run_key:
+            log(f"ignoring {checkpoint_path}: it was written by a run with other settings")
+            ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        stepper.optimizer.load_state_dict(ckpt["optimizer"])
-        stepper.scaler.load_state_dict(ckpt["scaler"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
         best, log_rows, patch_rows = ckpt["best"], ckpt["log_rows"], ckpt["patch_rows"]
-        _restore_rng(ckpt["rng"], generator, sampler)
+        _set_rng_state(ckpt["rng"], generator, sampler)
         start_epoch = ckpt["epoch"] + 1
         log(f"resuming from {checkpoint_path} after epoch {ckpt['epoch']}")
 
-    model.train()
     for epoch in range(start_epoch, settings.epochs + 1):
-        tic = time.perf_counter()
+        t0 = time.perf_counter()
         if sampler is not None:
-            patch_images, patch_labels = sampler.epoch()
-            images, labels = to_device(patch_images, device), to_device(patch_labels, device)
-            fg = patch_labels.flatten(1).mean(1)
-        else:
-            fg = whole_fg
-        total, steps = torch.zeros((), device=device), 0
-        for b, index in enumerate(batches(len(images), settings.batch_size, generator)):
-            total += stepper(images[index], labels[index])
-            steps += 1
-            patch_rows += [[epoch, b, int(i), float(fg[i])] for i in index]
-        val = (
-            validation_dice(model, val_cases, settings, device)
-            if epoch % settings.val_interval == 0 or epoch == settings.epochs
-            else float("nan")
-        )
-        if val > best["val_dice"]:
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = {"val_dice": val, "epoch": epoch, "state": state}
-        seconds = time.perf_counter() - tic
-        loss = float(total) / steps
-        log_rows.append([
-            epoch, loss, val, seconds, float(fg.mean()), float(fg.min()), float(fg.max()),
-            settings.lr, device.type, stepper.amp_dtype is not None,
-        ])  # fmt: skip
-        log(f"epoch {epoch}/{settings.epochs} loss {loss:.4f} val_dice {val:.4f} ({seconds:.1f} s)")
-        _atomic_torch_save(
-            {
-                "epoch": epoch, "model": model.state_dict(),
-                "optimizer": stepper.optimizer.state_dict(), "scaler": stepper.scaler.state_dict(),
-                "best": best, "log_rows": log_rows, "patch_rows": patch_rows,
-                "rng": _rng_state(generator, sampler),
-            },
-            checkpoint_path,
+            images, labels = sampler.sample()
+            if device.type == "cuda":  # fresh patches each epoch; whole images were pinned once
+                images, labels = images.pin_memory(), labels.pin_memory()
+        fg = labels.flatten(1).mean(1)
+        order = torch.randperm(len(images), generator=generator)
+        loss = train_epoch(
+            model, optimizer, loss_fn, scaler, images, labels, order, settings.batch_size,
+            device, amp_dtype,
         )  # fmt: skip
+        fg_epoch = fg[order]
+        patch_rows.extend(
+            {"epoch": epoch, "batch": i // settings.batch_size, "index": i % settings.batch_size,
+             "fg_ratio": float(r)}
+            for i, r in enumerate(fg_epoch.tolist())
+        )  # fmt: skip
+        val = float("nan")
+        if epoch % settings.val_interval == 0 or epoch == settings.epochs:
+            val = validation_dice(model, val_cases, settings, device, amp_dtype)
+            if val > best["dice"]:
+                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best = {"dice": val, "epoch": epoch, "state": state}
+        row = {
+            "epoch": epoch, "loss": loss, "val_dice": val, "seconds": time.perf_counter() - t0,
+            "fg_ratio_mean": float(fg.mean()), "fg_ratio_min": float(fg.min()),
+            "fg_ratio_max": float(fg.max()), "lr": settings.lr, "device": str(device),
+            "amp": amp_name,
+        }  # fmt: skip
+        log_rows.append(row)
+        log(
+            f"epoch {epoch}/{settings.epochs} loss {loss:.4f} val_dice {val:.4f} "
+            f"fg {row['fg_ratio_mean']:.3f} {row['seconds']:.1f}s on {device} (amp {amp_name})"
+        )
+        ckpt = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "log_rows": log_rows,
+            "patch_rows": patch_rows, "rng": _rng_state(generator, sampler),
+            "run_key": run_key,
+        }  # fmt: skip
+        _atomic(checkpoint_path, lambda tmp, c=ckpt: torch.save(c, tmp))
 
-    model.load_state_dict(best["state"])
-    _write_csv_atomic(Path(out_log), LOG_COLUMNS, log_rows)
-    _write_csv_atomic(Path(out_patches), PATCH_COLUMNS, patch_rows)
+    final = copy.deepcopy(model).cpu()
+    final.load_state_dict(best["state"])
+    _write_csv(Path(out_log), log_rows, LOG_COLUMNS)
+    _write_csv(Path(out_patches), patch_rows, PATCH_COLUMNS)
     save_model_file(
-        out_model, model, arch=arch, spatial_dims=spatial_dims, model_kwargs=model_kwargs,
-        img_size=list(img_size), patch_size=settings.patch_size, best_epoch=best["epoch"],
-        best_val_dice=best["val_dice"], device=device.type, amp=stepper.amp_dtype is not None,
+        out_model, final, arch=arch, spatial_dims=spatial_dims, model_kwargs=model_kwargs,
+        img_size=input_size, patch_size=settings.patch_size, best_epoch=best["epoch"],
+        best_val_dice=best["dice"], device=str(device), amp=amp_name,
     )  # fmt: skip
     checkpoint_path.unlink(missing_ok=True)
-    log(f"best validation Dice {best['val_dice']:.4f} at epoch {best['epoch']}")
+    return {"best_epoch": best["epoch"], "best_val_dice": best["dice"]}

@@ -16,6 +16,8 @@ rule aggregate_study:
         summary="results/{study}/summary.csv",
     log:
         "logs/{study}/aggregate.log",
+    wildcard_constraints:
+        study="texture|perturbation|context",
     conda:
         "../../envs/segrobust.yaml"
     script:

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from segrobust.config import check_against_schema, check_consistency
+from segrobust.config import canonical, check_against_schema, check_consistency
 from segrobust.runs import (
     Run,
     dataset_dir,
@@ -28,6 +28,10 @@ REPO = Path(workflow.basedir)
 check_against_schema(config, yaml.safe_load(open(SCHEMA)))
 validate(config, SCHEMA)
 check_consistency(config)
+# key order must not matter to the params rerun trigger
+_canonical = canonical(config)
+config.clear()
+config.update(_canonical)
 
 STUDIES = enabled_studies(config)
 RUNS = {study: study_runs(config, study) for study in STUDIES}

@@ -9,9 +9,10 @@ def main(snakemake):
     with job(snakemake, uses_torch=True) as log:
         spec = snakemake.params.spec
         inference = spec["inference"] or {}
+        train = dict(spec["train"], pos_neg_ratio=tuple(spec["train"]["pos_neg_ratio"]))
         settings = TrainSettings(
-            **spec["train"],
-            patch_size=spec["patch_size"],
+            **train,
+            patch_size=tuple(spec["patch_size"]) if spec["patch_size"] else None,
             sw_overlap=inference.get("overlap", 0.25),
             sw_mode=inference.get("mode", "gaussian"),
             sw_batch_size=inference.get("sw_batch_size", 4),
