@@ -195,8 +195,8 @@ def level_table(
     Returns columns dataset, arch, Hardest, Harder, Unperturbed, Easier, Easiest; one row per
     (dataset, arch), sorted. Rows whose `level` is not one of `LEVEL_ORDER` (perturbations
     without a named level) are left out; clean rows count as 'Unperturbed'. Every level is a
-    column, in the order Hardest, Harder, Unperturbed, Easier, Easiest, NaN where the table has no
-    rows of that level, so the table keeps the papers' shape whatever perturbations a config runs.
+    column (NaN where the table has no rows of that level), so the table keeps the papers' shape
+    whatever perturbations a config runs.
     """
     require_columns(per_image, ["dataset", "arch", metric], "level_table")
     rows = with_named_levels(select_split(per_image, split))

@@ -70,10 +70,11 @@ rule build_report:
     input:
         figures=report_figures(),
         summaries=[f"results/{s}/summary.csv" for s in STUDIES],
+        per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         analysis=rules.analyze.output.tables,
         recipe_text=rules.analyze.output.recipe_text,
         notes=rules.analyze.output.notes,
-        code=code("report/html.py"),
+        code=code("report/html.py", "report/assemble.py", "aggregate.py"),
     output:
         "results/report/index.html",
     log:

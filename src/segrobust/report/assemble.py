@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
+from segrobust.aggregate import level_table
 from segrobust.report.figures import FIGURES
 from segrobust.report.html import Section
 
@@ -93,8 +96,7 @@ def pipeline_sections(
             title=f"{study.capitalize()} study",
             text=[STUDY_TEXT[study]],
             figures=figures,
-            tables=[(results_dir / study / "summary.csv",
-                     "Summary: mean, sd and n of each metric over images and seeds")],
+            tables=_study_tables(study, results_dir),
         ))  # fmt: skip
     recipe = (analysis_dir / "recipe.md").read_text()
     notes = (analysis_dir / "notes.md").read_text()
@@ -118,3 +120,19 @@ def pipeline_sections(
         tables=[(analysis_dir / name, caption) for name, caption in ANALYSIS_TABLES],
     ))  # fmt: skip
     return sections
+
+
+def _study_tables(study: str, results_dir: Path) -> list:
+    tables = [(results_dir / study / "summary.csv",
+               "Summary: mean, sd and n of each metric over images and seeds")]  # fmt: skip
+    if study == "perturbation":
+        levels = level_table(pd.read_csv(results_dir / study / "per_image.csv"))
+        tables.insert(
+            0,
+            (
+                levels,
+                "Mean Dice per dataset, architecture and the papers' levels "
+                "(Hardest, Harder: speckle; Easier, Easiest: background blur)",
+            ),
+        )
+    return tables

@@ -39,7 +39,7 @@ from segrobust.report.plotting import (
 
 PATCH_AXIS_LABEL = "Training and inference patch edge (voxels)"
 TRAINING_RANGE_COLOUR = "0.85"
-TRAINING_FG_RATIO_LABEL = "Training-patch foreground ratio (foreground / all voxels)"
+TRAINING_FG_RATIO_LABEL = "Training-patch foreground\nratio (fg / all voxels)"
 
 
 def _with_patch_text(df: pd.DataFrame) -> pd.DataFrame:

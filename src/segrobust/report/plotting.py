@@ -60,7 +60,7 @@ METRIC_LABELS: dict[str, str] = {
 }
 """Axis labels with units for the metric columns of contract 4."""
 
-COMPLEXITY_LABEL = "LBP complexity (KL divergence, bits)"
+COMPLEXITY_LABEL = "LBP complexity\n(KL divergence, bits)"
 FG_RATIO_LABEL = "Foreground ratio (foreground / all voxels)"
 
 BOOTSTRAP_SEED = 0
