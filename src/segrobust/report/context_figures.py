@@ -27,6 +27,7 @@ from segrobust.report.plotting import (
     add_arch_legend,
     facet_rows,
     facet_values,
+    mean_ci_lines,
     metric_label,
     new_figure,
     patch_label,
@@ -163,19 +164,7 @@ def plot_metric_vs_test_fbr(
     for ax, patch in zip(axes[0], order, strict=True):
         low, high = ranges.loc[patch, ["low", "high"]]
         ax.axvspan(low, high, color=TRAINING_RANGE_COLOUR, zorder=0)
-        sns.lineplot(
-            data=rows[rows["patch"] == patch],
-            x="fbr_bin",
-            y=metric,
-            hue="arch",
-            palette=colours,
-            errorbar=("ci", 95),
-            err_style="bars",
-            seed=BOOTSTRAP_SEED,
-            marker="o",
-            legend=False,
-            ax=ax,
-        )
+        mean_ci_lines(ax, rows[rows["patch"] == patch], "fbr_bin", metric, colours)
         ax.set(title=patch_label(patch), xlabel=FG_RATIO_LABEL, ylabel=metric_label(metric))
     low, high = percentiles
     band = Patch(color=TRAINING_RANGE_COLOUR, label=f"training patches\n(pct {low:g}-{high:g})")

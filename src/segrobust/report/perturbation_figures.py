@@ -14,7 +14,6 @@ import seaborn as sns
 
 from segrobust.aggregate import LEVEL_ORDER, with_named_levels
 from segrobust.report.plotting import (
-    BOOTSTRAP_SEED,
     COMPLEXITY_LABEL,
     DPI,
     PANEL_HEIGHT,
@@ -22,6 +21,7 @@ from segrobust.report.plotting import (
     add_arch_legend,
     facet_rows,
     facet_values,
+    mean_ci_lines,
     metric_label,
     new_figure,
     resolve_palette,
@@ -93,19 +93,7 @@ def plot_perturbation_severity(
             panel = facet_rows(curves, "dataset", dataset)
             panel = panel[panel["perturbation"] == perturbation]
             if not panel.empty:
-                sns.lineplot(
-                    data=panel,
-                    x="severity",
-                    y=metric,
-                    hue="arch",
-                    palette=colours,
-                    errorbar=("ci", 95),
-                    err_style="bars",
-                    seed=BOOTSTRAP_SEED,
-                    marker="o",
-                    legend=False,
-                    ax=ax,
-                )
+                mean_ci_lines(ax, panel, "severity", metric, colours)
             title = perturbation if dataset is None else f"{dataset}: {perturbation}"
             ax.set(title=title, xlabel="Severity (0 = clean)", ylabel=metric_label(metric))
             ax.set_xticks(severities)

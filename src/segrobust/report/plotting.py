@@ -216,3 +216,23 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
             raise
     finally:
         plt.close(fig)
+
+
+def mean_ci_lines(
+    ax: plt.Axes, rows: pd.DataFrame, x: str, metric: str, colours: Mapping[str, str]
+) -> None:
+    """One line per architecture: mean ``metric`` per ``x`` with 95% bootstrap CI bars (fixed
+    seed, so figures are identical run to run); the legend is drawn once per figure elsewhere."""
+    sns.lineplot(
+        data=rows,
+        x=x,
+        y=metric,
+        hue="arch",
+        palette=colours,
+        errorbar=("ci", 95),
+        err_style="bars",
+        seed=BOOTSTRAP_SEED,
+        marker="o",
+        legend=False,
+        ax=ax,
+    )

@@ -16,7 +16,6 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
 from segrobust.report.plotting import (
-    BOOTSTRAP_SEED,
     COMPLEXITY_LABEL,
     DPI,
     PANEL_HEIGHT,
@@ -24,6 +23,7 @@ from segrobust.report.plotting import (
     add_arch_legend,
     facet_rows,
     facet_values,
+    mean_ci_lines,
     metric_label,
     new_figure,
     resolve_palette,
@@ -80,19 +80,7 @@ def plot_texture_in_domain(
         1, len(directions), panel_width=panel_width, panel_height=panel_height, dpi=dpi, sharey=True
     )
     for ax, direction in zip(axes[0], directions, strict=True):
-        sns.lineplot(
-            data=facet_rows(rows, "direction", direction),
-            x="test_alpha",
-            y=metric,
-            hue="arch",
-            palette=colours,
-            errorbar=("ci", 95),
-            err_style="bars",
-            seed=BOOTSTRAP_SEED,
-            marker="o",
-            legend=False,
-            ax=ax,
-        )
+        mean_ci_lines(ax, facet_rows(rows, "direction", direction), "test_alpha", metric, colours)
         ax.set(title=_direction_title(direction), xlabel=ALPHA_LABEL, ylabel=metric_label(metric))
         _bounded_ylim(ax, metric)
     add_arch_legend(fig, colours, rows["arch"].unique())
