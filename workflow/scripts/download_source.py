@@ -3,28 +3,21 @@
 import logging
 
 from segrobust.data.download import fetch
+from segrobust.jobs import job
 
 
 def main(snakemake):
-    logging.basicConfig(
-        filename=snakemake.log[0],
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    log = logging.getLogger("download_source")
-    settings = snakemake.params.settings
-    try:
+    # job() routes Python logging into the rule's log and records a failure's traceback there
+    with job(snakemake):
+        settings = snakemake.params.settings
         fetch(
             settings["url"],
             snakemake.output[0],
             checksum=settings["checksum"],
             algorithm=settings["algorithm"],
             expected_size=settings["expected_size"],
-            log=log,
+            log=logging.getLogger("download_source"),
         )
-    except Exception:
-        log.exception("download of %s failed", settings["url"])
-        raise
 
 
 if __name__ == "__main__":

@@ -1,28 +1,21 @@
-"""Snakemake script of rule prepare_dataset: one configured real dataset into the contract."""
+"""Snakemake script of rule prepare_dataset: a configured real dataset into the contract."""
 
 import logging
 
 from segrobust.data.prepare import prepare_dataset
+from segrobust.jobs import job
 
 
 def main(snakemake):
-    logging.basicConfig(
-        filename=snakemake.log[0],
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    log = logging.getLogger("prepare_dataset")
-    try:
+    # job() routes Python logging into the rule's log and records a failure's traceback there
+    with job(snakemake):
         prepare_dataset(
             snakemake.wildcards.name,
             snakemake.params.entry,
             snakemake.input.raw,
             snakemake.output[0],
-            log=log,
+            log=logging.getLogger("prepare_dataset"),
         )
-    except Exception:
-        log.exception("preparation of %s failed", snakemake.wildcards.name)
-        raise
 
 
 if __name__ == "__main__":
