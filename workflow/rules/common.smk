@@ -1,4 +1,4 @@
-# Config validation, wildcard constraints and input functions shared by every rule.
+# Config validation and the input functions and constants shared by the rules.
 
 import re
 from pathlib import Path
@@ -9,17 +9,13 @@ from snakemake.utils import validate
 from segrobust.config import canonical, check_against_schema, check_consistency
 from segrobust.runs import (
     Run,
-    dataset_dir,
     enabled_studies,
-    perturbation_condition_dir,
     study_runs,
     synthetic_dataset_names,
     evaluation_conditions,
     texture_dataset_spec,
-    texture_grid,
     train_spec,
 )
-from segrobust.naming import texture_dataset_name
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 REPO = Path(workflow.basedir)
