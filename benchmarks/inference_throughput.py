@@ -1,10 +1,11 @@
 """Overhead of segrobust's inference and metric wrappers over the MONAI calls they wrap.
 
-(a) Sliding-window inference throughput (voxels/s) of ``segrobust.infer.predict_probabilities``
-    (numpy in, sigmoid probabilities out) as a ratio to a bare ``monai.inferers.
-    sliding_window_inference`` call on a ready tensor with the same settings, same network, same
-    volumes. A ratio near 1 means the wrapper adds nothing measurable.
-(b) Per-case HD95 time of ``segrobust.metrics.hd95`` as a ratio to MONAI's
+(a) Sliding-window inference throughput (voxels/s) of
+    ``segrobust.evaluation.infer.predict_probabilities`` (numpy in, sigmoid probabilities out)
+    as a ratio to a bare ``monai.inferers.sliding_window_inference`` call on a ready tensor
+    with the same settings, same network, same volumes. A ratio near 1 means the wrapper adds
+    nothing measurable.
+(b) Per-case HD95 time of ``segrobust.evaluation.metrics.hd95`` as a ratio to MONAI's
     ``HausdorffDistanceMetric(percentile=95)`` on the same 96^3 case; the full
     ``segmentation_metrics`` (Dice, HD95, NSD, ASSD, volume) time is printed beside it.
 
@@ -25,9 +26,9 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.metrics import HausdorffDistanceMetric
 
-from segrobust.infer import predict_probabilities
-from segrobust.metrics import hd95, segmentation_metrics
-from segrobust.models import build_model
+from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.metrics import hd95, segmentation_metrics
+from segrobust.networks import build_model
 
 VOLUME_SIZES = (64, 80, 96)
 PATCH, OVERLAP, MODE, SW_BATCH = 48, 0.25, "gaussian", 4

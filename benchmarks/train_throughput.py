@@ -15,8 +15,8 @@ import time
 import torch
 from monai.losses import DiceLoss
 
-from segrobust.models import build_model
-from segrobust.train import train_epoch
+from segrobust.networks import build_model
+from segrobust.training.train import train_epoch
 
 
 def tight_loop(model, optimizer, loss_fn, images, labels, batch_size) -> None:

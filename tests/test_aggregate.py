@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from segrobust.aggregate import LEVEL_ORDER, concat_tables, level_table, summarise
+from segrobust.analysis.aggregate import LEVEL_ORDER, concat_tables, level_table, summarise
 
 METRIC_VALUES = {"hd95": 1.0, "nsd": 1.0, "assd": 1.0, "volume_diff": 0.0}
 

@@ -1,11 +1,11 @@
-"""Tests of segrobust.complexity against hand-computed values."""
+"""Tests of segrobust.data.complexity against hand-computed values."""
 
 import math
 
 import numpy as np
 import pytest
 
-from segrobust.complexity import (
+from segrobust.data.complexity import (
     kl_divergence_bits,
     lbp_codes,
     lbp_complexity,

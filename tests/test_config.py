@@ -6,7 +6,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from segrobust.config import ConfigError, check_against_schema, check_consistency
+from segrobust.spec.config import ConfigError, check_against_schema, check_consistency
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -140,7 +140,7 @@ def test_shipped_configs_are_valid():
 
 
 def test_canonical_config_ignores_key_order():
-    from segrobust.config import canonical
+    from segrobust.spec.config import canonical
 
     a = {"b": {"y": 1, "x": [{"q": 1, "p": 2}]}, "a": 0}
     b = {"a": 0, "b": {"x": [{"p": 2, "q": 1}], "y": 1}}

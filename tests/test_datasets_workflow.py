@@ -11,7 +11,7 @@ import yaml
 from archives import make_busi_zip, make_msd_tar, serve, write_msd_dir
 from workflow_helpers import copy_workflow
 
-from segrobust.io import SPLITS, load_split
+from segrobust.data.dataset import SPLITS, load_split
 
 pytestmark = pytest.mark.workflow
 

@@ -12,17 +12,17 @@ import pandas as pd
 import pytest
 import torch
 
-from segrobust.evaluate import (
+from segrobust.data.dataset import DataError, DatasetWriter
+from segrobust.evaluation.evaluate import (
     FNR_COLUMNS,
     PER_IMAGE_COLUMNS,
     TestCondition,
     evaluate_run,
 )
-from segrobust.infer import predict_probabilities
-from segrobust.io import DataError, DatasetWriter
-from segrobust.metrics import FNR_THRESHOLDS, segmentation_metrics, soft_quality
-from segrobust.modelfile import load_model_file, save_model_file
-from segrobust.models import build_model
+from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.metrics import FNR_THRESHOLDS, segmentation_metrics, soft_quality
+from segrobust.networks import build_model
+from segrobust.training.modelfile import load_model_file, save_model_file
 
 torch.set_num_threads(1)
 

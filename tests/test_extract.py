@@ -6,8 +6,8 @@ import tarfile
 import pytest
 from archives import make_busi_zip, make_malicious_tar, make_malicious_zip, make_msd_tar
 
+from segrobust.data.dataset import DataError
 from segrobust.data.extract import UnsafeArchiveError, safe_extract
-from segrobust.io import DataError
 
 
 def _leftovers(parent):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from segrobust.infer import predict_probabilities, save_prediction
-from segrobust.models import build_model
+from segrobust.evaluation.infer import predict_probabilities, save_prediction
+from segrobust.networks import build_model
 
 torch.set_num_threads(1)
 

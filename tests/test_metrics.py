@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from segrobust.metrics import (
+from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
     fnr_curve,
     foreground_ratio,

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from segrobust.models import ARCHITECTURES, build_model, check_input_size
+from segrobust.networks import ARCHITECTURES, build_model, check_input_size
 from segrobust.registry import UnknownNameError
 
 torch.set_num_threads(1)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from archives import msd_volumes, write_msd_dir
 
+from segrobust.data.dataset import SPLITS, DataError, load_split
 from segrobust.data.prepare import prepare_dataset
-from segrobust.io import SPLITS, DataError, load_split
 
 LABELS = {"0": "background", "1": "kidney", "2": "tumour"}
 

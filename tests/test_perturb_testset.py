@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from segrobust.complexity import lbp_complexity
-from segrobust.io import DataError, DatasetWriter, load_split, read_datalist
+from segrobust.data.complexity import lbp_complexity
+from segrobust.data.dataset import DataError, DatasetWriter, load_split, read_datalist
 from segrobust.perturb import perturb_test_split
 from segrobust.registry import UnknownNameError
 

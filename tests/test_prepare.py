@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from archives import make_busi_zip, make_glas_zip, make_malicious_zip, make_msd_tar
 
+from segrobust.data.dataset import SPLITS, DataError, load_split, read_datalist
 from segrobust.data.download import ChecksumError
 from segrobust.data.extract import UnsafeArchiveError
 from segrobust.data.prepare import parse_entry, prepare_dataset
 from segrobust.data.sources import SOURCES
-from segrobust.io import SPLITS, DataError, load_split, read_datalist
 from segrobust.registry import UnknownNameError
 
 

@@ -49,8 +49,8 @@ def test_dataset_sources_match_registry():
 
 
 def test_architecture_names_match_registry_and_schema():
-    from segrobust.arch_constraints import ARCHITECTURE_NAMES
-    from segrobust.models import ARCHITECTURES
+    from segrobust.networks import ARCHITECTURES
+    from segrobust.spec.input_sizes import ARCHITECTURE_NAMES
 
     assert list(ARCHITECTURE_NAMES) == ARCHITECTURES.names()
     assert sorted(SCHEMA["definitions"]["arch"]["enum"]) == ARCHITECTURES.names()

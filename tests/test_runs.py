@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from segrobust.runs import Run, evaluation_conditions, study_runs, train_spec
+from segrobust.spec.runs import Run, evaluation_conditions, study_runs, train_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_study_seeds_override_global_seeds():
 
 
 def test_run_columns_round_trip_through_paths():
-    from segrobust.runs import run_columns_from_path
+    from segrobust.spec.runs import run_columns_from_path
 
     run = Run("context", "spheres", "unetr", "32", 3)
     cols = run_columns_from_path(f"{run.model_dir}/patches.csv")

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import segrobust
+from segrobust.data.dataset import load_split, read_datalist
 from segrobust.data.spheres import (
     expected_fg_ratio,
     generate_sphere_dataset,
     sphere_case,
     sphere_mask,
 )
-from segrobust.io import load_split, read_datalist
 
 SPLIT = {"train": 0.7, "validation": 0.1, "test": 0.2}
 

@@ -7,7 +7,7 @@ import pytest
 
 import segrobust
 import segrobust.data.textures as textures
-from segrobust.io import load_split, read_datalist
+from segrobust.data.dataset import load_split, read_datalist
 from segrobust.registry import UnknownNameError
 
 SPLIT = {"train": 0.7, "validation": 0.1, "test": 0.2}

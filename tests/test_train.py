@@ -15,11 +15,17 @@ import pandas as pd
 import pytest
 import torch
 
-from segrobust.device import amp_settings, resolve_device
-from segrobust.io import Case, DatasetWriter, load_split
-from segrobust.modelfile import load_model_file
+from segrobust.data.dataset import Case, DatasetWriter, load_split
 from segrobust.registry import UnknownNameError
-from segrobust.train import LOG_COLUMNS, PATCH_COLUMNS, PatchSampler, TrainSettings, train_run
+from segrobust.training.device import amp_settings, resolve_device
+from segrobust.training.modelfile import load_model_file
+from segrobust.training.train import (
+    LOG_COLUMNS,
+    PATCH_COLUMNS,
+    PatchSampler,
+    TrainSettings,
+    train_run,
+)
 
 torch.set_num_threads(1)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -149,7 +155,7 @@ RESUME_SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     torch.set_num_threads(1)
-    from segrobust.train import TrainSettings, train_run
+    from segrobust.training.train import TrainSettings, train_run
     data, out = sys.argv[1], sys.argv[2]
     train_run(data, arch="unet", spatial_dims=2, model_kwargs={"channels": (4, 8, 16)},
               settings=TrainSettings(epochs=5, batch_size=4, val_interval=2), seed=7,

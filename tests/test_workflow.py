@@ -84,7 +84,7 @@ def test_added_alpha_generates_one_dataset_and_its_runs(finished):
 
 
 def test_training_code_change_retrains(finished):
-    train_py = finished / "src/segrobust/train.py"
+    train_py = finished / "src/segrobust/training/train.py"
     original = train_py.read_text()
     train_py.write_text(original + "\n# an edit to the training code\n")
     try:

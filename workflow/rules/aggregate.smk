@@ -7,7 +7,7 @@ rule aggregate_study:
         fnr=lambda w: study_outputs(w.study, "fnr.csv"),
         train_logs=lambda w: study_outputs(w.study, "train_log.csv"),
         patches=lambda w: study_outputs(w.study, "patches.csv"),
-        code=code("aggregate.py"),
+        code=code_of("aggregate_study.py"),
     output:
         per_image="results/{study}/per_image.csv",
         fnr="results/{study}/fnr.csv",

@@ -6,8 +6,9 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from segrobust.config import canonical, check_against_schema, check_consistency
-from segrobust.runs import (
+from segrobust.spec.code_deps import library_files
+from segrobust.spec.config import canonical, check_against_schema, check_consistency
+from segrobust.spec.runs import (
     Run,
     enabled_studies,
     study_runs,
@@ -38,10 +39,11 @@ def regex_of(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
-def code(*modules):
-    """Library files a job depends on: declared as inputs so a code change re-runs the job
+def code_of(script):
+    """The library files ``workflow/scripts/<script>`` imports (derived from its imports,
+    transitively): declared as inputs so a library change re-runs exactly the jobs that use it
     (Snakemake's code trigger only watches the script file itself)."""
-    return [str(REPO / "src" / "segrobust" / m) for m in modules]
+    return library_files(REPO / "workflow" / "scripts" / script, REPO / "src")
 
 
 def run_of(wildcards):

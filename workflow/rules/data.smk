@@ -3,7 +3,7 @@
 
 rule generate_texture_dataset:
     input:
-        code("data/textures.py", "data/shapes.py", "complexity.py", "io.py"),
+        code=code_of("generate_texture_dataset.py"),
     output:
         directory("resources/datasets/texture-{direction}-{alpha}"),
     log:
@@ -20,14 +20,7 @@ rule generate_texture_dataset:
 
 rule generate_synthetic_dataset:
     input:
-        code(
-            "data/textures.py",
-            "data/shapes.py",
-            "data/spheres.py",
-            "data/synthetic.py",
-            "complexity.py",
-            "io.py",
-        ),
+        code=code_of("generate_synthetic_dataset.py"),
     output:
         directory("resources/datasets/{name}"),
     log:
@@ -47,25 +40,7 @@ rule generate_synthetic_dataset:
 rule perturb_test_split:
     input:
         dataset="resources/datasets/{dataset}",
-        code=code(
-            "perturb/__init__.py",
-            "perturb/base.py",
-            "perturb/catalog.py",
-            "perturb/seeding.py",
-            "perturb/testset.py",
-            "perturb/speckle.py",
-            "perturb/background_blur.py",
-            "perturb/gaussian_noise.py",
-            "perturb/rician_noise.py",
-            "perturb/bias_field.py",
-            "perturb/ghosting.py",
-            "perturb/motion.py",
-            "perturb/gamma.py",
-            "perturb/blur.py",
-            "perturb/resolution.py",
-            "complexity.py",
-            "io.py",
-        ),
+        code=code_of("perturb_test_split.py"),
     output:
         directory("results/perturbation/conditions/{dataset}/{perturbation}"),
     log:

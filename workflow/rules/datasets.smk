@@ -27,15 +27,7 @@ rule download_source:
 rule prepare_dataset:
     input:
         raw=get_raw_input,
-        code=code(
-            "data/sources.py",
-            "data/download.py",
-            "data/extract.py",
-            "data/prepare.py",
-            "data/msd.py",
-            "complexity.py",
-            "io.py",
-        ),
+        code=code_of("prepare_dataset.py"),
     output:
         directory("resources/datasets/{name}"),
     log:

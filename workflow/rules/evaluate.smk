@@ -5,14 +5,7 @@ rule evaluate_model:
     input:
         model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
         conditions=get_condition_inputs,
-        code=code(
-            "evaluate.py",
-            "infer.py",
-            "metrics.py",
-            "models.py",
-            "modelfile.py",
-            "io.py",
-        ),
+        code=code_of("evaluate_model.py"),
     output:
         per_image="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/per_image.csv",
         fnr="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/fnr.csv",

@@ -5,13 +5,7 @@ rule plot_study:
     input:
         per_image=lambda w: f"results/{study_of(w.figure)}/per_image.csv",
         patches=lambda w: f"results/{study_of(w.figure)}/patches.csv",
-        code=code(
-            "report/figures.py",
-            "report/plotting.py",
-            "report/texture_figures.py",
-            "report/perturbation_figures.py",
-            "report/context_figures.py",
-        ),
+        code=code_of("plot_study.py"),
     output:
         report(
             "results/report/figures/{figure}.png",
@@ -33,15 +27,7 @@ rule analyze:
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         fnr=[f"results/{s}/fnr.csv" for s in STUDIES],
         patches=[f"results/{s}/patches.csv" for s in STUDIES],
-        code=code(
-            "analysis/run.py",
-            "analysis/robustness.py",
-            "analysis/stats.py",
-            "analysis/conformal.py",
-            "analysis/recipe.py",
-            "analysis/context.py",
-            "analysis/plots.py",
-        ),
+        code=code_of("analyze.py"),
     output:
         tables=[f"results/analysis/{name}.csv" for name in ANALYSIS_TABLES],
         recipe_text="results/analysis/recipe.md",
@@ -74,7 +60,7 @@ rule build_report:
         analysis=rules.analyze.output.tables,
         recipe_text=rules.analyze.output.recipe_text,
         notes=rules.analyze.output.notes,
-        code=code("report/html.py", "report/assemble.py", "aggregate.py"),
+        code=code_of("build_report.py"),
     output:
         "results/report/index.html",
     log:

@@ -4,7 +4,7 @@
 rule train_model:
     input:
         dataset="resources/datasets/{dataset}",
-        code=code("train.py", "models.py", "device.py", "modelfile.py", "io.py"),
+        code=code_of("train_model.py"),
     output:
         model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
         train_log="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/train_log.csv",

@@ -1,8 +1,8 @@
 """Rule aggregate_study: every model run's tables -> the study's tidy tables and summary."""
 
-from segrobust.aggregate import concat_tables, summarise
+from segrobust.analysis.aggregate import concat_tables, summarise
 from segrobust.jobs import job
-from segrobust.runs import run_columns_from_path
+from segrobust.spec.runs import run_columns_from_path
 
 
 def main(snakemake):

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from segrobust.device import resolve_device
-from segrobust.evaluate import conditions_from_specs, evaluate_run
+from segrobust.evaluation.evaluate import conditions_from_specs, evaluate_run
 from segrobust.jobs import job
+from segrobust.training.device import resolve_device
 
 
 def main(snakemake):

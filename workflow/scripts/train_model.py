@@ -1,8 +1,8 @@
 """Rule train_model: one model run (study, dataset, arch, patch, seed) -> contract 3."""
 
-from segrobust.device import resolve_device
 from segrobust.jobs import job
-from segrobust.train import TrainSettings, train_run
+from segrobust.training.device import resolve_device
+from segrobust.training.train import TrainSettings, train_run
 
 
 def main(snakemake):

@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from segrobust.io import DataError
+from segrobust.data.dataset import DataError
 
 _LOG = logging.getLogger(__name__)
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")

@@ -21,6 +21,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from segrobust.data.dataset import DataError, DatasetWriter
 from segrobust.data.prepare import (
     PrepareOptions,
     assign_splits,
@@ -31,7 +32,6 @@ from segrobust.data.prepare import (
     safe_id,
     window_intensity,
 )
-from segrobust.io import DataError, DatasetWriter
 
 _LOG = logging.getLogger(__name__)
 

@@ -3,9 +3,10 @@
 The entry point :func:`prepare_dataset` takes one ``datasets:`` config entry, verifies the
 downloaded archive (also when it was placed by hand), extracts it safely into a temporary
 directory, and calls the source's preparation function, which writes the dataset atomically with
-:class:`segrobust.io.DatasetWriter`. Every case carries ``complexity`` (LBP KL divergence) and
-``fg_ratio``; splits come from :func:`segrobust.io.split_ids`, by patient where the source knows
-patients (all slices of one volume, all GlaS images of one patient, in one split).
+:class:`segrobust.data.dataset.DatasetWriter`. Every case carries ``complexity`` (LBP KL
+divergence) and ``fg_ratio``; splits come from :func:`segrobust.data.dataset.split_ids`, by
+patient where the source knows patients (all slices of one volume, all GlaS images of one
+patient, in one split).
 
 2D variants follow the papers: images resized to ``image_size`` (labels nearest-neighbour), the
 in-plane spacing after resizing written to the header. 3D variants (context study) are resampled
@@ -31,7 +32,8 @@ from skimage.color import rgb2gray
 from skimage.transform import resize
 
 import segrobust
-from segrobust.complexity import lbp_complexity
+from segrobust.data.complexity import lbp_complexity
+from segrobust.data.dataset import DataError, DatasetWriter, split_ids
 from segrobust.data.download import verify_file
 from segrobust.data.extract import safe_extract
 from segrobust.data.sources import (
@@ -41,7 +43,6 @@ from segrobust.data.sources import (
     Source,
     download_settings,
 )
-from segrobust.io import DataError, DatasetWriter, split_ids
 
 _LOG = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 import segrobust
-from segrobust.complexity import lbp_complexity
+from segrobust.data.complexity import lbp_complexity
+from segrobust.data.dataset import SPLITS, DatasetWriter, split_ids
 from segrobust.data.textures import check_split_sizes
-from segrobust.io import SPLITS, DatasetWriter, split_ids
 
 #: Splits whose spheres are drawn from ``train_radii``; the others use ``test_radii``.
 TRAINING_SPLITS = ("training", "validation")

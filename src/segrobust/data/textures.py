@@ -3,7 +3,7 @@
 Each image holds one random shape (``segrobust.data.shapes``) filled with a foreground texture on
 a background texture. The two are alpha-blended so that they grow alike as alpha rises: alpha near
 0 is an easy task, alpha near 1 a hard one. Task complexity per image is the LBP KL divergence of
-``segrobust.complexity``.
+``segrobust.data.complexity``.
 
 Texture sources (``TEXTURES``) are functions ``(size, rng) -> (size, size)`` float64 image in
 [0, 1]: random crops of texture photographs shipped with scikit-image (offline, no download) and a
@@ -24,9 +24,9 @@ from scipy import ndimage
 from skimage import color, data, transform
 
 import segrobust
-from segrobust.complexity import lbp_complexity
+from segrobust.data.complexity import lbp_complexity
+from segrobust.data.dataset import SPLITS, DatasetWriter, split_ids
 from segrobust.data.shapes import check_shape_arguments, random_shape_mask
-from segrobust.io import SPLITS, DatasetWriter, split_ids
 from segrobust.registry import Registry, UnknownNameError
 
 TextureSource = Callable[[int, np.random.Generator], np.ndarray]

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import segrobust
-from segrobust.complexity import lbp_complexity
-from segrobust.io import DatasetWriter, load_case, read_datalist
+from segrobust.data.complexity import lbp_complexity
+from segrobust.data.dataset import DatasetWriter, load_case, read_datalist
 from segrobust.perturb.base import Perturbation, check_severity
 from segrobust.perturb.catalog import PERTURBATIONS
 from segrobust.perturb.seeding import perturbation_rng
@@ -67,7 +67,7 @@ def perturb_test_split(
     Raises:
         segrobust.registry.UnknownNameError: unknown ``perturbation`` (lists the allowed ones).
         ValueError: a severity outside 1..5, none, or a repeated one.
-        segrobust.io.DataError: an unreadable or inconsistent source image / label.
+        segrobust.data.dataset.DataError: an unreadable or inconsistent source image / label.
     """
     spec = PERTURBATIONS.get(perturbation)
     severities = check_severities(perturbation, severities)

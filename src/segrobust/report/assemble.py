@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from segrobust.aggregate import level_table
+from segrobust.analysis.aggregate import level_table
 from segrobust.report.figures import FIGURES
 from segrobust.report.html import Section
 

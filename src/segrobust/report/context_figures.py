@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
-from segrobust.aggregate import require_columns
+from segrobust.analysis.aggregate import require_columns
 from segrobust.report.plotting import (
     BOOTSTRAP_SEED,
     DPI,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import pandas as pd
 import seaborn as sns
 
-from segrobust.aggregate import LEVEL_ORDER, with_named_levels
+from segrobust.analysis.aggregate import LEVEL_ORDER, with_named_levels
 from segrobust.report.plotting import (
     COMPLEXITY_LABEL,
     DPI,

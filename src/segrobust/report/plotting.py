@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from segrobust.aggregate import require_columns, select_split  # noqa: E402
+from segrobust.analysis.aggregate import require_columns, select_split  # noqa: E402
 
 PANEL_WIDTH = 3.2
 """Default width of one panel, inches."""

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from segrobust.infer import predict_probabilities, save_prediction
-from segrobust.io import load_split
-from segrobust.metrics import (
+from segrobust.data.dataset import load_split
+from segrobust.evaluation.infer import predict_probabilities, save_prediction
+from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
     METRIC_NAMES,
     fnr_curve,
@@ -34,7 +34,7 @@ from segrobust.metrics import (
     segmentation_metrics,
     soft_quality,
 )
-from segrobust.modelfile import load_model_file
+from segrobust.training.modelfile import load_model_file
 
 #: Columns that identify the model run; ``evaluate_run``'s ``run_info`` must give each.
 RUN_COLUMNS: tuple[str, ...] = ("study", "dataset", "arch", "seed", "patch")
@@ -178,8 +178,8 @@ def evaluate_run(
         log: receives one progress line per condition.
 
     Raises:
-        segrobust.io.DataError: naming the file, for an unreadable image, a non-binary label or an
-            image / label shape mismatch. Nothing is written then.
+        segrobust.data.dataset.DataError: naming the file, for an unreadable image, a non-binary
+            label or an image / label shape mismatch. Nothing is written then.
     """
     _check_inputs(conditions, run_info)
     model, model_info = load_model_file(model_path, device=device)
@@ -268,7 +268,7 @@ def evaluate_run(
 
 
 def conditions_from_specs(specs: Sequence[Mapping[str, Any]]) -> list[TestCondition]:
-    """Test conditions from the plain dicts the rules pass (``segrobust.runs``), with the
+    """Test conditions from the plain dicts the rules pass (``segrobust.spec.runs``), with the
     papers' named ``level`` added to perturbed conditions that have one."""
     from segrobust.perturb import paper_level
 

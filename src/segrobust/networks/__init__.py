@@ -31,14 +31,14 @@ from monai.networks.nets import UNETR, BasicUNetPlusPlus, SwinUNETR
 from monai.networks.nets.attentionunet import AttentionBlock
 from torch import nn
 
-from segrobust.arch_constraints import (  # noqa: F401 (check_input_size is part of the API)
+from segrobust.registry import Registry
+from segrobust.spec.input_sizes import (  # noqa: F401 (check_input_size is part of the API)
     DEFAULT_UNET_CHANNELS,
     DEFAULT_UNETPP_FEATURES,
     DEFAULT_VNET_CHANNELS,
     as_size,
     check_input_size,
 )
-from segrobust.registry import Registry
 
 ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture")
 

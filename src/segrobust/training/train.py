@@ -6,8 +6,8 @@ training loop only slices pre-stacked tensors (see ``benchmarks/train_throughput
 
 Patch training samples patches with MONAI ``RandCropByPosNegLabel`` at the configured pos/neg
 ratio; the foreground ratio of every sampled patch is recorded. Validation Dice (whole-image
-forward in 2D, sliding windows for patch training, as ``segrobust.infer`` predicts) selects the
-best weights.
+forward in 2D, sliding windows for patch training, as ``segrobust.evaluation.infer``
+predicts) selects the best weights.
 
 A run is resumable: after every epoch a checkpoint with the model, optimizer, scaler, best
 state, log rows and every random state (python, numpy, torch, the sampler's generator and the
@@ -33,12 +33,12 @@ import torch
 from monai.losses import DiceCELoss, DiceLoss
 from monai.transforms import RandCropByPosNegLabel
 
-from segrobust.device import amp_settings, seed_everything
-from segrobust.infer import predict_probabilities
-from segrobust.io import Case, load_split
-from segrobust.metrics import dice
-from segrobust.modelfile import save_model_file
-from segrobust.models import build_model, check_input_size
+from segrobust.data.dataset import Case, load_split
+from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.metrics import dice
+from segrobust.networks import build_model, check_input_size
+from segrobust.training.device import amp_settings, seed_everything
+from segrobust.training.modelfile import save_model_file
 
 LOSSES = ("dice", "dice_ce")
 LOG_COLUMNS = (
@@ -180,7 +180,8 @@ def validation_dice(
     amp_dtype: torch.dtype | None,
 ) -> float:
     """Mean Dice over the validation cases at threshold 0.5 (both empty counts as 1), predicted
-    exactly as evaluation predicts (``segrobust.infer``: sliding windows for patch training)."""
+    exactly as evaluation predicts (``segrobust.evaluation.infer``: sliding windows for patch
+    training)."""
     model.eval()
     scores = [
         dice(

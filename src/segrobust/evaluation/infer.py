@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from segrobust.io import write_nifti
+from segrobust.data.dataset import write_nifti
 
 #: Blending of overlapping windows: ``gaussian`` down-weights window borders, ``constant`` averages.
 BLEND_MODES = ("gaussian", "constant")

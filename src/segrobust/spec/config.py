@@ -122,7 +122,7 @@ def dataset_dims(spec: Mapping[str, Any]) -> int:
 
 def check_patch_sizes(config: Mapping[str, Any]) -> None:
     """Each context patch size must fit the synthetic volumes and suit each architecture."""
-    from segrobust.arch_constraints import check_input_size
+    from segrobust.spec.input_sizes import check_input_size
 
     study = config["studies"]["context"]
     for i, patch in enumerate(study["patch_sizes"]):

@@ -1,7 +1,7 @@
 """Which spatial input sizes each architecture can take, without importing torch.
 
 Config validation runs at Snakefile parse time (on every cluster job too), so it must not import
-torch or MONAI; these arithmetic rules mirror the networks built in ``segrobust.models`` (which
+torch or MONAI; these arithmetic rules mirror the networks built in ``segrobust.networks`` (which
 re-exports :func:`check_input_size`), and ``tests/test_models.py`` checks them against real
 forward passes.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from segrobust.registry import UnknownNameError
 
-#: The registered architectures (``segrobust.models.ARCHITECTURES``; a test keeps them equal).
+#: The registered architectures (``segrobust.networks.ARCHITECTURES``; a test keeps them equal).
 ARCHITECTURE_NAMES = (
     "attention_unet", "noskip_unet", "noskip_vnet", "swin_unetr", "unet", "unetpp", "unetr", "vnet",
 )  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from segrobust import __version__
-from segrobust.models import build_model
+from segrobust.networks import build_model
 
 
 def save_model_file(

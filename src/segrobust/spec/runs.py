@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from segrobust.naming import condition_name, texture_dataset_name
+from segrobust.contract import condition_name, texture_dataset_name
 
 STUDIES = ("texture", "perturbation", "context")
 DATASETS_DIR = "resources/datasets"
