@@ -40,7 +40,7 @@ def main() -> None:
     device = torch.device("cpu")
     images = torch.randn(args.images, 1, args.size, args.size)
     labels = (images > 0.5).float()
-    model = build_model("unet", 2, channels=(8, 16, 32, 64))
+    model = build_model("unet", 2, channels=(8, 16, 32, 64), norm="batch", dropout=0.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = DiceLoss(sigmoid=True)
     scaler = torch.amp.GradScaler("cpu", enabled=False)

@@ -8,7 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from segrobust.analysis.aggregate import LEVEL_ORDER, concat_tables, level_table, summarise
+from segrobust.analysis.aggregate import concat_tables, level_table, summarise
+from segrobust.contract import LEVEL_ORDER
 
 METRIC_VALUES = {"hd95": 1.0, "nsd": 1.0, "assd": 1.0, "volume_diff": 0.0}
 
@@ -61,13 +62,16 @@ def test_level_table_by_hand():
     assert vnet["Unperturbed"] == pytest.approx(0.8)
 
 
-def test_concat_tables_adds_run_columns_and_keeps_patch_text(tmp_path):
-    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    pd.DataFrame({"epoch": [0, 1], "fg_ratio": [0.1, 0.2]}).to_csv(a, index=False)
-    pd.DataFrame({"epoch": [0], "fg_ratio": [0.3]}).to_csv(b, index=False)
-    out = concat_tables([a, b], lambda p: {"patch": "full" if p.endswith("a.csv") else "32"})
-    assert out["patch"].tolist() == ["full", "full", "32"]
-    assert out["fg_ratio"].tolist() == [0.1, 0.2, 0.3]
+def test_concat_tables_keeps_identifiers_as_text(tmp_path):
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    pd.DataFrame({"patch": ["32", "64"], "image_id": ["001", "002"]}).to_csv(a, index=False)
+    pd.DataFrame({"patch": ["full"], "image_id": ["010"]}).to_csv(b, index=False)
+    pd.DataFrame({"patch": ["32"], "other": [1]}).to_csv(c, index=False)
+    out = concat_tables([a, b])
+    assert out["patch"].tolist() == ["32", "64", "full"]  # not 32.0, 64.0
+    assert out["image_id"].tolist() == ["001", "002", "010"]  # not 1, 2, 10
+    with pytest.raises(ValueError, match="c.csv: columns"):
+        concat_tables([a, c])
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         concat_tables([a, tmp_path / "missing.csv"])
     with pytest.raises(ValueError, match="at least one"):

@@ -11,22 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from schema_defaults import model_kwargs
 
+from segrobust.contract import FNR_COLUMNS, PER_IMAGE_COLUMNS, Run
 from segrobust.data.dataset import DataError, DatasetWriter
-from segrobust.evaluation.evaluate import (
-    FNR_COLUMNS,
-    PER_IMAGE_COLUMNS,
-    TestCondition,
-    evaluate_run,
-)
-from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.evaluate import TestCondition, evaluate_run
+from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import FNR_THRESHOLDS, segmentation_metrics, soft_quality
 from segrobust.networks import build_model
 from segrobust.training.modelfile import load_model_file, save_model_file
 
 torch.set_num_threads(1)
 
-RUN = {"study": "texture", "dataset": "texture-fg-0.5", "arch": "unet", "seed": 1, "patch": "full"}
+RUN = Run("texture", "texture-fg-0.5", "unet", "full", 1)
+UNET = model_kwargs("unet", channels=(4, 8))
 AFFINE_2D = np.array(
     [[0.0, 0.7, 0.0, 5.0], [1.3, 0.0, 0.0, -2.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
@@ -57,13 +55,13 @@ def make_dataset(path, shape, n_test=3, n_calibration=2, seed=0, affine=None):
 
 def make_model(path, spatial_dims, patch_size=None):
     torch.manual_seed(0)
-    model = build_model("unet", spatial_dims, channels=(4, 8))
+    model = build_model("unet", spatial_dims, **UNET)
     save_model_file(
         path,
         model,
         arch="unet",
         spatial_dims=spatial_dims,
-        model_kwargs={"channels": (4, 8)},
+        model_kwargs=UNET,
         img_size=None,
         patch_size=patch_size,
     )
@@ -82,7 +80,7 @@ def run(tmp_path, model, conditions, **kwargs):
     return evaluate_run(
         model,
         conditions,
-        run_info=RUN,
+        run=RUN,
         nsd_tolerance=1.0,
         out_per_image=tmp_path / "out" / "per_image.csv",
         out_fnr=tmp_path / "out" / "fnr.csv",
@@ -118,7 +116,7 @@ def test_table_columns_rows_and_metadata(setup):
         "clean-cal": 2,
         "texture-fg-0.9": 2,
     }
-    assert (table[list(RUN)].drop_duplicates().to_dict("records")) == [RUN]
+    assert (table[list(RUN.columns)].drop_duplicates().to_dict("records")) == [RUN.columns]
     clean = table[table.condition == "clean"]
     assert (clean.perturbation == "none").all() and (clean.severity == 0).all()
     assert clean.split.eq("test").all() and clean.test_dataset.isna().all()
@@ -136,6 +134,7 @@ def test_table_columns_rows_and_metadata(setup):
     fnr = pd.read_csv(tmp_path / "out" / "fnr.csv")
     assert tuple(fnr.columns) == FNR_COLUMNS
     assert len(fnr) == len(table) * len(FNR_THRESHOLDS)
+    assert (fnr[list(RUN.columns)].drop_duplicates().to_dict("records")) == [RUN.columns]
     assert (
         fnr.groupby(["condition", "image_id"]).fnr.apply(lambda f: f.is_monotonic_increasing).all()
     )
@@ -145,11 +144,12 @@ def test_rows_match_the_library_pieces_for_a_patch_model(tmp_path):
     # a patch-trained 3D model is evaluated with sliding windows of its patch size
     data = make_dataset(tmp_path / "spheres", (12, 12, 12), n_test=2, n_calibration=0)
     model_path = make_model(tmp_path / "model.pt", 3, patch_size=[8, 8, 8])
-    table = run(tmp_path, model_path, [TestCondition("clean", data)], blend_mode="constant")
+    window = SlidingWindow(0.25, "constant", 4)
+    table = run(tmp_path, model_path, [TestCondition("clean", data)], window=window)
     model, _ = load_model_file(model_path)
     case_image = nib.load(data / "images" / "case1.nii.gz").get_fdata().astype(np.float32)
     case_label = nib.load(data / "labels" / "case1.nii.gz").get_fdata() > 0
-    prob = predict_probabilities(model, case_image, patch_size=8, overlap=0.25, mode="constant")
+    prob = predict_probabilities(model, case_image, patch_size=8, window=window)
     expected = segmentation_metrics(prob >= 0.5, case_label, (0.5, 0.5, 0.5), 1.0)
     row = table[table.image_id == "case1"].iloc[0]
     for name, value in expected.items():
@@ -208,15 +208,6 @@ def test_bad_arguments_are_rejected_before_any_work(setup):
         run(tmp_path, model, [TestCondition("clean", data, meta={"noise": 1})])
     with pytest.raises(ValueError, match=r"repeated: clean \(test\)"):
         run(tmp_path, model, [TestCondition("clean", data), TestCondition("clean", data)])
-    with pytest.raises(ValueError, match="run_info lacks seed"):
-        evaluate_run(
-            model,
-            [TestCondition("clean", data)],
-            run_info={k: v for k, v in RUN.items() if k != "seed"},
-            nsd_tolerance=1.0,
-            out_per_image=tmp_path / "out" / "per_image.csv",
-            out_fnr=tmp_path / "out" / "fnr.csv",
-        )
     with pytest.raises(ValueError, match="unknown split 'val'"):
         run(tmp_path, model, [TestCondition("clean", data, split="val")])
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
@@ -226,4 +217,9 @@ def test_model_and_image_dimensions_must_agree(tmp_path):
     data = make_dataset(tmp_path / "flat", (16, 16), n_test=1, n_calibration=0)
     model = make_model(tmp_path / "model.pt", 3, patch_size=[8, 8, 8])
     with pytest.raises(ValueError, match="3D model cannot segment the 2D image 'case0'"):
-        run(tmp_path, model, [TestCondition("clean", data)])
+        run(
+            tmp_path,
+            model,
+            [TestCondition("clean", data)],
+            window=SlidingWindow(0.25, "constant", 4),
+        )

@@ -6,9 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from schema_defaults import model_kwargs
 from torch import nn
 
-from segrobust.evaluation.infer import predict_probabilities, save_prediction
+from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
 from segrobust.networks import build_model
 
 torch.set_num_threads(1)
@@ -34,7 +35,7 @@ def local_net(ndim: int) -> nn.Module:
 
 def unet(ndim: int) -> nn.Module:
     torch.manual_seed(0)
-    return build_model("unet", ndim, channels=(4, 8)).eval()
+    return build_model("unet", ndim, **model_kwargs("unet", channels=(4, 8))).eval()
 
 
 def direct(model: nn.Module, image: np.ndarray) -> np.ndarray:
@@ -56,7 +57,7 @@ def test_whole_image_is_the_direct_forward_pass(shape):
 def test_one_window_covering_the_image_equals_direct(shape, mode):
     image = np.random.default_rng(1).random(shape, dtype=np.float32)
     model = unet(len(shape))
-    prob = predict_probabilities(model, image, patch_size=shape, overlap=0.5, mode=mode)
+    prob = predict_probabilities(model, image, patch_size=shape, window=SlidingWindow(0.5, mode, 4))
     np.testing.assert_allclose(prob, direct(model, image), rtol=0, atol=1e-5)
 
 
@@ -67,7 +68,7 @@ def test_blending_reproduces_a_constant_model(shape, patch, mode):
     # in windows overhanging the border (image sizes not multiples of the window)
     image = np.random.default_rng(2).random(shape, dtype=np.float32)
     prob = predict_probabilities(
-        ConstantLogit(0.7), image, patch_size=patch, overlap=0.25, mode=mode, sw_batch_size=3
+        ConstantLogit(0.7), image, patch_size=patch, window=SlidingWindow(0.25, mode, 3)
     )
     np.testing.assert_allclose(prob, 1 / (1 + np.exp(-0.7)), rtol=1e-6)
 
@@ -103,7 +104,9 @@ def test_overlapping_windows_on_a_local_model(shape, patch, starts):
     mask[good] = True
     errors = {}
     for mode in ("gaussian", "constant"):
-        prob = predict_probabilities(model, image, patch_size=patch, overlap=0.5, mode=mode)
+        prob = predict_probabilities(
+            model, image, patch_size=patch, window=SlidingWindow(0.5, mode, 4)
+        )
         np.testing.assert_allclose(prob[mask], reference[mask], rtol=0, atol=1e-6)
         errors[mode] = np.abs(prob - reference)[~mask].mean()
     assert 0 < errors["gaussian"] < errors["constant"] / 2
@@ -112,12 +115,17 @@ def test_overlapping_windows_on_a_local_model(shape, patch, starts):
 def test_bad_settings_are_rejected():
     image = np.zeros((8, 8), dtype=np.float32)
     model = ConstantLogit(0.0)
+    window = SlidingWindow(0.25, "gaussian", 4)
     with pytest.raises(ValueError, match="blend mode 'linear'.*gaussian, constant"):
-        predict_probabilities(model, image, patch_size=4, mode="linear")
+        SlidingWindow(0.25, "linear", 4)
     with pytest.raises(ValueError, match="overlap"):
-        predict_probabilities(model, image, patch_size=4, overlap=1.0)
+        SlidingWindow(1.0, "gaussian", 4)
+    with pytest.raises(ValueError, match="batch size"):
+        SlidingWindow(0.25, "gaussian", 0)
+    with pytest.raises(ValueError, match="needs sliding-window settings"):
+        predict_probabilities(model, image, patch_size=4)
     with pytest.raises(ValueError, match="patch_size"):
-        predict_probabilities(model, image, patch_size=(4, 4, 4))
+        predict_probabilities(model, image, patch_size=(4, 4, 4), window=window)
     with pytest.raises(ValueError, match="2D or 3D"):
         predict_probabilities(model, np.zeros((1, 8, 8, 8), np.float32))
 

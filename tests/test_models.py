@@ -2,43 +2,45 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import pytest
 import torch
+from schema_defaults import model_kwargs
 
+from segrobust.contract import ARCHITECTURES as ARCHITECTURE_NAMES
 from segrobust.networks import ARCHITECTURES, build_model, check_input_size
 from segrobust.registry import UnknownNameError
 
 torch.set_num_threads(1)
 
-HAS_EINOPS = importlib.util.find_spec("einops") is not None
+
+def _tiny(arch: str, **overrides):
+    return model_kwargs(arch, **overrides)
+
 
 # Tiny widths per architecture and an edge each accepts in training mode (swin_unetr: the last
 # axis is doubled so its deepest level, at 1/32, has more than one voxel for instance norm).
 TINY = {
-    "unet": ({"channels": (4, 8, 16)}, 16),
-    "noskip_unet": ({"channels": (4, 8, 16)}, 16),
-    "attention_unet": ({"channels": (4, 8, 16)}, 16),
-    "vnet": ({"channels": (4, 8, 16), "kernel_size": 3}, 16),
-    "noskip_vnet": ({"channels": (4, 8, 16), "kernel_size": 3}, 16),
-    "unetpp": ({"features": (4, 4, 8, 8, 16, 4)}, 32),
-    "unetr": ({"feature_size": 4, "hidden_size": 16, "mlp_dim": 32, "num_heads": 2}, 16),
-    "swin_unetr": ({"feature_size": 12, "depths": (1, 1, 1, 1)}, 32),
+    "unet": (_tiny("unet", channels=(4, 8, 16)), 16),
+    "noskip_unet": (_tiny("noskip_unet", channels=(4, 8, 16)), 16),
+    "attention_unet": (_tiny("attention_unet", channels=(4, 8, 16)), 16),
+    "vnet": (_tiny("vnet", channels=(4, 8, 16), kernel_size=3), 16),
+    "noskip_vnet": (_tiny("noskip_vnet", channels=(4, 8, 16), kernel_size=3), 16),
+    "unetpp": (_tiny("unetpp", features=(4, 4, 8, 8, 16, 4)), 32),
+    "unetr": (_tiny("unetr", feature_size=4, hidden_size=16, mlp_dim=32, num_heads=2), 16),
+    "swin_unetr": (_tiny("swin_unetr", feature_size=12, depths=(1, 1, 1, 1)), 32),
+    "monai_unet": (_tiny("monai_unet", channels=(4, 8, 16), num_res_units=1), 16),
 }
-NEEDS_EINOPS = {"unetr", "swin_unetr"}
 
 
 def test_every_registered_architecture_has_a_tiny_setting():
-    assert sorted(TINY) == ARCHITECTURES.names()
+    assert sorted(TINY) == ARCHITECTURES.names() == sorted(ARCHITECTURE_NAMES)
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_builds_and_maps_one_channel_to_one_logit_channel(name, spatial_dims):
-    if name in NEEDS_EINOPS and not HAS_EINOPS:
-        pytest.skip("einops not installed")
     kwargs, edge = TINY[name]
     size = (edge,) * (spatial_dims - 1) + (2 * edge if name == "swin_unetr" else edge,)
     assert check_input_size(name, spatial_dims, size, **kwargs) is None
@@ -102,8 +104,18 @@ def _param_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 @pytest.mark.parametrize(
     ("with_skip", "without", "kwargs", "first_conv"),
     [
-        ("unet", "noskip_unet", {"channels": (4, 8, 16, 32)}, r"decoders\.\d+\.0\.conv\.weight"),
-        ("vnet", "noskip_vnet", {"channels": (4, 8, 16)}, r"decoders\.\d+\.convs\.0\.conv\.weight"),
+        (
+            "unet",
+            "noskip_unet",
+            _tiny("unet", channels=(4, 8, 16, 32)),
+            r"decoders\.\d+\.0\.conv\.weight",
+        ),
+        (
+            "vnet",
+            "noskip_vnet",
+            _tiny("vnet", channels=(4, 8, 16)),
+            r"decoders\.\d+\.convs\.0\.conv\.weight",
+        ),
     ],
 )
 def test_no_skip_variant_differs_only_in_first_decoder_conv_inputs(
@@ -120,7 +132,7 @@ def test_no_skip_variant_differs_only_in_first_decoder_conv_inputs(
 
 
 def test_attention_unet_is_the_unet_plus_gates():
-    kwargs = {"channels": (4, 8, 16)}
+    kwargs = _tiny("unet", channels=(4, 8, 16))
     unet = _param_shapes(build_model("unet", 2, **kwargs))
     att = _param_shapes(build_model("attention_unet", 2, **kwargs))
     assert {k: v for k, v in att.items() if ".gate." not in k} == unet
@@ -145,7 +157,7 @@ def test_attention_unet_is_the_unet_plus_gates():
     ],
 )
 def test_check_input_size(name, dims, size, kwargs, expected):
-    why = check_input_size(name, dims, size, **kwargs)
+    why = check_input_size(name, dims, size, **model_kwargs(name, **kwargs))
     if expected is None:
         assert why is None
     else:
@@ -156,13 +168,20 @@ def test_unknown_name_lists_allowed_names():
     with pytest.raises(UnknownNameError, match="unknown architecture 'resnet'.*noskip_unet"):
         build_model("resnet", 2)
     with pytest.raises(UnknownNameError, match="allowed: .*unetr"):
-        check_input_size("resnet", 2, 64)
+        check_input_size("resnet", 2, 64, **model_kwargs("unet"))
 
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
-        build_model("unet", 4)
+        build_model("unet", 4, **model_kwargs("unet"))
     with pytest.raises(ValueError, match="unetr needs img_size"):
-        build_model("unetr", 3)
+        build_model("unetr", 3, **model_kwargs("unetr"))
     with pytest.raises(ValueError, match="convs"):
-        build_model("vnet", 2, channels=(4, 8), convs=(1,))
+        build_model("vnet", 2, **model_kwargs("vnet", channels=(4, 8), convs=(1,)))
+
+
+def test_misspelt_or_missing_keys_are_named():
+    kwargs = model_kwargs("unet")
+    kwargs["chanels"] = kwargs.pop("channels")
+    with pytest.raises(ValueError, match="unknown key.*chanels; missing key.*channels; it takes"):
+        build_model("unet", 2, **kwargs)

@@ -22,22 +22,16 @@ def test_perturbation_names_match_registry():
     assert sorted(study["perturbations"]["items"]["enum"]) == PERTURBATIONS.names()
 
 
-def test_analysis_rule_declares_every_analysis_output():
-    """The analyze rule's declared outputs are exactly what run_analysis writes."""
-    import re
-
+def test_analysis_writes_the_outputs_the_contract_names():
+    from segrobust import contract
     from segrobust.analysis.run import OUTPUTS
 
-    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/common.smk").read_text()
-    block = rules[rules.index("ANALYSIS_TABLES = [") :]
-    tables = re.findall(r'"([a-z_]+)",', block[: block.index("]")])
-    declared = {f"{t}.csv" for t in tables} | {
-        "recipe.md",
-        "notes.md",
-        "cd_diagram.png",
-        "coverage.png",
-    }
-    assert declared == set(OUTPUTS)
+    named = (
+        {f"{t}.csv" for t in contract.ANALYSIS_TABLES}
+        | set(contract.ANALYSIS_TEXTS)
+        | {f"{f}.png" for f in contract.ANALYSIS_FIGURES}
+    )
+    assert named == set(OUTPUTS)
 
 
 def test_dataset_sources_match_registry():
@@ -49,24 +43,18 @@ def test_dataset_sources_match_registry():
 
 
 def test_architecture_names_match_registry_and_schema():
+    from segrobust import contract
     from segrobust.networks import ARCHITECTURES
-    from segrobust.spec.input_sizes import ARCHITECTURE_NAMES
 
-    assert list(ARCHITECTURE_NAMES) == ARCHITECTURES.names()
+    assert sorted(contract.ARCHITECTURES) == ARCHITECTURES.names()
     assert sorted(SCHEMA["definitions"]["arch"]["enum"]) == ARCHITECTURES.names()
+    assert sorted(SCHEMA["properties"]["models"]["properties"]) == ARCHITECTURES.names()
 
 
-def test_report_figures_match_figure_registry():
-    """Every registered figure is drawn by the pipeline, under its study."""
-    import re
+def test_every_report_figure_has_its_caption_file():
+    from segrobust import contract
 
-    from segrobust.report.figures import FIGURES
-
-    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/common.smk").read_text()
-    block = rules[rules.index("FIGURES = {") :]
-    block = block[: block.index("}")]
-    declared = {}
-    for study, names in re.findall(r'"([a-z]+)": \[([^\]]*)\]', block):
-        for name in re.findall(r'"([a-z0-9_]+)"', names):
-            declared[name] = study
-    assert declared == {name: FIGURES.get(name).study for name in FIGURES.names()}
+    captions = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    names = [n for names in contract.FIGURES.values() for n in names]
+    names += list(contract.ANALYSIS_FIGURES)
+    assert sorted(p.stem for p in captions.glob("*.rst")) == sorted(names)

@@ -5,7 +5,8 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from segrobust.spec.runs import Run, evaluation_conditions, study_runs, train_spec
+from segrobust.contract import Run
+from segrobust.spec.runs import evaluation_conditions, study_runs, train_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,10 +66,10 @@ def test_study_seeds_override_global_seeds():
     assert {r.seed for r in study_runs(config, "texture")} == {1, 2, 3, 4, 5}
 
 
-def test_run_columns_round_trip_through_paths():
-    from segrobust.spec.runs import run_columns_from_path
-
+def test_run_paths_and_columns():
     run = Run("context", "spheres", "unetr", "32", 3)
-    cols = run_columns_from_path(f"{run.model_dir}/patches.csv")
-    assert Run(**cols) == run
-    assert run_columns_from_path(f"{run.metrics_dir}/fnr.csv") == cols
+    assert run.model_dir == "results/context/models/spheres/unetr/p32/seed3"
+    assert run.metrics_dir == "results/context/metrics/spheres/unetr/p32/seed3"
+    assert run.columns == {
+        "study": "context", "dataset": "spheres", "arch": "unetr", "seed": 3, "patch": "32"
+    }  # fmt: skip

@@ -14,22 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from schema_defaults import model_kwargs, train_settings
 
+from segrobust.contract import PATCH_COLUMNS, TRAIN_LOG_COLUMNS, Run
 from segrobust.data.dataset import Case, DatasetWriter, load_split
 from segrobust.registry import UnknownNameError
 from segrobust.training.device import amp_settings, resolve_device
 from segrobust.training.modelfile import load_model_file
-from segrobust.training.train import (
-    LOG_COLUMNS,
-    PATCH_COLUMNS,
-    PatchSampler,
-    TrainSettings,
-    train_run,
-)
+from segrobust.training.train import PatchSampler, TrainSettings, train_run
 
 torch.set_num_threads(1)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-UNET = {"channels": (4, 8, 16)}
+TESTS = str(Path(__file__).resolve().parent)
+UNET = model_kwargs("unet", channels=(4, 8, 16))
 
 
 def _discs(out: Path, n_train: int = 8, size: int = 32, seed: int = 0) -> Path:
@@ -61,9 +58,10 @@ def _spheres(out: Path, n: int = 4, size: int = 16, seed: int = 0) -> Path:
 
 
 def _run(data: Path, out: Path, settings: TrainSettings, arch="unet", kwargs=UNET, **kw):
+    run = Run("texture", "discs", arch, "full", kw.pop("seed", 7))
     return train_run(
-        data, arch=arch, spatial_dims=kw.pop("spatial_dims", 2), model_kwargs=kwargs,
-        settings=settings, seed=kw.pop("seed", 7), device=torch.device("cpu"),
+        data, run=run, spatial_dims=kw.pop("spatial_dims", 2), model_kwargs=kwargs,
+        settings=settings, device=torch.device("cpu"),
         out_model=out / "model.pt", out_log=out / "train_log.csv",
         out_patches=out / "patches.csv", checkpoint_path=out / "ckpt" / "last.pt",
         log=kw.pop("log", lambda _m: None),
@@ -77,10 +75,10 @@ def discs(tmp_path_factory):
 
 def test_outputs_columns_and_learning(discs, tmp_path):
     messages: list[str] = []
-    settings = TrainSettings(epochs=12, batch_size=4, lr=1e-2)
+    settings = train_settings(epochs=12, batch_size=4, lr=1e-2)
     result = _run(discs, tmp_path, settings, log=messages.append)
     log = pd.read_csv(tmp_path / "train_log.csv")
-    assert tuple(log.columns) == LOG_COLUMNS and len(log) == 12
+    assert tuple(log.columns) == TRAIN_LOG_COLUMNS and len(log) == 12
     assert (log["device"] == "cpu").all() and (log["amp"] == "off").all()
     assert log["loss"].iloc[-3:].mean() < log["loss"].iloc[:3].mean() - 0.1
     assert log["val_dice"].max() > log["val_dice"].iloc[0] + 0.1
@@ -95,7 +93,7 @@ def test_outputs_columns_and_learning(discs, tmp_path):
 
 
 def test_same_seed_same_weights_and_log(discs, tmp_path):
-    settings = TrainSettings(epochs=2, batch_size=4)
+    settings = train_settings(epochs=2, batch_size=4)
     _run(discs, tmp_path / "a", settings)
     _run(discs, tmp_path / "b", settings)
     _assert_same_run(tmp_path / "a", tmp_path / "b")
@@ -122,7 +120,7 @@ def test_patch_sampler_records_true_foreground_ratio(tmp_path):
     label = (rng.random((size,) * 3) < 0.05).astype(np.uint8)
     case = Case("v", np.arange(size**3, dtype=np.float32).reshape((size,) * 3), label, (1,) * 3,
                 np.eye(4))  # fmt: skip
-    sampler = PatchSampler([case], TrainSettings(patch_size=(patch,) * 3, samples_per_volume=6), 3)
+    sampler = PatchSampler([case], train_settings((patch,) * 3, samples_per_volume=6), 3)
     images, labels = sampler.sample()
     assert images.shape == (6, 1, patch, patch, patch)
     for img, lab in zip(images, labels, strict=True):
@@ -133,11 +131,17 @@ def test_patch_sampler_records_true_foreground_ratio(tmp_path):
 
 def test_patch_training_only_foreground_patches(tmp_path):
     data = _spheres(tmp_path / "spheres")
-    settings = TrainSettings(
-        epochs=2, batch_size=4, patch_size=(8, 8, 8), samples_per_volume=3,
-        pos_neg_ratio=(1.0, 0.0), sw_batch_size=2,
+    settings = train_settings(
+        (8, 8, 8), inference={"sw_batch_size": 2}, epochs=2, batch_size=4, samples_per_volume=3,
+        pos_neg_ratio=(1.0, 0.0),
     )  # fmt: skip
-    _run(data, tmp_path / "run", settings, spatial_dims=3, kwargs={"channels": (4, 8)})
+    _run(
+        data,
+        tmp_path / "run",
+        settings,
+        spatial_dims=3,
+        kwargs=model_kwargs("unet", channels=(4, 8)),
+    )
     patches = pd.read_csv(tmp_path / "run" / "patches.csv")
     assert len(patches) == 2 * 4 * 3 and (patches["fg_ratio"] > 0).all()
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
@@ -146,7 +150,7 @@ def test_patch_training_only_foreground_patches(tmp_path):
     np.testing.assert_allclose(log["fg_ratio_min"], per_epoch.min(), rtol=1e-6)
     np.testing.assert_allclose(log["fg_ratio_max"], per_epoch.max(), rtol=1e-6)
     # background-only sampling yields patches without foreground somewhere
-    settings_bg = TrainSettings(patch_size=(8, 8, 8), samples_per_volume=8, pos_neg_ratio=(0, 1))
+    settings_bg = train_settings((8, 8, 8), samples_per_volume=8, pos_neg_ratio=(0, 1))
     _, labels = PatchSampler(load_split(data, "training"), settings_bg, 0).sample()
     assert (labels.flatten(1).mean(1) == 0).any()
 
@@ -155,10 +159,13 @@ RESUME_SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     torch.set_num_threads(1)
-    from segrobust.training.train import TrainSettings, train_run
+    from schema_defaults import model_kwargs, train_settings
+    from segrobust.contract import Run
+    from segrobust.training.train import train_run
     data, out = sys.argv[1], sys.argv[2]
-    train_run(data, arch="unet", spatial_dims=2, model_kwargs={"channels": (4, 8, 16)},
-              settings=TrainSettings(epochs=5, batch_size=4, val_interval=2), seed=7,
+    train_run(data, run=Run("texture", "discs", "unet", "full", 7), spatial_dims=2,
+              model_kwargs=model_kwargs("unet", channels=(4, 8, 16)),
+              settings=train_settings(epochs=5, batch_size=4, val_interval=2),
               device=torch.device("cpu"), out_model=out + "/model.pt",
               out_log=out + "/train_log.csv", out_patches=out + "/patches.csv",
               checkpoint_path=out + "/ckpt/last.pt",
@@ -168,12 +175,13 @@ RESUME_SCRIPT = textwrap.dedent(
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(discs, tmp_path):
-    settings = TrainSettings(epochs=5, batch_size=4, val_interval=2)
+    settings = train_settings(epochs=5, batch_size=4, val_interval=2)
     _run(discs, tmp_path / "full", settings)
 
     out = tmp_path / "killed"
     ckpt = out / "ckpt" / "last.pt"
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    path = os.pathsep.join([SRC, TESTS, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(discs), str(out)], env=env)
     deadline = time.monotonic() + 120
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -192,7 +200,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(discs, tmp_path):
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(discs, tmp_path):
-    settings = TrainSettings(epochs=2, batch_size=4)
+    settings = train_settings(epochs=2, batch_size=4)
     _run(discs, tmp_path / "clean", settings)
     stale = tmp_path / "stale"
     (stale / "ckpt").mkdir(parents=True)
@@ -205,13 +213,18 @@ def test_checkpoint_of_other_settings_is_not_resumed(discs, tmp_path):
 
 def test_bad_arguments_are_named(discs, tmp_path):
     with pytest.raises(UnknownNameError, match="allowed: .*noskip_unet"):
-        _run(discs, tmp_path, TrainSettings(epochs=1), arch="resnet")
+        _run(discs, tmp_path, train_settings(epochs=1), arch="resnet")
     with pytest.raises(ValueError, match="multiple of 64"):
-        _run(discs, tmp_path, TrainSettings(epochs=1), kwargs={"channels": (2,) * 7})
+        _run(
+            discs,
+            tmp_path,
+            train_settings(epochs=1),
+            kwargs=model_kwargs("unet", channels=(2,) * 7),
+        )
     with pytest.raises(ValueError, match="train.loss 'bce' not allowed; allowed: dice, dice_ce"):
-        TrainSettings(loss="bce")
+        train_settings(loss="bce")
     with pytest.raises(ValueError, match="pos_neg_ratio"):
-        TrainSettings(pos_neg_ratio=(0, 0))
+        train_settings(pos_neg_ratio=(0, 0))
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "train_log.csv").exists()
 
 

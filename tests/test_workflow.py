@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 
 import pandas as pd
 import pytest
 import yaml
 from workflow_helpers import copy_workflow, planned_jobs, planned_wildcards, snakemake
+
+from segrobust.spec.code_deps import library_files
 
 pytestmark = pytest.mark.workflow
 
@@ -83,13 +87,43 @@ def test_added_alpha_generates_one_dataset_and_its_runs(finished):
     assert "perturb_test_split" not in jobs
 
 
-def test_training_code_change_retrains(finished):
-    train_py = finished / "src/segrobust/training/train.py"
-    original = train_py.read_text()
-    train_py.write_text(original + "\n# an edit to the training code\n")
-    try:
-        jobs = planned_jobs(finished)
-    finally:
-        train_py.write_text(original)
-    assert jobs["train_model"] == 6  # every model run of the tiny config
-    assert "generate_texture_dataset" not in jobs
+def test_copied_project_reruns_nothing(finished, tmp_path):
+    # a move or copy keeps every input path: they are relative to the working directory
+    copy = tmp_path / "moved"
+    shutil.copytree(finished, copy, symlinks=True)
+    assert planned_jobs(copy) == {}
+
+
+def _rules_in_dag(workdir):
+    return set(planned_jobs(workdir, "--forceall"))
+
+
+def _directly_triggered(workdir) -> set[str]:
+    """Rules a dry run would re-run because one of their own input files changed."""
+    proc = snakemake(workdir, "--dry-run")
+    lines = (proc.stdout + proc.stderr).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "updated input files:":
+            return {r.strip() for r in lines[i + 1].split(",")}
+    return set()
+
+
+def test_editing_any_library_module_reruns_exactly_the_rules_that_import_it(finished, monkeypatch):
+    """Every module of the library is edited in turn; the rules re-run directly are exactly those
+    whose script imports it (transitively)."""
+    monkeypatch.chdir(finished)  # library_files gives paths relative to the working directory
+    rules = _rules_in_dag(finished) - {"all"}
+    src = finished / "src" / "segrobust"
+    importers = {rule: set(library_files(f"workflow/scripts/{rule}.py", "src")) for rule in rules}
+    modules = sorted(src.rglob("*.py"))
+    assert len(modules) > 40
+    for module in modules:
+        relative = os.path.relpath(module, finished)
+        expected = {rule for rule, files in importers.items() if relative in files}
+        original = module.read_bytes()
+        module.write_bytes(original + b"\n# an edit\n")
+        try:
+            triggered = _directly_triggered(finished)
+        finally:
+            module.write_bytes(original)
+        assert triggered == expected, relative

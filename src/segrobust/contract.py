@@ -1,6 +1,145 @@
-"""How wildcard values are spelled in paths, in one place so rules and library agree."""
+"""The pipeline's shared vocabulary: the one home of every name the layers must agree on.
+
+Rules, evaluation, aggregation, analysis and the report all import their names from here: the
+studies, the architectures, the splits, the run keys that identify a model run and the columns
+(with their types) of every table a job writes, the metric names, the papers' perturbation
+levels, the figure and analysis output names, and how wildcard values are spelled in paths.
+Defaults of configurable values are not here: each is stated once, in the config schema.
+
+Nothing here imports torch or MONAI: the Snakefile imports this module at parse time.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# --- what the pipeline runs ------------------------------------------------------------------
+
+#: The studies, in pipeline order.
+STUDIES: tuple[str, ...] = ("texture", "perturbation", "context")
+
+#: The registered architectures (``segrobust.networks.ARCHITECTURES``; a test keeps them equal).
+ARCHITECTURES: tuple[str, ...] = (
+    "attention_unet", "monai_unet", "noskip_unet", "noskip_vnet", "swin_unetr", "unet", "unetpp",
+    "unetr", "vnet",
+)  # fmt: skip
+
+#: Dataset splits (contract 1). Calibration images are never trained on nor used for selection.
+SPLITS: tuple[str, ...] = ("training", "validation", "calibration", "test")
+
+#: The papers' named perturbation levels, hardest first.
+LEVEL_ORDER: tuple[str, ...] = ("Hardest", "Harder", "Unperturbed", "Easier", "Easiest")
+CLEAN_LEVEL = "Unperturbed"
+
+#: Condition metadata of an unperturbed test set.
+CLEAN: Mapping[str, Any] = {"perturbation": "none", "severity": 0}
+
+# --- tables (contracts 3 and 4) --------------------------------------------------------------
+
+#: Columns identifying a model run; every per-run table carries them.
+RUN_KEYS: tuple[str, ...] = ("study", "dataset", "arch", "seed", "patch")
+
+#: Metadata columns of a test condition (contract 2); empty where they do not apply.
+CONDITION_COLUMNS: tuple[str, ...] = (
+    "test_dataset", "perturbation", "severity", "level", "direction", "train_alpha", "test_alpha",
+)  # fmt: skip
+
+#: Per-image metrics at threshold 0.5, in report order.
+METRICS: tuple[str, ...] = ("dice", "hd95", "nsd", "assd", "volume_diff")
+
+#: ``per_image.csv``: one row per (model run, test condition, image).
+PER_IMAGE_COLUMNS: tuple[str, ...] = (
+    "study", "dataset", "condition", "test_dataset", "split", "perturbation", "severity", "level",
+    "direction", "train_alpha", "test_alpha", "arch", "seed", "patch", "image_id", *METRICS,
+    "fg_ratio", "complexity", "quality",
+)  # fmt: skip
+
+#: ``fnr.csv``: the false-negative rate of each image at each threshold (long form).
+FNR_COLUMNS: tuple[str, ...] = (
+    *RUN_KEYS, "condition", "split", "image_id", "threshold", "fnr",
+)  # fmt: skip
+
+#: ``train_log.csv``: one row per epoch.
+TRAIN_LOG_COLUMNS: tuple[str, ...] = (
+    *RUN_KEYS, "epoch", "loss", "val_dice", "seconds", "fg_ratio_mean", "fg_ratio_min",
+    "fg_ratio_max", "lr", "device", "amp",
+)  # fmt: skip
+
+#: ``patches.csv``: every sampled training patch (or whole image) and its foreground ratio.
+PATCH_COLUMNS: tuple[str, ...] = (*RUN_KEYS, "epoch", "batch", "index", "fg_ratio")
+
+#: Identifier columns, read as text so that e.g. patch ``full`` and ``32``, or an image id
+#: ``001``, keep one type and their spelling in every table.
+TEXT_COLUMNS: tuple[str, ...] = (
+    "study", "dataset", "condition", "test_dataset", "split", "perturbation", "level",
+    "direction", "arch", "patch", "image_id", "device", "amp",
+)  # fmt: skip
+
+
+def read_table(path: str | os.PathLike) -> Any:
+    """Read a pipeline CSV with its identifier columns as text (``TEXT_COLUMNS``).
+
+    The one CSV reader of the pipeline: read without these types, a patch column holding only
+    numbers comes back as floats (``"64.0"``) and an image id ``001`` as the number 1.
+
+    Raises:
+        FileNotFoundError: naming ``path``.
+    """
+    import pandas as pd  # parse-time callers of this module do not pay for pandas
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"table not found: {path}")
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: "str" for c in TEXT_COLUMNS if c in header})
+
+
+def in_domain(rows: Any) -> Any:
+    """Boolean mask of the rows tested on the model's own (clean) test distribution: the test
+    dataset is the training dataset and nothing was perturbed (texture: test alpha = training
+    alpha; other studies: condition ``clean``)."""
+    return (rows["test_dataset"] == rows["dataset"]) & (rows["perturbation"] == "none")
+
+
+# --- figures and analysis outputs ------------------------------------------------------------
+
+#: Report figures per study (``results/report/figures/<name>.png``, caption
+#: ``workflow/report/<name>.rst``, drawn by ``segrobust.report.figures``).
+FIGURES: Mapping[str, tuple[str, ...]] = {
+    "texture": ("texture_in_domain", "texture_heatmap", "texture_complexity"),
+    "perturbation": ("perturbation_dice", "perturbation_hd95", "perturbation_complexity_levels"),
+    "context": ("context_patch_size", "context_test_fbr", "context_training_fbr"),
+}
+
+#: Figures of the analysis stage (``results/analysis/<name>.png``).
+ANALYSIS_FIGURES: tuple[str, ...] = ("cd_diagram", "coverage")
+
+#: Tables of the analysis stage (``results/analysis/<name>.csv``).
+ANALYSIS_TABLES: tuple[str, ...] = (
+    "robustness", "corruption_errors", "texture_trends", "pairwise_wilcoxon", "friedman",
+    "rankings", "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds", "recipe",
+    "context_out_of_range", "context_fbr_bins",
+)  # fmt: skip
+
+#: Text outputs of the analysis stage (``results/analysis/<name>``).
+ANALYSIS_TEXTS: tuple[str, ...] = ("recipe.md", "notes.md")
+
+
+def study_of_figure(figure: str) -> str:
+    """The study whose tables a report figure draws."""
+    for study, names in FIGURES.items():
+        if figure in names:
+            return study
+    allowed = ", ".join(n for names in FIGURES.values() for n in names)
+    raise ValueError(f"unknown figure {figure!r}; allowed: {allowed}")
+
+
+# --- names and paths -------------------------------------------------------------------------
+
+DATASETS_DIR = "resources/datasets"
 
 
 def format_alpha(alpha: float) -> str:
@@ -16,3 +155,43 @@ def texture_dataset_name(direction: str, alpha: float) -> str:
 def condition_name(perturbation: str, severity: int) -> str:
     """Name of a perturbed test condition; severity 0 means the clean test split."""
     return "clean" if severity == 0 else f"{perturbation}-s{severity}"
+
+
+def dataset_dir(name: str) -> str:
+    """Where dataset ``name`` lives (contract 1)."""
+    return f"{DATASETS_DIR}/{name}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One model run: (study, training dataset, architecture, patch, seed), and its paths."""
+
+    study: str
+    dataset: str
+    arch: str
+    patch: str  # "full" (whole 2D images) or the cubic patch edge as a string
+    seed: int
+
+    @property
+    def path(self) -> str:
+        """The run's path below ``results/<study>/<stage>/``."""
+        return f"{self.dataset}/{self.arch}/p{self.patch}/seed{self.seed}"
+
+    @property
+    def model_dir(self) -> str:
+        return f"results/{self.study}/models/{self.path}"
+
+    @property
+    def metrics_dir(self) -> str:
+        return f"results/{self.study}/metrics/{self.path}"
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        """The run columns (``RUN_KEYS``) every per-run table carries."""
+        return {
+            "study": self.study,
+            "dataset": self.dataset,
+            "arch": self.arch,
+            "seed": int(self.seed),
+            "patch": str(self.patch),
+        }

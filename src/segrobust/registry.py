@@ -1,8 +1,9 @@
 """Name -> implementation registries: the extension points of segrobust.
 
-Architectures, perturbations, dataset sources, textures and metrics are looked up by the string
-the config uses. Adding one is one decorated function plus one test; the config schema's allowed
-names are checked against these registries by a unit test so the two never drift apart.
+Architectures, perturbations, dataset sources, textures and report figures are looked up by the
+string the config (or a rule's wildcard) uses. Adding one is one entry plus its tests; the config
+schema's allowed names are checked against these registries by a unit test so the two never
+drift apart.
 """
 
 from __future__ import annotations

@@ -1,21 +1,29 @@
 # Config validation and the input functions and constants shared by the rules.
 
+import os
 import re
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
+from segrobust.contract import (
+    ANALYSIS_FIGURES,
+    ANALYSIS_TABLES,
+    FIGURES,
+    Run,
+    study_of_figure,
+)
 from segrobust.spec.code_deps import library_files
 from segrobust.spec.config import canonical, check_against_schema, check_consistency
 from segrobust.spec.runs import (
-    Run,
     enabled_studies,
     study_runs,
     synthetic_dataset_names,
     evaluation_conditions,
     texture_dataset_spec,
     train_spec,
+    window_settings,
 )
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -119,33 +127,6 @@ def get_dataset_entry(wildcards):
 
 
 # --- report (rules in report.smk) ---
-# the registered figures of segrobust.report.figures.FIGURES, per study (a test keeps them equal)
-FIGURES = {
-    "texture": ["texture_in_domain", "texture_heatmap", "texture_complexity"],
-    "perturbation": [
-        "perturbation_dice",
-        "perturbation_hd95",
-        "perturbation_complexity_levels",
-    ],
-    "context": ["context_patch_size", "context_test_fbr", "context_training_fbr"],
-}
-ANALYSIS_FIGURES = ["cd_diagram", "coverage"]
-# written by segrobust.analysis.run.run_analysis (its OUTPUTS); a test keeps the two in step
-ANALYSIS_TABLES = [
-    "robustness",
-    "corruption_errors",
-    "texture_trends",
-    "pairwise_wilcoxon",
-    "friedman",
-    "rankings",
-    "bootstrap_ci",
-    "conformal_fnr",
-    "coverage",
-    "per_image_with_bounds",
-    "recipe",
-    "context_out_of_range",
-    "context_fbr_bins",
-]
 
 
 def report_figures():
@@ -154,5 +135,7 @@ def report_figures():
     return figures + [f"results/analysis/{n}.png" for n in ANALYSIS_FIGURES]
 
 
-def study_of(figure):
-    return next(study for study, names in FIGURES.items() if figure in names)
+def report_captions():
+    """The caption files of every figure the report shows (workflow/report/<name>.rst)."""
+    names = [n for s in STUDIES for n in FIGURES[s]] + list(ANALYSIS_FIGURES)
+    return [os.path.relpath(REPO / "workflow" / "report" / f"{n}.rst") for n in names]

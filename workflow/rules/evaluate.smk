@@ -24,8 +24,10 @@ rule evaluate_model:
         gpu=1,
     params:
         conditions=get_conditions,
-        inference=lambda w: (
-            config["studies"]["context"]["inference"] if w.study == "context" else None
+        window=lambda w: window_settings(config, w.study),
+        save_predictions=lambda w: (
+            w.study == "context"
+            and config["studies"]["context"]["inference"]["save_predictions"]
         ),
         nsd_tolerance=config["evaluation"]["nsd_tolerance"],
         device=config["device"],

@@ -3,8 +3,8 @@
 
 rule plot_study:
     input:
-        per_image=lambda w: f"results/{study_of(w.figure)}/per_image.csv",
-        patches=lambda w: f"results/{study_of(w.figure)}/patches.csv",
+        per_image=lambda w: f"results/{study_of_figure(w.figure)}/per_image.csv",
+        patches=lambda w: f"results/{study_of_figure(w.figure)}/patches.csv",
         code=code_of("plot_study.py"),
     output:
         report(
@@ -60,6 +60,7 @@ rule build_report:
         analysis=rules.analyze.output.tables,
         recipe_text=rules.analyze.output.recipe_text,
         notes=rules.analyze.output.notes,
+        captions=report_captions(),
         code=code_of("build_report.py"),
     output:
         "results/report/index.html",

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import pandas as pd
-
+from segrobust.analysis.aggregate import concat_tables
 from segrobust.analysis.run import run_analysis
 from segrobust.jobs import job
 
@@ -11,8 +10,7 @@ from segrobust.jobs import job
 def main(snakemake):
     with job(snakemake) as log:
         tables = {
-            name: pd.concat([pd.read_csv(p) for p in snakemake.input[name]], ignore_index=True)
-            for name in ("per_image", "fnr", "patches")
+            name: concat_tables(snakemake.input[name]) for name in ("per_image", "fnr", "patches")
         }
         written = run_analysis(
             tables["per_image"],

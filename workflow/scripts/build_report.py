@@ -1,5 +1,7 @@
 """Rule build_report: the self-contained HTML report of every enabled study."""
 
+from pathlib import Path
+
 from segrobust.jobs import job
 from segrobust.report.assemble import pipeline_sections
 from segrobust.report.html import build_html_report, package_versions
@@ -11,7 +13,11 @@ def main(snakemake):
             snakemake.output[0],
             title="segrobust report",
             sections=pipeline_sections(
-                snakemake.params.studies, "results/report/figures", "results", "results/analysis"
+                snakemake.params.studies,
+                "results/report/figures",
+                "results",
+                "results/analysis",
+                Path(snakemake.input.captions[0]).parent,
             ),
             config=snakemake.params.config,
             versions=package_versions(),

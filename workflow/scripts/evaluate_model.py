@@ -2,37 +2,28 @@
 
 from pathlib import Path
 
+from segrobust.contract import Run
 from segrobust.evaluation.evaluate import conditions_from_specs, evaluate_run
+from segrobust.evaluation.infer import SlidingWindow
 from segrobust.jobs import job
 from segrobust.training.device import resolve_device
 
 
 def main(snakemake):
     with job(snakemake, uses_torch=True) as log:
-        w = snakemake.wildcards
-        inference = snakemake.params.inference or {}
-        device = resolve_device(snakemake.params.device)
+        w, params = snakemake.wildcards, snakemake.params
+        device = resolve_device(params.device)
         evaluate_run(
             snakemake.input.model,
-            conditions_from_specs(snakemake.params.conditions),
-            run_info={
-                "study": w.study,
-                "dataset": w.dataset,
-                "arch": w.arch,
-                "seed": int(w.seed),
-                "patch": w.patch,
-            },
-            nsd_tolerance=snakemake.params.nsd_tolerance,
+            conditions_from_specs(params.conditions),
+            run=Run(w.study, w.dataset, w.arch, w.patch, int(w.seed)),
+            nsd_tolerance=params.nsd_tolerance,
             out_per_image=snakemake.output.per_image,
             out_fnr=snakemake.output.fnr,
-            overlap=inference.get("overlap", 0.25),
-            blend_mode=inference.get("mode", "gaussian"),
-            sw_batch_size=inference.get("sw_batch_size", 4),
+            window=SlidingWindow.from_config(params.window) if params.window else None,
             device=device,
             amp=device.type == "cuda",
-            predictions_dir=(
-                snakemake.output.predictions if inference.get("save_predictions") else None
-            ),
+            predictions_dir=snakemake.output.predictions if params.save_predictions else None,
             log=log,
         )
         # declared output: present (empty) when predictions are not saved

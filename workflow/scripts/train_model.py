@@ -1,5 +1,6 @@
 """Rule train_model: one model run (study, dataset, arch, patch, seed) -> contract 3."""
 
+from segrobust.contract import Run
 from segrobust.jobs import job
 from segrobust.training.device import resolve_device
 from segrobust.training.train import TrainSettings, train_run
@@ -7,23 +8,15 @@ from segrobust.training.train import TrainSettings, train_run
 
 def main(snakemake):
     with job(snakemake, uses_torch=True) as log:
-        spec = snakemake.params.spec
-        inference = spec["inference"] or {}
-        train = dict(spec["train"], pos_neg_ratio=tuple(spec["train"]["pos_neg_ratio"]))
-        settings = TrainSettings(
-            **train,
-            patch_size=tuple(spec["patch_size"]) if spec["patch_size"] else None,
-            sw_overlap=inference.get("overlap", 0.25),
-            sw_mode=inference.get("mode", "gaussian"),
-            sw_batch_size=inference.get("sw_batch_size", 4),
-        )
+        spec, w = snakemake.params.spec, snakemake.wildcards
         train_run(
             snakemake.input.dataset,
-            arch=spec["arch"],
+            run=Run(w.study, w.dataset, w.arch, w.patch, int(w.seed)),
             spatial_dims=spec["spatial_dims"],
             model_kwargs=spec["model_kwargs"],
-            settings=settings,
-            seed=int(snakemake.wildcards.seed),
+            settings=TrainSettings.from_config(
+                spec["train"], spec["patch_size"], spec["inference"]
+            ),
             device=resolve_device(snakemake.params.device),
             out_model=snakemake.output.model,
             out_log=snakemake.output.train_log,

@@ -9,18 +9,11 @@ builds the papers' table of mean Dice per named perturbation level.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pandas as pd
 
-METRICS: tuple[str, ...] = ("dice", "hd95", "nsd", "assd", "volume_diff")
-"""Metric columns of contract 4, in the order they are reported."""
-
-LEVEL_ORDER: tuple[str, ...] = ("Hardest", "Harder", "Unperturbed", "Easier", "Easiest")
-"""The papers' named perturbation levels, hardest first (the column order of `level_table`)."""
-
-CLEAN_LEVEL = "Unperturbed"
+from segrobust.contract import CLEAN_LEVEL, LEVEL_ORDER, METRICS, read_table
 
 STAT_NAMES = {"mean": "mean", "std": "sd", "count": "n"}
 """pandas aggregation name -> suffix of the summary column."""
@@ -32,40 +25,12 @@ DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Default `summarise` groups per study: the experimental factors each study varies."""
 
-# Identifier columns read as text so that e.g. patch "full" and patch "32" from two files, or an
-# image id "001", keep one type and their spelling after concatenation.
-TEXT_COLUMNS: tuple[str, ...] = (
-    "study",
-    "dataset",
-    "condition",
-    "test_dataset",
-    "split",
-    "perturbation",
-    "level",
-    "direction",
-    "arch",
-    "patch",
-    "image_id",
-    "device",
-)
 
-
-def concat_tables(
-    paths: Sequence[str | os.PathLike],
-    run_columns_from_path: Callable[[str], Mapping[str, Any]] | None = None,
-) -> pd.DataFrame:
-    """Read CSV tables and stack them into one.
-
-    Args:
-        paths: CSV files with the same columns (per-image metrics, patches.csv, train_log.csv).
-        run_columns_from_path: optional function of a file's path returning columns to add to all
-            of its rows, for tables that do not carry their run (e.g. patches.csv lacks study,
-            dataset, arch, seed, patch: the run is only in its path). A returned column that the
-            file already has must agree with it; a disagreement is an error naming the file.
+def concat_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Read CSV tables with the same columns (`contract.read_table`) and stack them.
 
     Returns:
-        The rows of every file, in the order of ``paths``, with a fresh index. Identifier columns
-        (`TEXT_COLUMNS`) are read as text.
+        The rows of every file, in the order of ``paths``, with a fresh index.
 
     Raises:
         ValueError: no paths, or a file whose columns differ from the first file's.
@@ -73,34 +38,13 @@ def concat_tables(
     """
     if not paths:
         raise ValueError("concat_tables needs at least one CSV path")
-    frames = []
-    columns: list[str] | None = None
-    for path in paths:
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"table not found: {path}")
-        header = pd.read_csv(path, nrows=0).columns
-        dtypes = {c: "str" for c in TEXT_COLUMNS if c in header}
-        frame = pd.read_csv(path, dtype=dtypes)
-        if run_columns_from_path is not None:
-            for name, value in run_columns_from_path(path).items():
-                if name in frame.columns:
-                    differing = frame[name].astype(str) != str(value)
-                    if differing.any():
-                        raise ValueError(
-                            f"{path}: column {name!r} has values "
-                            f"{sorted(frame.loc[differing, name].astype(str).unique())} "
-                            f"but its path says {value!r}"
-                        )
-                frame[name] = value
-        if columns is None:
-            columns = list(frame.columns)
-        elif set(frame.columns) != set(columns):
+    frames = [read_table(path) for path in paths]
+    columns = list(frames[0].columns)
+    for path, frame in zip(paths, frames, strict=True):
+        if list(frame.columns) != columns:
             raise ValueError(
-                f"{path}: columns {sorted(frame.columns)} differ from "
-                f"{paths[0]}'s {sorted(columns)}"
+                f"{path}: columns {list(frame.columns)} differ from {paths[0]}'s {columns}"
             )
-        frames.append(frame[columns])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -11,73 +11,35 @@ so a bad input file leaves no partial table behind.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from segrobust import atomic
+from segrobust.contract import (
+    CLEAN,
+    CONDITION_COLUMNS,
+    FNR_COLUMNS,
+    PER_IMAGE_COLUMNS,
+    Run,
+)
 from segrobust.data.dataset import load_split
-from segrobust.evaluation.infer import predict_probabilities, save_prediction
+from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
 from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
-    METRIC_NAMES,
     fnr_curve,
     foreground_ratio,
     segmentation_metrics,
     soft_quality,
 )
 from segrobust.training.modelfile import load_model_file
-
-#: Columns that identify the model run; ``evaluate_run``'s ``run_info`` must give each.
-RUN_COLUMNS: tuple[str, ...] = ("study", "dataset", "arch", "seed", "patch")
-
-#: Metadata columns a test condition may set; missing ones are left empty.
-CONDITION_COLUMNS: tuple[str, ...] = (
-    "test_dataset",
-    "perturbation",
-    "severity",
-    "level",
-    "direction",
-    "train_alpha",
-    "test_alpha",
-)
-
-#: Column order of ``per_image.csv`` (contract 4 of docs/ARCHITECTURE.md).
-PER_IMAGE_COLUMNS: tuple[str, ...] = (
-    "study",
-    "dataset",
-    "condition",
-    "test_dataset",
-    "split",
-    "perturbation",
-    "severity",
-    "level",
-    "direction",
-    "train_alpha",
-    "test_alpha",
-    "arch",
-    "seed",
-    "patch",
-    "image_id",
-    *METRIC_NAMES,
-    "fg_ratio",
-    "complexity",
-    "quality",
-)
-
-#: Column order of ``fnr.csv``.
-FNR_COLUMNS: tuple[str, ...] = ("condition", "split", "image_id", "threshold", "fnr")
-
-#: Metadata of the clean condition when the caller does not set it.
-CLEAN_DEFAULTS: Mapping[str, Any] = {"perturbation": "none", "severity": 0}
 
 #: Threshold turning probabilities into the predicted mask.
 THRESHOLD = 0.5
@@ -109,15 +71,12 @@ class TestCondition:
             )
         values = dict.fromkeys(CONDITION_COLUMNS)
         if self.name == "clean":
-            values.update(CLEAN_DEFAULTS)
+            values.update(CLEAN)
         values.update(self.meta)
         return values
 
 
-def _check_inputs(conditions: Sequence[TestCondition], run_info: Mapping[str, Any]) -> None:
-    missing = [key for key in RUN_COLUMNS if key not in run_info]
-    if missing:
-        raise ValueError(f"run_info lacks {', '.join(missing)}; it needs {', '.join(RUN_COLUMNS)}")
+def _check_conditions(conditions: Sequence[TestCondition]) -> None:
     if not conditions:
         raise ValueError("no test conditions to evaluate")
     # one name may cover several splits (an in-domain condition's test and calibration images)
@@ -135,26 +94,15 @@ def _check_inputs(conditions: Sequence[TestCondition], run_info: Mapping[str, An
         condition.columns()  # validates the metadata keys before any work is done
 
 
-def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` to a temporary sibling of ``path`` and return the temporary path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    os.close(fd)
-    frame.to_csv(tmp, index=False)
-    return Path(tmp)
-
-
 def evaluate_run(
     model_path: str | os.PathLike,
     conditions: Sequence[TestCondition],
     *,
-    run_info: Mapping[str, Any],
+    run: Run,
     nsd_tolerance: float,
     out_per_image: str | os.PathLike,
     out_fnr: str | os.PathLike,
-    overlap: float = 0.25,
-    blend_mode: str = "gaussian",
-    sw_batch_size: int = 4,
+    window: SlidingWindow | None = None,
     device: str | torch.device = "cpu",
     amp: bool = False,
     predictions_dir: str | os.PathLike | None = None,
@@ -164,14 +112,15 @@ def evaluate_run(
 
     Args:
         model_path: a ``model.pt`` (contract 3). Its ``patch_size`` selects sliding-window
-            inference with that window; without one each image is predicted whole.
+            inference with that window (``window`` then gives overlap, blending and batch);
+            without one each image is predicted whole.
         conditions: the test sets, unique per (name, split).
-        run_info: ``study``, ``dataset`` (training dataset), ``arch``, ``seed``, ``patch``.
+        run: the model run; its columns lead every row of both tables.
         nsd_tolerance: NSD tolerance in mm.
-        out_per_image: ``per_image.csv``, columns ``PER_IMAGE_COLUMNS``.
-        out_fnr: ``fnr.csv``, columns ``FNR_COLUMNS``, one row per image and threshold of
-            ``FNR_THRESHOLDS``.
-        overlap, blend_mode, sw_batch_size: sliding-window settings (see ``predict_probabilities``).
+        out_per_image: ``per_image.csv``, columns ``contract.PER_IMAGE_COLUMNS``.
+        out_fnr: ``fnr.csv``, columns ``contract.FNR_COLUMNS``, one row per image and threshold
+            of ``FNR_THRESHOLDS``.
+        window: sliding-window settings, required for a patch-trained model.
         device, amp: where and how the network runs.
         predictions_dir: if given, the predicted masks (uint8 NIfTI, the input image's affine) are
             saved as ``<predictions_dir>/<split>/<condition>/<image_id>.nii.gz``.
@@ -181,23 +130,20 @@ def evaluate_run(
         segrobust.data.dataset.DataError: naming the file, for an unreadable image, a non-binary
             label or an image / label shape mismatch. Nothing is written then.
     """
-    _check_inputs(conditions, run_info)
+    _check_conditions(conditions)
     model, model_info = load_model_file(model_path, device=device)
     patch_size = model_info.get("patch_size")
     spatial_dims = int(model_info["spatial_dims"])
-    run_columns = {key: run_info[key] for key in RUN_COLUMNS}
-
-    out_per_image, out_fnr = Path(out_per_image), Path(out_fnr)
-    staged_predictions = None
-    if predictions_dir is not None:
-        predictions_dir = Path(predictions_dir)
-        predictions_dir.parent.mkdir(parents=True, exist_ok=True)
-        staged_predictions = Path(
-            tempfile.mkdtemp(prefix=f".tmp-{predictions_dir.name}-", dir=predictions_dir.parent)
+    rows, fnr_rows = [], []
+    with contextlib.ExitStack() as outputs:
+        # Every output is staged and moved into place only when all conditions succeeded.
+        per_image_tmp = outputs.enter_context(atomic.atomic_file(out_per_image))
+        fnr_tmp = outputs.enter_context(atomic.atomic_file(out_fnr))
+        staged = (
+            outputs.enter_context(atomic.atomic_dir(predictions_dir))
+            if predictions_dir is not None
+            else None
         )
-    temporaries: list[Path] = []
-    try:
-        rows, fnr_rows = [], []
         for condition in conditions:
             columns = condition.columns()
             cases = load_split(condition.dataset_dir, condition.split)
@@ -208,62 +154,38 @@ def evaluate_run(
                         f"{case.image.ndim}D image {case.case_id!r} of {condition.dataset_dir}"
                     )
                 prob = predict_probabilities(
-                    model,
-                    case.image,
-                    patch_size=patch_size,
-                    overlap=overlap,
-                    mode=blend_mode,
-                    sw_batch_size=sw_batch_size,
-                    device=device,
+                    model, case.image, patch_size=patch_size, window=window, device=device,
                     amp=amp,
-                )
+                )  # fmt: skip
                 label = case.label.astype(bool)
                 pred = prob >= THRESHOLD
-                scores = segmentation_metrics(pred, label, case.spacing, nsd_tolerance)
                 rows.append(
                     {
-                        **run_columns,
+                        **run.columns,
                         **columns,
                         "condition": condition.name,
                         "split": condition.split,
                         "image_id": case.case_id,
-                        **scores,
+                        **segmentation_metrics(pred, label, case.spacing, nsd_tolerance),
                         "fg_ratio": foreground_ratio(label),
                         "complexity": case.meta.get("complexity", math.nan),
                         "quality": soft_quality(prob),
                     }
                 )
+                where = (condition.name, condition.split, case.case_id)
                 for threshold, fnr in zip(FNR_THRESHOLDS, fnr_curve(prob, label), strict=True):
-                    fnr_rows.append((condition.name, condition.split, case.case_id, threshold, fnr))
-                if staged_predictions is not None:
+                    fnr_rows.append((*run.columns.values(), *where, threshold, fnr))
+                if staged is not None:
                     save_prediction(
-                        staged_predictions
-                        / condition.split
-                        / condition.name
-                        / f"{case.case_id}.nii.gz",
+                        staged / condition.split / condition.name / f"{case.case_id}.nii.gz",
                         pred.astype(np.uint8),
                         case.affine,
                     )
             dice = np.mean([r["dice"] for r in rows[-len(cases) :]]) if cases else math.nan
             log(f"{condition.name} ({condition.split}): {len(cases)} images, mean Dice {dice:.4f}")
-
         per_image = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
-        fnr_table = pd.DataFrame(fnr_rows, columns=list(FNR_COLUMNS))
-        temporaries.append(_write_csv_atomic(per_image, out_per_image))
-        temporaries.append(_write_csv_atomic(fnr_table, out_fnr))
-    except BaseException:
-        for tmp in temporaries:
-            tmp.unlink(missing_ok=True)
-        if staged_predictions is not None:
-            shutil.rmtree(staged_predictions, ignore_errors=True)
-        raise
-    # Everything is computed and on disk: move it into place.
-    if staged_predictions is not None:
-        if predictions_dir.exists():
-            shutil.rmtree(predictions_dir)
-        os.replace(staged_predictions, predictions_dir)
-    os.replace(temporaries[0], out_per_image)
-    os.replace(temporaries[1], out_fnr)
+        per_image.to_csv(per_image_tmp, index=False)
+        pd.DataFrame(fnr_rows, columns=list(FNR_COLUMNS)).to_csv(fnr_tmp, index=False)
     return per_image
 
 

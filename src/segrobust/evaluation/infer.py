@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +26,38 @@ from segrobust.data.dataset import write_nifti
 
 #: Blending of overlapping windows: ``gaussian`` down-weights window borders, ``constant`` averages.
 BLEND_MODES = ("gaussian", "constant")
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """How a patch-trained model sees a whole image (config ``studies.<study>.inference``).
+
+    Attributes:
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        mode: blending of overlapping windows, one of ``BLEND_MODES``.
+        batch_size: windows per forward pass.
+    """
+
+    overlap: float
+    mode: str
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in BLEND_MODES:
+            raise ValueError(f"unknown blend mode {self.mode!r}; allowed: {', '.join(BLEND_MODES)}")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.batch_size < 1:
+            raise ValueError(f"sliding-window batch size must be >= 1, got {self.batch_size}")
+
+    @classmethod
+    def from_config(cls, inference: Mapping[str, Any]) -> SlidingWindow:
+        """From the config's ``inference`` section (keys overlap, mode, sw_batch_size)."""
+        return cls(
+            overlap=float(inference["overlap"]),
+            mode=str(inference["mode"]),
+            batch_size=int(inference["sw_batch_size"]),
+        )
 
 
 def _patch_tuple(patch_size: int | Sequence[int], ndim: int) -> tuple[int, ...]:
@@ -50,9 +84,7 @@ def predict_probabilities(
     image: np.ndarray,
     *,
     patch_size: int | Sequence[int] | None = None,
-    overlap: float = 0.25,
-    mode: str = "gaussian",
-    sw_batch_size: int = 4,
+    window: SlidingWindow | None = None,
     device: str | torch.device = "cpu",
     amp: bool = False,
 ) -> np.ndarray:
@@ -64,21 +96,15 @@ def predict_probabilities(
         image: 2D (H, W) or 3D (H, W, D) array without a channel axis.
         patch_size: None for one whole-image forward pass, else the sliding-window size (an int
             for a square / cube, or one size per axis).
-        overlap: fraction of a window shared with its neighbour (sliding window only), in [0, 1).
-        mode: window blending, one of ``BLEND_MODES`` (sliding window only).
-        sw_batch_size: windows per forward pass (sliding window only).
+        window: the sliding-window settings; required exactly when ``patch_size`` is given.
         device: where the network runs.
         amp: mixed precision, effective on CUDA only.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim not in (2, 3):
         raise ValueError(f"expected a 2D or 3D image without channel axis, got shape {image.shape}")
-    if mode not in BLEND_MODES:
-        raise ValueError(f"unknown blend mode {mode!r}; allowed: {', '.join(BLEND_MODES)}")
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    if sw_batch_size < 1:
-        raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
+    if patch_size is not None and window is None:
+        raise ValueError("a patch-trained model needs sliding-window settings (window=...)")
     device = torch.device(device)
     model = model.to(device).eval()
     batch = torch.from_numpy(image)[None, None].to(device)
@@ -89,10 +115,10 @@ def predict_probabilities(
             logits = sliding_window_inference(
                 batch,
                 roi_size=_patch_tuple(patch_size, image.ndim),
-                sw_batch_size=sw_batch_size,
+                sw_batch_size=window.batch_size,
                 predictor=model,
-                overlap=overlap,
-                mode=mode,
+                overlap=window.overlap,
+                mode=window.mode,
                 padding_mode="constant",
                 cval=0.0,
             )

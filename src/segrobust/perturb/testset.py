@@ -9,8 +9,6 @@ ids, labels and geometry; its datalist entries carry the perturbed image's own L
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import segrobust
+from segrobust.atomic import atomic_dir
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import DatasetWriter, load_case, read_datalist
 from segrobust.perturb.base import Perturbation, check_severity
@@ -73,45 +72,36 @@ def perturb_test_split(
     severities = check_severities(perturbation, severities)
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     entries = read_datalist(dataset_dir)["test"]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-    try:
-        with ExitStack() as stack:
-            writers = {
-                s: stack.enter_context(
-                    DatasetWriter(tmp / f"s{s}", provenance=_provenance(dataset_dir, spec, s, seed))
+    with atomic_dir(out_dir) as tmp, ExitStack() as stack:
+        writers = {
+            s: stack.enter_context(
+                DatasetWriter(tmp / f"s{s}", provenance=_provenance(dataset_dir, spec, s, seed))
+            )
+            for s in severities
+        }
+        # One source case in memory at a time, perturbed at every severity: test volumes
+        # (e.g. CT) can be large, so the split is not loaded whole.
+        for entry in entries:
+            case = load_case(dataset_dir, entry)
+            passed = {k: v for k, v in entry.items() if k not in RECOMPUTED}
+            for s, writer in writers.items():
+                rng = perturbation_rng(case.case_id, perturbation, s, seed)
+                image = spec.apply(case.image, case.label, s, rng)
+                writer.add(
+                    case.case_id,
+                    image,
+                    case.label,
+                    split="test",
+                    spacing=case.spacing,
+                    affine=case.affine,
+                    **passed,
+                    complexity=lbp_complexity(image, case.label),
+                    fg_ratio=float(np.mean(case.label)),
+                    source_complexity=entry.get("complexity"),
+                    perturbation=perturbation,
+                    severity=s,
+                    source_id=case.case_id,
                 )
-                for s in severities
-            }
-            # One source case in memory at a time, perturbed at every severity: test volumes
-            # (e.g. CT) can be large, so the split is not loaded whole.
-            for entry in entries:
-                case = load_case(dataset_dir, entry)
-                passed = {k: v for k, v in entry.items() if k not in RECOMPUTED}
-                for s, writer in writers.items():
-                    rng = perturbation_rng(case.case_id, perturbation, s, seed)
-                    image = spec.apply(case.image, case.label, s, rng)
-                    writer.add(
-                        case.case_id,
-                        image,
-                        case.label,
-                        split="test",
-                        spacing=case.spacing,
-                        affine=case.affine,
-                        **passed,
-                        complexity=lbp_complexity(image, case.label),
-                        fg_ratio=float(np.mean(case.label)),
-                        source_complexity=entry.get("complexity"),
-                        perturbation=perturbation,
-                        severity=s,
-                        source_id=case.case_id,
-                    )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _provenance(dataset_dir: Path, spec: Perturbation, severity: int, seed: int) -> dict:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
 from segrobust.analysis.aggregate import level_table
-from segrobust.report.figures import FIGURES
+from segrobust.contract import ANALYSIS_FIGURES, FIGURES, read_table
 from segrobust.report.html import Section
 
 STUDY_TEXT = {
@@ -77,20 +75,27 @@ ANALYSIS_TABLES = [
 ]
 
 
+def caption(captions_dir: Path, name: str) -> str:
+    """The caption of figure ``name``: its ``<name>.rst`` (the one home of captions, which
+    Snakemake's ``--report`` shows too) as one paragraph."""
+    return " ".join((captions_dir / f"{name}.rst").read_text().split())
+
+
 def pipeline_sections(
     studies: Sequence[str],
     figures_dir: str | Path,
     results_dir: str | Path,
     analysis_dir: str | Path,
+    captions_dir: str | Path,
 ) -> list[Section]:
     """The report's sections for the enabled ``studies``."""
-    figures_dir, results_dir, analysis_dir = map(Path, (figures_dir, results_dir, analysis_dir))
+    figures_dir, results_dir, analysis_dir, captions_dir = map(
+        Path, (figures_dir, results_dir, analysis_dir, captions_dir)
+    )
     sections = []
     for study in studies:
         figures = [
-            (figures_dir / f"{name}.png", FIGURES.get(name).caption)
-            for name in FIGURES.names()
-            if FIGURES.get(name).study == study
+            (figures_dir / f"{name}.png", caption(captions_dir, name)) for name in FIGURES[study]
         ]
         sections.append(Section(
             title=f"{study.capitalize()} study",
@@ -112,10 +117,8 @@ def pipeline_sections(
             notes,
         ],
         figures=[
-            (analysis_dir / "cd_diagram.png", "Critical difference diagram (Friedman / Nemenyi): "
-             "architectures joined by a bar are not significantly different."),
-            (analysis_dir / "coverage.png", "Empirical coverage of the conformal Dice lower bound "
-             "per condition, with the 1 - alpha target."),
+            (analysis_dir / f"{name}.png", caption(captions_dir, name))
+            for name in ANALYSIS_FIGURES
         ],
         tables=[(analysis_dir / name, caption) for name, caption in ANALYSIS_TABLES],
     ))  # fmt: skip
@@ -126,7 +129,7 @@ def _study_tables(study: str, results_dir: Path) -> list:
     tables = [(results_dir / study / "summary.csv",
                "Summary: mean, sd and n of each metric over images and seeds")]  # fmt: skip
     if study == "perturbation":
-        levels = level_table(pd.read_csv(results_dir / study / "per_image.csv"))
+        levels = level_table(read_table(results_dir / study / "per_image.csv"))
         tables.insert(
             0,
             (

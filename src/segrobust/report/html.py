@@ -12,7 +12,6 @@ import html
 import importlib.metadata
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 import yaml
+
+from segrobust import atomic
 
 VERSIONED_PACKAGES = (
     "segrobust", "torch", "monai", "snakemake", "numpy", "scipy", "pandas", "seaborn",
@@ -118,9 +119,4 @@ def build_html_report(
         + "\n".join(parts)
         + "</body></html>\n"
     )
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".html", dir=out_path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(page)
-    os.replace(tmp, out_path)
+    atomic.write_text(out_path, page)

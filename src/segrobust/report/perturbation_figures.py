@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import pandas as pd
 import seaborn as sns
 
-from segrobust.analysis.aggregate import LEVEL_ORDER, with_named_levels
+from segrobust.analysis.aggregate import with_named_levels
+from segrobust.contract import LEVEL_ORDER
 from segrobust.report.plotting import (
     COMPLEXITY_LABEL,
     DPI,

@@ -9,9 +9,7 @@ PNG's pixel size follows from the number of panels (``ncols * panel_width + lege
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -25,6 +23,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from segrobust import atomic  # noqa: E402
 from segrobust.analysis.aggregate import require_columns, select_split  # noqa: E402
 
 PANEL_WIDTH = 3.2
@@ -198,22 +197,14 @@ def resolve_palette(archs: Iterable[str], palette: Mapping[str, str] | None) -> 
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
-    """Write ``fig`` as PNG to ``path`` atomically (temporary sibling, then rename) and close it.
+    """Write ``fig`` as PNG to ``path`` atomically and close it.
 
     The figure is closed even when writing fails, so a failed plot leaks no memory in a long
     Snakemake job, and a failed write leaves no partial file behind.
     """
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic.atomic_file(path, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=fig.dpi)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
     finally:
         plt.close(fig)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
+from segrobust.contract import in_domain
 from segrobust.report.plotting import (
     COMPLEXITY_LABEL,
     DPI,
@@ -32,16 +32,18 @@ from segrobust.report.plotting import (
 )
 
 ALPHA_LABEL = "Blend factor alpha (higher = harder)"
+IN_DOMAIN_COLUMNS = ("dataset", "test_dataset", "perturbation")
+"""What `contract.in_domain` reads."""
 BOUNDED_METRICS = ("dice", "nsd", "quality")
 """Metrics in [0, 1]: their axes and colour scales span exactly that range."""
 
 
 def in_domain_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows tested at the alpha the model was trained at (train_alpha == test_alpha)."""
-    train = pd.to_numeric(rows["train_alpha"], errors="coerce")
-    test = pd.to_numeric(rows["test_alpha"], errors="coerce")
-    same = np.isclose(train, test) & train.notna() & test.notna()
-    return rows[same.to_numpy()].assign(train_alpha=train[same], test_alpha=test[same])
+    """Rows tested at the alpha the model was trained at (`contract.in_domain`), alphas numeric."""
+    rows = rows[in_domain(rows).to_numpy()]
+    return rows.assign(
+        train_alpha=pd.to_numeric(rows["train_alpha"]), test_alpha=pd.to_numeric(rows["test_alpha"])
+    )
 
 
 def _direction_title(direction: object) -> str:
@@ -69,7 +71,9 @@ def plot_texture_in_domain(
     bars their bootstrap 95% confidence interval.
     """
     rows = rows_of_test_split(
-        df, ["direction", "train_alpha", "test_alpha", "arch", metric], "texture in-domain figure"
+        df,
+        [*IN_DOMAIN_COLUMNS, "direction", "train_alpha", "test_alpha", "arch", metric],
+        "texture in-domain figure",
     )
     rows = in_domain_rows(rows)
     if rows.empty:
@@ -183,7 +187,7 @@ def plot_metric_vs_complexity(
     """
     needed = ["arch", "complexity", metric]
     if in_domain_only:
-        needed += ["train_alpha", "test_alpha"]
+        needed += [*IN_DOMAIN_COLUMNS, "train_alpha", "test_alpha"]
     rows = rows_of_test_split(df, needed, "metric vs complexity figure")
     if in_domain_only:
         rows = in_domain_rows(rows)

@@ -3,27 +3,26 @@
 Config validation runs at Snakefile parse time (on every cluster job too), so it must not import
 torch or MONAI; these arithmetic rules mirror the networks built in ``segrobust.networks`` (which
 re-exports :func:`check_input_size`), and ``tests/test_models.py`` checks them against real
-forward passes.
+forward passes. ``kwargs`` are an architecture's config keys (``models.<name>``, defaults filled
+in by the schema).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from segrobust.contract import ARCHITECTURES
 from segrobust.registry import UnknownNameError
 
-#: The registered architectures (``segrobust.networks.ARCHITECTURES``; a test keeps them equal).
-ARCHITECTURE_NAMES = (
-    "attention_unet", "noskip_unet", "noskip_vnet", "swin_unetr", "unet", "unetpp", "unetr", "vnet",
-)  # fmt: skip
-DEFAULT_UNET_CHANNELS = (8, 16, 32, 64)
-DEFAULT_VNET_CHANNELS = (8, 16, 32, 64)
-DEFAULT_UNETPP_FEATURES = (8, 8, 16, 32, 64, 8)
 UNETR_VIT_PATCH = 16  # MONAI UNETR's ViT patch edge (fixed inside UNETR)
+SWIN_DOWNSAMPLING = 32  # MONAI SwinUNETR: patch embedding 2 x four 2x merges
+UNETPP_DOWNSAMPLING = 16  # four poolings in MONAI BasicUNetPlusPlus
 
 
 def as_size(size, spatial_dims: int) -> tuple[int, ...]:
+    """An input size as one int per spatial axis (an int means a square / cube)."""
     if isinstance(size, int):
         return (size,) * spatial_dims
     size = tuple(int(s) for s in size)
@@ -32,22 +31,30 @@ def as_size(size, spatial_dims: int) -> tuple[int, ...]:
     return size
 
 
-def required_divisor(name: str, spatial_dims: int, **kwargs: Any) -> int:
+def _levels(kwargs: Mapping[str, Any]) -> int:
+    return 2 ** (len(kwargs["channels"]) - 1)
+
+
+#: Architecture -> the number every input edge must be a multiple of.
+_DIVISORS = {
+    "unet": _levels,
+    "noskip_unet": _levels,
+    "attention_unet": _levels,
+    "monai_unet": _levels,
+    "vnet": _levels,
+    "noskip_vnet": _levels,
+    "unetpp": lambda kwargs: UNETPP_DOWNSAMPLING,
+    "unetr": lambda kwargs: UNETR_VIT_PATCH,
+    "swin_unetr": lambda kwargs: SWIN_DOWNSAMPLING,
+}
+
+
+def required_divisor(name: str, **kwargs: Any) -> int:
     """The number every input edge of ``name`` must be a multiple of."""
-    if name not in ARCHITECTURE_NAMES:
-        allowed = ", ".join(ARCHITECTURE_NAMES)
+    if name not in ARCHITECTURES:
+        allowed = ", ".join(ARCHITECTURES)
         raise UnknownNameError(f"unknown architecture {name!r}; allowed: {allowed}")
-    if name in ("unet", "noskip_unet", "attention_unet"):
-        return 2 ** (len(kwargs.get("channels", DEFAULT_UNET_CHANNELS)) - 1)
-    if name in ("vnet", "noskip_vnet"):
-        return 2 ** (len(kwargs.get("channels", DEFAULT_VNET_CHANNELS)) - 1)
-    if name == "unetpp":
-        return 16  # four poolings in BasicUNetPlusPlus
-    if name == "unetr":
-        return UNETR_VIT_PATCH
-    if name == "swin_unetr":
-        return int(kwargs.get("patch_size", 2)) ** 5
-    raise AssertionError(f"no input-size rule for registered architecture {name!r}")
+    return _DIVISORS[name](kwargs)
 
 
 def check_input_size(name: str, spatial_dims: int, size, **kwargs: Any) -> str | None:
@@ -60,7 +67,7 @@ def check_input_size(name: str, spatial_dims: int, size, **kwargs: Any) -> str |
         edges = as_size(size, spatial_dims)
     except ValueError as exc:
         return str(exc)
-    divisor = required_divisor(name, spatial_dims, **kwargs)
+    divisor = required_divisor(name, **kwargs)
     bad = [e for e in edges if e <= 0 or e % divisor]
     if bad:
         return (
@@ -75,12 +82,9 @@ def check_input_size(name: str, spatial_dims: int, size, **kwargs: Any) -> str |
     return None
 
 
-def _uses_instance_norm(name: str, kwargs: dict[str, Any]) -> bool:
+def _uses_instance_norm(name: str, kwargs: Mapping[str, Any]) -> bool:
     if name == "unetr":
         return False  # its decoder upsamples the ViT tokens before any normalisation
     if name == "swin_unetr":
-        norm = kwargs.get("norm_name", "instance")
-    else:
-        default = ("instance", {"affine": True}) if name == "unetpp" else "batch"
-        norm = kwargs.get("norm", default)
-    return (norm[0] if isinstance(norm, (tuple, list)) else norm).lower() == "instance"
+        return True  # built with MONAI's default norm_name="instance"
+    return kwargs["norm"] == "instance"

@@ -7,42 +7,16 @@ config (no torch, no file access), so the paper grid's DAG builds in seconds.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from segrobust.contract import condition_name, texture_dataset_name
-
-STUDIES = ("texture", "perturbation", "context")
-DATASETS_DIR = "resources/datasets"
-
-
-@dataclass(frozen=True)
-class Run:
-    """One model run: (study, training dataset, architecture, patch, seed)."""
-
-    study: str
-    dataset: str
-    arch: str
-    patch: str  # "full" (whole 2D images) or the cubic patch edge as a string
-    seed: int
-
-    @property
-    def path(self) -> str:
-        """The run's path below ``results/<study>/<stage>/``."""
-        return f"{self.dataset}/{self.arch}/p{self.patch}/seed{self.seed}"
-
-    @property
-    def model_dir(self) -> str:
-        return f"results/{self.study}/models/{self.path}"
-
-    @property
-    def metrics_dir(self) -> str:
-        return f"results/{self.study}/metrics/{self.path}"
-
-
-def dataset_dir(name: str) -> str:
-    """Where dataset ``name`` lives in the dataset contract."""
-    return f"{DATASETS_DIR}/{name}"
+from segrobust.contract import (
+    CLEAN,
+    STUDIES,
+    Run,
+    condition_name,
+    dataset_dir,
+    texture_dataset_name,
+)
 
 
 def enabled_studies(config: Mapping[str, Any]) -> list[str]:
@@ -110,10 +84,19 @@ def train_spec(config: Mapping[str, Any], study: str, arch: str, patch: str) -> 
         "model_kwargs": dict(config["models"][arch]),
         "train": dict(config["studies"][study]["train"]),
         "patch_size": None if patch == "full" else [int(patch)] * dims,
-        "inference": dict(config["studies"]["context"]["inference"])
-        if study == "context"
-        else None,
+        "inference": window_settings(config, study),
     }
+
+
+def window_settings(config: Mapping[str, Any], study: str) -> dict | None:
+    """The sliding-window settings of a patch-trained study (the context study), else None.
+
+    Only the keys that change predictions: toggling ``save_predictions`` must not re-train.
+    """
+    if study != "context":
+        return None
+    inference = config["studies"]["context"]["inference"]
+    return {key: inference[key] for key in ("overlap", "mode", "sw_batch_size")}
 
 
 def _condition(name: str, dataset: str, split: str, **meta: Any) -> dict:
@@ -147,14 +130,13 @@ def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
                 "direction": direction,
                 "train_alpha": float(alpha),
                 "test_alpha": float(test_alpha),
-                "perturbation": "none",
-                "severity": 0,
+                **CLEAN,
             }
             conds.append(_condition(test_ds, test_ds, "test", **meta))
             if test_ds == run.dataset:
                 conds.append(_condition(test_ds, test_ds, "calibration", **meta))
         return conds
-    clean = {"perturbation": "none", "severity": 0}
+    clean = dict(CLEAN)
     if run.study == "perturbation":
         clean["level"] = "Unperturbed"
     conds = [
@@ -185,23 +167,3 @@ def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
 def synthetic_dataset_names(config: Mapping[str, Any]) -> list[str]:
     """Named datasets under ``datasets`` that are generated rather than downloaded."""
     return [n for n, s in config["datasets"].items() if s["source"].startswith("synthetic_")]
-
-
-def run_columns_from_path(path: str) -> dict:
-    """The run columns (study, dataset, arch, patch, seed) encoded in a model-run file's path
-    ``results/<study>/<stage>/<dataset>/<arch>/p<patch>/seed<seed>/<file>``."""
-    parts = str(path).replace("\\", "/").split("/")
-    try:
-        i = parts.index("results")
-        study, _, dataset, arch, patch, seed = parts[i + 1 : i + 7]
-    except ValueError:
-        raise ValueError(f"{path}: not a model-run path under results/") from None
-    if not (patch.startswith("p") and seed.startswith("seed")):
-        raise ValueError(f"{path}: expected .../p<patch>/seed<seed>/<file>")
-    return {
-        "study": study,
-        "dataset": dataset,
-        "arch": arch,
-        "patch": patch[1:],
-        "seed": int(seed[4:]),
-    }

@@ -22,7 +22,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,62 +33,78 @@ import torch
 from monai.losses import DiceCELoss, DiceLoss
 from monai.transforms import RandCropByPosNegLabel
 
+from segrobust.contract import PATCH_COLUMNS, TRAIN_LOG_COLUMNS, Run
 from segrobust.data.dataset import Case, load_split
-from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import dice
 from segrobust.networks import build_model, check_input_size
 from segrobust.training.device import amp_settings, seed_everything
 from segrobust.training.modelfile import save_model_file
 
 LOSSES = ("dice", "dice_ce")
-LOG_COLUMNS = (
-    "epoch", "loss", "val_dice", "seconds", "fg_ratio_mean", "fg_ratio_min", "fg_ratio_max",
-    "lr", "device", "amp",
-)  # fmt: skip
-PATCH_COLUMNS = ("epoch", "batch", "index", "fg_ratio")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training hyper-parameters (the config's ``train`` section of a study).
+    """Training hyper-parameters: the config's ``train`` section of a study, plus the run's patch
+    size and sliding-window settings. Every value comes from the config (whose schema states the
+    defaults); none is defaulted here.
 
     Attributes:
         epochs: number of passes over the training split.
         batch_size: images or patches per optimisation step.
         lr: Adam learning rate (constant).
         loss: ``dice`` (MONAI DiceLoss on sigmoid) or ``dice_ce`` (DiceCELoss, BCE term).
-        patch_size: patch edge(s) for patch training; None trains on whole (2D) images.
+        val_interval: validate every this many epochs (and after the last).
         samples_per_volume: patches drawn per training volume per epoch.
         pos_neg_ratio: (pos, neg) weights of patch centres on foreground vs background;
             (1, 0) gives only patches containing foreground.
-        val_interval: validate every this many epochs (and after the last).
-        sw_overlap: sliding-window overlap for patch-trained validation.
-        sw_mode: how overlapping windows are blended (``gaussian`` or ``constant``).
-        sw_batch_size: windows per forward pass in sliding-window validation.
+        patch_size: patch edge(s) for patch training; None trains on whole (2D) images.
+        window: sliding-window settings of patch-trained validation (None for whole images).
     """
 
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 1e-3
-    loss: str = "dice"
-    patch_size: tuple[int, ...] | None = None
-    samples_per_volume: int = 4
-    pos_neg_ratio: tuple[float, float] = (1.0, 1.0)
-    val_interval: int = 1
-    sw_overlap: float = 0.25
-    sw_mode: str = "gaussian"
-    sw_batch_size: int = 4
+    epochs: int
+    batch_size: int
+    lr: float
+    loss: str
+    val_interval: int
+    samples_per_volume: int
+    pos_neg_ratio: tuple[float, float]
+    patch_size: tuple[int, ...] | None
+    window: SlidingWindow | None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"train.loss {self.loss!r} not allowed; allowed: {', '.join(LOSSES)}")
-        for key in ("epochs", "batch_size", "samples_per_volume", "val_interval", "sw_batch_size"):
+        for key in ("epochs", "batch_size", "samples_per_volume", "val_interval"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)!r}")
         pos, neg = self.pos_neg_ratio
         if pos < 0 or neg < 0 or pos + neg == 0:
             raise ValueError(f"train.pos_neg_ratio must be two non-negative numbers, not both 0; "
                              f"got {self.pos_neg_ratio!r}")  # fmt: skip
+        if self.patch_size is not None and self.window is None:
+            raise ValueError("patch training needs sliding-window settings for validation")
+
+    @classmethod
+    def from_config(
+        cls,
+        train: Mapping[str, Any],
+        patch_size: Sequence[int] | None,
+        inference: Mapping[str, Any] | None,
+    ) -> TrainSettings:
+        """From a study's ``train`` and ``inference`` config sections and the run's patch size."""
+        return cls(
+            epochs=int(train["epochs"]),
+            batch_size=int(train["batch_size"]),
+            lr=float(train["lr"]),
+            loss=str(train["loss"]),
+            val_interval=int(train["val_interval"]),
+            samples_per_volume=int(train["samples_per_volume"]),
+            pos_neg_ratio=tuple(float(v) for v in train["pos_neg_ratio"]),
+            patch_size=tuple(int(s) for s in patch_size) if patch_size else None,
+            window=SlidingWindow.from_config(inference) if patch_size else None,
+        )
 
 
 def _stack(cases: Sequence[Case], what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,9 +205,7 @@ def validation_dice(
                 model,
                 case.image,
                 patch_size=settings.patch_size,
-                overlap=settings.sw_overlap,
-                mode=settings.sw_mode,
-                sw_batch_size=settings.sw_batch_size,
+                window=settings.window,
                 device=device,
                 amp=amp_dtype is not None,
             )
@@ -245,11 +259,10 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
 def train_run(
     dataset_dir: str | os.PathLike,
     *,
-    arch: str,
+    run: Run,
     spatial_dims: int,
     model_kwargs: dict[str, Any],
     settings: TrainSettings,
-    seed: int,
     device: torch.device,
     out_model: str | os.PathLike,
     out_log: str | os.PathLike,
@@ -257,11 +270,13 @@ def train_run(
     checkpoint_path: str | os.PathLike,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train ``arch`` on ``dataset_dir`` and write the three outputs of contract 3.
+    """Train ``run.arch`` (seeded by ``run.seed``) on ``dataset_dir`` and write the three
+    outputs of contract 3; both tables carry the run's columns.
 
     Resumes from ``checkpoint_path`` when it exists; deletes it after ``model.pt`` is written.
     Returns ``{"best_epoch", "best_val_dice"}``.
     """
+    arch, seed = run.arch, int(run.seed)
     checkpoint_path = Path(checkpoint_path)
     seed_everything(seed)
     if device.type == "cuda":
@@ -363,12 +378,12 @@ def train_run(
 
     final = copy.deepcopy(model).cpu()
     final.load_state_dict(best["state"])
-    _write_csv(Path(out_log), log_rows, LOG_COLUMNS)
-    _write_csv(Path(out_patches), patch_rows, PATCH_COLUMNS)
+    _write_csv(Path(out_log), [{**run.columns, **r} for r in log_rows], TRAIN_LOG_COLUMNS)
+    _write_csv(Path(out_patches), [{**run.columns, **r} for r in patch_rows], PATCH_COLUMNS)
     save_model_file(
         out_model, final, arch=arch, spatial_dims=spatial_dims, model_kwargs=model_kwargs,
         img_size=input_size, patch_size=settings.patch_size, best_epoch=best["epoch"],
-        best_val_dice=best["dice"], device=str(device), amp=amp_name,
+        best_val_dice=best["dice"], device=str(device), amp=amp_name, run=run.columns,
     )  # fmt: skip
     checkpoint_path.unlink(missing_ok=True)
     return {"best_epoch": best["epoch"], "best_val_dice": best["dice"]}
