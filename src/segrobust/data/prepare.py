@@ -35,10 +35,11 @@ import segrobust
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import DataError, DatasetWriter, split_ids
 from segrobust.data.download import verify_file
-from segrobust.data.extract import safe_extract
+from segrobust.data.extract import ExtractLimits, safe_extract
 from segrobust.data.sources import (
     CHECKSUM_ALGORITHMS,
     DOWNLOAD_OVERRIDES,
+    EXTRACT_LIMIT_KEYS,
     SOURCES,
     Source,
     download_settings,
@@ -50,8 +51,9 @@ VARIANTS = ("2d", "3d")
 NORMALIZATIONS = ("auto", "window", "percentile")
 GRAY_MODES = ("luminance", "mean")
 BUSI_CLASSES = ("benign", "malignant", "normal")
-#: Keys of a ``datasets:`` entry that only the download rule uses.
-DOWNLOAD_KEYS = ("source", "path", *DOWNLOAD_OVERRIDES)
+#: Keys of a ``datasets:`` entry that are not preparation options: where the raw data come
+#: from, and the caps on unpacking its archive (used by the download and the extraction).
+DOWNLOAD_KEYS = ("source", "path", *DOWNLOAD_OVERRIDES, *EXTRACT_LIMIT_KEYS)
 
 
 @dataclass
@@ -128,12 +130,28 @@ def parse_entry(name: str, entry: Mapping[str, Any]) -> tuple[Source, PrepareOpt
             f"datasets.{name}.checksum_algorithm: got {entry['checksum_algorithm']!r}; "
             f"allowed: {', '.join(CHECKSUM_ALGORITHMS)}"
         )
+    check_extract_limits(name, entry)
     if source.name == "msd_import" and not entry.get("path"):
         raise DataError(
             f"datasets.{name}: source msd_import needs 'path', the directory holding "
             "imagesTr/, labelsTr/ and dataset.json"
         )
     return source, opts
+
+
+def check_extract_limits(name: str, entry: Mapping[str, Any]) -> None:
+    """The archive caps of an entry are positive numbers (members an integer, ratio >= 1)."""
+    rules = {
+        "extract_max_gb": (lambda v: v > 0, "a number > 0 (GB written)"),
+        "extract_max_members": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "extract_max_ratio": (lambda v: v >= 1, "a number >= 1 (bytes written / archive size)"),
+    }
+    for key, (ok, allowed) in rules.items():
+        value = entry.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise DataError(f"datasets.{name}.{key}: got {value!r}; allowed: {allowed}")
 
 
 def prepare_dataset(
@@ -177,7 +195,8 @@ def prepare_dataset(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-extract-{out_dir.name}-", dir=out_dir.parent))
     try:
-        extracted = safe_extract(raw, work / "raw", log)
+        limits = ExtractLimits.from_config(dict(entry), key_prefix=f"datasets.{name}.")
+        extracted = safe_extract(raw, work / "raw", log, limits=limits)
         source.preparer()(extracted, out_dir, opts, provenance, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)

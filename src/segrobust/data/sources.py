@@ -197,6 +197,10 @@ def downloadable_sources() -> list[str]:
 #: Dataset-entry keys that override a source's download settings, and the setting each sets.
 DOWNLOAD_OVERRIDES = {"url": "url", "checksum": "checksum", "checksum_algorithm": "algorithm"}
 
+#: Dataset-entry keys raising the caps on what a source's archive may unpack to (members,
+#: bytes, compression ratio): see segrobust.data.extract.ExtractLimits for the defaults.
+EXTRACT_LIMIT_KEYS = ("extract_max_gb", "extract_max_members", "extract_max_ratio")
+
 
 def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """URL, checksum, algorithm and size for downloading a source.
