@@ -228,9 +228,9 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
 class _Reader:
     """Uniform access to a tar or zip archive: member headers in order, and member streams."""
 
-    def __init__(self, archive: Path) -> None:
+    def __init__(self, archive: Path, kind: str | None = None) -> None:
         self.archive = archive
-        self.kind = archive_kind(archive)
+        self.kind = kind or archive_kind(archive)
         try:
             if self.kind == "tar":
                 self._tar: tarfile.TarFile | None = tarfile.open(archive, "r:*")
@@ -532,19 +532,20 @@ def _write_member(tree: StagingTree, reader: _Reader, member: Member, budget: _B
 
 
 def check_archive(
-    archive: str | os.PathLike, limits: ExtractLimits | None = None
+    archive: str | os.PathLike, limits: ExtractLimits | None = None, kind: str | None = None
 ) -> ArchiveSummary:
     """Read every member of ``archive`` to its end without writing anything.
 
     Applies every rule of :func:`safe_extract` (member types, names, caps) and reads each
     member's bytes (a zip's CRCs are checked, a tar's end marker is required), so a file that
     passes is complete and extractable. Used for downloads that have no checksum to verify.
+    ``kind`` (``tar`` / ``zip``) overrides the type read from the file name (a ``.part`` file).
 
     Raises:
         UnsafeArchiveError, UnreadableArchiveError, ArchiveLimitError: naming the archive.
     """
     archive = Path(archive)
-    reader = _Reader(archive)
+    reader = _Reader(archive, kind)
     try:
         budget = _Budget(archive, limits or ExtractLimits())
         for member in _scan(reader, budget, staging=None):
