@@ -212,6 +212,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not path.is_file():
             self.send_error(404)
             return
+        if self.mode == "fail_once" and len(self.requests) == 1:
+            self.send_error(503, "Service Unavailable")
+            return
         data = path.read_bytes()
         start = 0
         m = re.match(r"bytes=(\d+)-$", range_header or "")
@@ -228,9 +231,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if self.mode != "truncate_unannounced":
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        truncate = self.mode == "truncate" or (
+        truncate = self.mode in ("truncate", "truncate_unannounced") or (
             self.mode == "truncate_once" and len(self.requests) == 1
         )
         self.wfile.write(body[: len(body) // 2] if truncate else body)
@@ -243,7 +247,9 @@ def serve(directory: Path, mode: str = "range"):
 
     ``mode``: ``range`` (honours Range), ``plain`` (ignores Range, always 200), ``truncate``
     (announces the full length, sends half), ``truncate_once`` (first response truncated, then
-    Range honoured). Yields ``(base_url, requests)`` where ``requests`` logs each GET.
+    Range honoured), ``truncate_unannounced`` (no Content-Length, sends half), ``fail_once``
+    (HTTP 503 first, then like ``plain``). Yields ``(base_url, requests)`` where ``requests``
+    logs each GET.
     """
     requests: list = []
     handler = type(

@@ -6,6 +6,9 @@
 # Parse time stays light: segrobust.data.sources imports nothing heavy.
 
 
+# No `retries`: fetch() retries transient network failures itself (resuming the partial file),
+# and a checksum mismatch or an unreadable archive is final -- a rule-level retry only
+# downloaded the same bad file again.
 rule download_source:
     output:
         "resources/downloads/{source}/{filename}",
@@ -14,7 +17,6 @@ rule download_source:
     wildcard_constraints:
         source=regex_of(downloadable_sources()),
         filename=regex_of(SOURCES.get(n).filename for n in downloadable_sources()),
-    retries: 2
     conda:
         "../../envs/segrobust.yaml"
     threads: 1

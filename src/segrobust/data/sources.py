@@ -209,6 +209,11 @@ def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> 
     the ``datasets`` entries using this source. Those datasets share one download, so their
     overrides must agree; a conflict is an error naming both entries. A mirror's copy (``url``
     set) is checked by checksum only, since its size is not recorded.
+
+    ``extract_limits`` is present only where such an entry raises an archive cap (the largest
+    value of each ``EXTRACT_LIMIT_KEYS`` key, and the ``key_prefix`` of the first entry setting
+    one): settings that do not change keep the download rule's params, and so its output, as
+    they were.
     """
     source = get_source(source_name)
     settings: dict[str, Any] = {
@@ -235,4 +240,20 @@ def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> 
     settings.update({setting: value for setting, (_, value) in chosen.items()})
     if "url" in chosen:
         settings["expected_size"] = None
+    limits = _largest_caps(source_name, datasets)
+    if limits:
+        settings["extract_limits"] = limits
     return settings
+
+
+def _largest_caps(source_name: str, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The largest archive cap of each key among the entries of ``source_name`` (empty: none)."""
+    caps: dict[str, Any] = {}
+    for name, entry in datasets.items():
+        if not isinstance(entry, dict) or entry.get("source") != source_name:
+            continue
+        for key in EXTRACT_LIMIT_KEYS:
+            if entry.get(key) is not None:
+                caps.setdefault("key_prefix", f"datasets.{name}.")
+                caps[key] = max(caps.get(key, entry[key]), entry[key])
+    return caps
