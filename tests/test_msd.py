@@ -174,3 +174,31 @@ def test_min_fg_fraction_is_refused_where_it_does_nothing(tmp_path):
         parse_entry("s", {"source": "msd_spleen", "variant": "3d", "min_fg_fraction": 0.01})
     with pytest.raises(DataError, match=r"min_fg_fraction: got 1.*\[0, 1\)"):
         parse_entry("s", {"source": "msd_spleen", "min_fg_fraction": 1})
+
+
+def test_volume_smaller_than_the_largest_context_patch_is_named_at_preparation(user_dir, tmp_path):
+    entry = {
+        "source": "msd_import",
+        "path": str(user_dir),
+        "variant": "3d",
+        "spacing": [0.8, 0.8, 5.0],  # unchanged: 32 x 32 x 8 voxels
+        "min_shape": [16, 16, 16],  # passed by the prepare_dataset rule (largest patch 16)
+        **SMALL,
+    }
+    with pytest.raises(DataError) as err:
+        prepare_dataset("mine", entry, user_dir, tmp_path / "datasets" / "ds")
+    message = str(err.value)
+    assert "kidney_1.nii.gz" in message and "[32, 32, 8] voxels" in message
+    assert "largest patch [16, 16, 16]" in message and "studies.context.patch_sizes" in message
+    assert list((tmp_path / "datasets").iterdir()) == []
+    entry["min_shape"] = [8, 8, 8]
+    prepare_dataset("mine", entry, user_dir, tmp_path / "datasets" / "ds")
+    assert len(cases_of(tmp_path / "datasets" / "ds")) == 4
+
+
+def test_a_spacing_typo_is_refused_before_resampling(user_dir, tmp_path):
+    entry = {"source": "msd_import", "path": str(user_dir), "variant": "3d", **SMALL}
+    entry["spacing"] = [0.01, 0.8, 5.0]
+    with pytest.raises(DataError, match=r"datasets.mine.spacing = \[0.01, 0.8, 5.0\].*over 1024"):
+        prepare_dataset("mine", entry, user_dir, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()

@@ -15,7 +15,6 @@ from segrobust.data.prepare import parse_entry, prepare_dataset
 from segrobust.data.sources import SOURCES
 from segrobust.registry import UnknownNameError
 
-
 #: Splits the tiny fixtures (3-8 volumes or images) can fill: every split gets a case.
 SMALL = {"split": {"train": 0.4, "validation": 0.3, "test": 0.3}, "calibration_fraction": 0.0}
 #: The same with a calibration split (needs 5 groups).

@@ -5,6 +5,16 @@
 # SOURCES are matched here, so the synthetic dataset rules (texture-..., spheres) are left alone.
 # Parse time stays light: segrobust.data.sources imports nothing heavy.
 
+from segrobust.spec.config import context_min_shape
+
+
+def get_prepare_entry(wildcards):
+    """The dataset's entry and, for a real 3D dataset of the context study, ``min_shape`` (its
+    largest patch): a volume too small for it fails preparation, named, not training."""
+    entry = get_dataset_entry(wildcards)
+    min_shape = context_min_shape(config, wildcards.name)
+    return entry if min_shape is None else {**entry, "min_shape": min_shape}
+
 
 # No `retries`: fetch() retries transient network failures itself (resuming the partial file),
 # and a checksum mismatch or an unreadable archive is final -- a rule-level retry only
@@ -40,6 +50,6 @@ rule prepare_dataset:
         "../../envs/segrobust.yaml"
     threads: 1
     params:
-        entry=get_dataset_entry,
+        entry=get_prepare_entry,
     script:
         "../scripts/prepare_dataset.py"

@@ -30,6 +30,7 @@ import numpy as np
 
 from segrobust.data.dataset import DataError, DatasetWriter, check_finite, confined_path
 from segrobust.data.prepare import (
+    MAX_RESAMPLED_EDGE,
     PrepareOptions,
     assign_splits,
     case_meta,
@@ -37,6 +38,7 @@ from segrobust.data.prepare import (
     check_unique_ids,
     percentile_intensity,
     resample_volume,
+    resampled_shape,
     resize_pair,
     safe_id,
     window_intensity,
@@ -176,6 +178,20 @@ def check_min_shape(volume: np.ndarray, path: Path, opts: PrepareOptions, datase
         )
 
 
+def check_resampled_size(
+    volume: np.ndarray, spacing: tuple[float, ...], path: Path, opts: PrepareOptions, dataset: str
+) -> None:
+    """Refuse a resampling that would make a volume longer than ``MAX_RESAMPLED_EDGE`` voxels
+    along an axis, before SimpleITK allocates it."""
+    shape = resampled_shape(volume.shape, spacing, opts.spacing)
+    if max(shape) > MAX_RESAMPLED_EDGE:
+        raise DataError(
+            f"{path}: {list(volume.shape)} voxels of {list(spacing)} mm resampled to "
+            f"datasets.{dataset}.spacing = {list(opts.spacing)} mm would be {shape} voxels, "
+            f"over {MAX_RESAMPLED_EDGE} along an axis; use a coarser spacing"
+        )
+
+
 def write_msd_dataset(
     layout: MsdLayout,
     out_dir: Path,
@@ -205,6 +221,7 @@ def write_msd_dataset(
             image = normalise(image, opts, layout.modality)
             split = split_of[case.case_id]
             if opts.variant == "3d":
+                check_resampled_size(image, spacing, case.image, opts, dataset)
                 image = resample_volume(image, spacing, opts.spacing, is_label=False)
                 label = resample_volume(label, spacing, opts.spacing, is_label=True)
                 check_min_shape(image, case.image, opts, dataset)

@@ -256,14 +256,26 @@ def resize_pair(
     return img.astype(np.float32), (lab > 0).astype(np.uint8)
 
 
+#: Most voxels along one axis of a resampled volume (CT slices are 512 across): a spacing typo
+#: (0.01 instead of 1.0 mm) is refused instead of allocating terabytes.
+MAX_RESAMPLED_EDGE = 1024
+
+
+def resampled_shape(
+    shape: Sequence[int], spacing: Sequence[float], new_spacing: Sequence[float]
+) -> list[int]:
+    """The shape of a volume of ``shape`` voxels of ``spacing`` mm resampled to ``new_spacing``."""
+    sizes = zip(shape, spacing, new_spacing, strict=True)
+    return [max(1, int(round(n * s / t))) for n, s, t in sizes]
+
+
 def resample_volume(
     volume: np.ndarray, spacing: Sequence[float], new_spacing: Sequence[float], is_label: bool
 ) -> np.ndarray:
     """Resample a 3D array (x, y, z order, as nibabel reads it) to ``new_spacing`` (SimpleITK)."""
     img = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))
     img.SetSpacing([float(s) for s in spacing])
-    sizes = zip(volume.shape, spacing, new_spacing, strict=True)
-    new_size = [max(1, int(round(n * s / t))) for n, s, t in sizes]
+    new_size = resampled_shape(volume.shape, spacing, new_spacing)
     out = sitk.Resample(
         img,
         new_size,
@@ -360,8 +372,9 @@ def check_split_counts(
     fractions = ", ".join(f"{k} {opts.split[k]:g}" for k in ("train", "validation", "test"))
     needed = groups_needed(opts)
     more = f"at least {needed}" if needed else "more"
+    splits = " and ".join(empty) + (" splits" if len(empty) > 1 else " split")
     raise DataError(
-        f"dataset {dataset}: the {' and '.join(empty)} split{'s' * (len(empty) > 1)} would be empty ({what} split into "
+        f"dataset {dataset}: the {splits} would be empty ({what} split into "
         f"{layout}); these fractions need {more} volumes / patients / images with data: add "
         f"data, or change datasets.{dataset}.split (now {fractions}) or "
         f"datasets.{dataset}.calibration_fraction (now {opts.calibration_fraction:g}; 0 = no "
