@@ -349,3 +349,28 @@ def mark_zip_encrypted(path: Path) -> Path:
             start = at + 4
     path.write_bytes(bytes(data))
     return path
+
+
+def write_msd_cases(root: Path, cases: dict, spacing=(1.0, 1.0, 1.0), modality="MRI") -> Path:
+    """An MSD-layout directory from ``{file name: (image, label)}`` arrays (any shapes and
+    values, NaN or 4D included: the point is to feed preparation what a user might)."""
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    affine = np.diag([*spacing, 1.0])
+    training = []
+    for name, (image, label) in cases.items():
+        nib.save(nib.Nifti1Image(np.asarray(image, np.float32), affine), root / "imagesTr" / name)
+        nib.save(nib.Nifti1Image(np.asarray(label, np.uint8), affine), root / "labelsTr" / name)
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    meta = {"modality": {"0": modality}, "labels": {"0": "background", "1": "organ"}}
+    (root / "dataset.json").write_text(json.dumps({**meta, "training": training}))
+    return root
+
+
+def blob_volume(shape=(24, 24, 8), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """An image / label pair: a bright ellipsoid on noise, foreground on slices 2..5."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    label = (((x - 12) / 5) ** 2 + ((y - 12) / 6) ** 2 + ((z - 3.5) / 2) ** 2 <= 1).astype(np.uint8)
+    image = rng.normal(100, 20, shape) + 100 * label
+    return image.astype(np.float32), label

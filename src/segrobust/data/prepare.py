@@ -119,8 +119,8 @@ def parse_entry(name: str, entry: Mapping[str, Any]) -> tuple[Source, PrepareOpt
         raise bad("gray", ", ".join(GRAY_MODES))
     if not set(opts.classes) <= set(BUSI_CLASSES) or not opts.classes:
         raise bad("classes", f"a non-empty subset of {', '.join(BUSI_CLASSES)}")
-    if len(opts.image_size) != 2 or min(opts.image_size) < 8:
-        raise bad("image_size", "an integer >= 8 or a list [height, width]")
+    if len(opts.image_size) != 2 or not 8 <= min(opts.image_size) <= max(opts.image_size) <= 2048:
+        raise bad("image_size", "an integer 8..2048 or a list [height, width] of them")
     if len(opts.spacing) != 3 or min(opts.spacing) <= 0:
         raise bad("spacing", "three positive numbers [x, y, z] in mm")
     if len(opts.window) != 2 or opts.window[0] >= opts.window[1]:
