@@ -9,9 +9,9 @@ import time per job and per parse otherwise).
 Checksums: the MSD values are the md5 sums MONAI's ``DecathlonDataset`` verifies
 (``monai/apps/datasets.py``). For BUSI the sha256 is the one recorded by the torch-em library
 (``torch_em/data/datasets/medical/busi.py``); the dataset's authors publish none. For GlaS no
-checksum is published anywhere authoritative, so it is ``None``: the download is then accepted on
-size alone and its sha256 is logged and written to the provenance; set ``checksum`` in the
-dataset's config entry to pin it.
+checksum is published anywhere authoritative, so it is ``None``: the download is then accepted
+only once it reads in full as an archive (``segrobust.data.download``), and its sha256 is logged
+and written to the provenance; set ``checksum`` in the dataset's config entry to pin it.
 """
 
 from __future__ import annotations
