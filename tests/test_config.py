@@ -14,6 +14,7 @@ from segrobust.spec.config import (
     context_min_shape,
     main,
     read_config_file,
+    with_context_min_shape,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,6 +236,11 @@ def test_context_min_shape_is_the_largest_patch_of_real_3d_datasets():
         }
     )
     assert context_min_shape(config, "spleen3d") == [32, 32, 32]
+    entry = {"source": "msd_spleen", "variant": "3d"}
+    assert with_context_min_shape(entry, config, "spleen3d") == {**entry, "min_shape": [32] * 3}
+    assert with_context_min_shape({"source": "msd_spleen"}, config, "spleen2d") == {
+        "source": "msd_spleen"
+    }
     assert context_min_shape(config, "spheres") is None  # checked against volume_size instead
     assert context_min_shape(config, "spleen2d") is None  # not in the context study
     config["studies"]["context"]["enabled"] = False

@@ -5,15 +5,9 @@
 # SOURCES are matched here, so the synthetic dataset rules (texture-..., spheres) are left alone.
 # Parse time stays light: segrobust.data.sources imports nothing heavy.
 
-from segrobust.spec.config import context_min_shape
-
-
-def get_prepare_entry(wildcards):
-    """The dataset's entry and, for a real 3D dataset of the context study, ``min_shape`` (its
-    largest patch): a volume too small for it fails preparation, named, not training."""
-    entry = get_dataset_entry(wildcards)
-    min_shape = context_min_shape(config, wildcards.name)
-    return entry if min_shape is None else {**entry, "min_shape": min_shape}
+# A real 3D dataset of the context study also gets min_shape (its largest patch): a volume too
+# small for it fails preparation, named, not training.
+from segrobust.spec.config import with_context_min_shape
 
 
 # No `retries`: fetch() retries transient network failures itself (resuming the partial file),
@@ -50,6 +44,8 @@ rule prepare_dataset:
         "../../envs/segrobust.yaml"
     threads: 1
     params:
-        entry=get_prepare_entry,
+        entry=lambda wildcards: with_context_min_shape(
+            get_dataset_entry(wildcards), config, wildcards.name
+        ),
     script:
         "../scripts/prepare_dataset.py"

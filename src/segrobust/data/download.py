@@ -235,10 +235,11 @@ def _check_readable(
             ) from exc
         raise UnreadableDownload(why) from exc
     log.info(
-        "%s: no checksum published; read in full as an archive (%d members, %d bytes)",
+        "%s: no checksum published; read in full as an archive (%d members, %d bytes, ratio %.2f)",
         dest,
         summary.members,
         summary.bytes,
+        summary.ratio,
     )
 
 

@@ -129,7 +129,6 @@ class Member:
     name: str
     parts: tuple[str, ...]
     is_dir: bool
-    size: int
     handle: Any
 
 
@@ -345,6 +344,9 @@ class _Budget:
         self.bytes += n
         self.check_bytes(self.bytes, "unpack to")
 
+    def summary(self) -> ArchiveSummary:
+        return ArchiveSummary(self.members, self.bytes, self.archive_bytes)
+
 
 # --- scan -----------------------------------------------------------------------------------
 
@@ -377,7 +379,7 @@ def _scan(reader: _Reader, budget: _Budget, staging: Path | None) -> list[Member
         declared += size if kind == "file" else 0
         budget.check_bytes(declared, "declare")
         if parts or kind == "file":
-            members.append(Member(name, parts, kind == "dir", size, handle))
+            members.append(Member(name, parts, kind == "dir", handle))
     return members
 
 
@@ -553,7 +555,7 @@ def check_archive(
                 _copy(reader, member, budget, lambda _block: None)
     finally:
         reader.close()
-    return ArchiveSummary(budget.members, budget.bytes, budget.archive_bytes)
+    return budget.summary()
 
 
 def safe_extract(
@@ -583,11 +585,12 @@ def safe_extract(
                     _write_member(tree, reader, member, budget)
     finally:
         reader.close()
+    summary = budget.summary()
     log.info(
         "extracted %d members (%d bytes, ratio %.2f) of %s into %s",
-        budget.members,
-        budget.bytes,
-        budget.bytes / max(budget.archive_bytes, 1),
+        summary.members,
+        summary.bytes,
+        summary.ratio,
         archive,
         target,
     )

@@ -11,6 +11,11 @@ patient, in one split).
 2D variants follow the papers: images resized to ``image_size`` (labels nearest-neighbour), the
 in-plane spacing after resizing written to the header. 3D variants (context study) are resampled
 to ``spacing`` with SimpleITK (linear for images, nearest for labels).
+
+Bad input stops preparation with a :class:`DataError` naming the file or the key, and nothing is
+written: non-finite intensities (before any normalisation), source files whose case ids collide,
+a split left empty (with the counts and the keys to change), an archive that cannot be read to
+its end (with the file to delete, or why a new download would not help).
 """
 
 from __future__ import annotations

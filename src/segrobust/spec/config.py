@@ -202,6 +202,16 @@ def context_min_shape(config: Mapping[str, Any], name: str) -> list[int] | None:
     return [max(study["patch_sizes"])] * 3
 
 
+def with_context_min_shape(
+    entry: Mapping[str, Any], config: Mapping[str, Any], name: str
+) -> dict[str, Any]:
+    """The prepare_dataset rule's entry of dataset ``name``, with ``min_shape`` added where
+    :func:`context_min_shape` gives one (unchanged otherwise, so other datasets' params, and
+    hence their outputs, stay as they were)."""
+    min_shape = context_min_shape(config, name)
+    return dict(entry) if min_shape is None else {**entry, "min_shape": min_shape}
+
+
 def dataset_dims(spec: Mapping[str, Any]) -> int:
     """Spatial dimensionality of a dataset entry (synthetic spheres and ``variant: 3d`` are 3D)."""
     if spec["source"] == "synthetic_spheres":
