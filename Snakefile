@@ -8,6 +8,12 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# Name the file and line of an empty or malformed config file (Snakemake's own message names
+# neither); --configfile files are read by Snakemake before this line (see check_config_files).
+from segrobust.spec.config import check_config_files
+
+check_config_files("config/config.yaml", workflow.config_settings.configfiles)
+
 
 configfile: "config/config.yaml"
 

@@ -212,6 +212,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not path.is_file():
             self.send_error(404)
             return
+        if self.mode == "fail_once" and len(self.requests) == 1:
+            self.send_error(503, "Service Unavailable")
+            return
         data = path.read_bytes()
         start = 0
         m = re.match(r"bytes=(\d+)-$", range_header or "")
@@ -228,9 +231,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if self.mode != "truncate_unannounced":
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        truncate = self.mode == "truncate" or (
+        truncate = self.mode in ("truncate", "truncate_unannounced") or (
             self.mode == "truncate_once" and len(self.requests) == 1
         )
         self.wfile.write(body[: len(body) // 2] if truncate else body)
@@ -243,7 +247,9 @@ def serve(directory: Path, mode: str = "range"):
 
     ``mode``: ``range`` (honours Range), ``plain`` (ignores Range, always 200), ``truncate``
     (announces the full length, sends half), ``truncate_once`` (first response truncated, then
-    Range honoured). Yields ``(base_url, requests)`` where ``requests`` logs each GET.
+    Range honoured), ``truncate_unannounced`` (no Content-Length, sends half), ``fail_once``
+    (HTTP 503 first, then like ``plain``). Yields ``(base_url, requests)`` where ``requests``
+    logs each GET.
     """
     requests: list = []
     handler = type(
@@ -268,3 +274,103 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# --- hostile archives (tests/adversarial) -----------------------------------------------------
+
+#: Directory names long enough that a chain of 16 of them passes PATH_MAX (4096 bytes).
+_LONG_DIR = "d" * 247
+_CHAIN_STEPS = "abcdefghijklmnop"
+
+
+def _tar_entry(name: str, kind: str = "file", data: bytes = b"", link: str = "") -> tuple:
+    return name, kind, data, link
+
+
+def write_tar(path: Path, entries, mode: str = "w") -> Path:
+    """A tar of ``(name, kind[, data[, link]])`` entries; kind is file, dir, symlink, hardlink,
+    fifo, chr or blk. PAX format, so names and link targets of any length fit."""
+    types = {
+        "file": tarfile.REGTYPE,
+        "dir": tarfile.DIRTYPE,
+        "symlink": tarfile.SYMTYPE,
+        "hardlink": tarfile.LNKTYPE,
+        "fifo": tarfile.FIFOTYPE,
+        "chr": tarfile.CHRTYPE,
+        "blk": tarfile.BLKTYPE,
+    }
+    with tarfile.open(path, mode, format=tarfile.PAX_FORMAT) as tf:
+        for entry in entries:
+            name, kind, data, link = (*entry, *("", "file", b"", "")[len(entry) :])
+            info = tarfile.TarInfo(name)
+            info.type = types[kind]
+            info.linkname = link
+            info.mode = 0o755 if kind == "dir" else 0o644
+            if kind == "file":
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+            else:
+                tf.addfile(info)
+    return path
+
+
+def symlink_chain_entries(levels_up: int, target: str, payload: bytes) -> list[tuple]:
+    """The CVE-2025-4517 technique: members that write ``target`` ``levels_up`` directories
+    above the extraction directory, past tarfile's ``data`` filter on unpatched Pythons.
+
+    Sixteen short symlinks ``a``, ``b``, ... each point at a 247-byte directory name, so the
+    chain ``a/b/.../p`` resolves to a path longer than PATH_MAX. ``os.path.realpath`` (which the
+    filter trusts) cannot ``lstat`` past that length and takes the rest of the path as plain
+    text, while the kernel, following one short link at a time, resolves it fine. A link at the
+    bottom of the chain points back up to the extraction root; ``escape`` goes through it and
+    then ``levels_up`` times ``..``: the filter sees a path inside the target, the kernel one
+    outside it. The last member writes ``escape/<target>``.
+    """
+    entries, prefix = [], ""
+    for step in _CHAIN_STEPS:
+        entries.append(_tar_entry(prefix + _LONG_DIR, "dir"))
+        entries.append(_tar_entry(prefix + step, "symlink", link=_LONG_DIR))
+        prefix += _LONG_DIR + "/"
+    pivot = "/".join(_CHAIN_STEPS) + "/" + "l" * 254
+    entries.append(_tar_entry(pivot, "symlink", link="../" * len(_CHAIN_STEPS)))
+    entries.append(_tar_entry("escape", "symlink", link=pivot + "/.." * levels_up))
+    entries.append(_tar_entry(f"escape/{target}", "file", payload))
+    return entries
+
+
+def mark_zip_encrypted(path: Path) -> Path:
+    """Set the 'encrypted' flag of every entry (local and central headers) of a zip in place;
+    zipfile cannot write encrypted entries itself."""
+    data = bytearray(path.read_bytes())
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (at := data.find(signature, start)) >= 0:
+            data[at + flag_offset] |= 0x01
+            start = at + 4
+    path.write_bytes(bytes(data))
+    return path
+
+
+def write_msd_cases(root: Path, cases: dict, spacing=(1.0, 1.0, 1.0), modality="MRI") -> Path:
+    """An MSD-layout directory from ``{file name: (image, label)}`` arrays (any shapes and
+    values, NaN or 4D included: the point is to feed preparation what a user might)."""
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    affine = np.diag([*spacing, 1.0])
+    training = []
+    for name, (image, label) in cases.items():
+        nib.save(nib.Nifti1Image(np.asarray(image, np.float32), affine), root / "imagesTr" / name)
+        nib.save(nib.Nifti1Image(np.asarray(label, np.uint8), affine), root / "labelsTr" / name)
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    meta = {"modality": {"0": modality}, "labels": {"0": "background", "1": "organ"}}
+    (root / "dataset.json").write_text(json.dumps({**meta, "training": training}))
+    return root
+
+
+def blob_volume(shape=(24, 24, 8), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """An image / label pair: a bright ellipsoid on noise, foreground on slices 2..5."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    label = (((x - 12) / 5) ** 2 + ((y - 12) / 6) ** 2 + ((z - 3.5) / 2) ** 2 <= 1).astype(np.uint8)
+    image = rng.normal(100, 20, shape) + 100 * label
+    return image.astype(np.float32), label

@@ -6,7 +6,16 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from segrobust.spec.config import ConfigError, check_against_schema, check_consistency
+from segrobust.spec.config import (
+    ConfigError,
+    check_against_schema,
+    check_config_files,
+    check_consistency,
+    context_min_shape,
+    main,
+    read_config_file,
+    with_context_min_shape,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -60,6 +69,58 @@ def filled(config):
             ["datasets.x", "'alpah'", "alpha"],
         ),
         ({"split": {"calibration_fraction": 1.0}}, ["split.calibration_fraction", "< 1"]),
+        # size keys have maxima: a typo is refused by name, not by a 149 GiB allocation
+        (
+            {"studies": {"texture": {"image_size": 100000}}},
+            ["studies.texture.image_size", "100000", "<= 2048"],
+        ),
+        ({"studies": {"texture": {"n_images": 10**6}}}, ["studies.texture.n_images", "<= 5000"]),
+        (
+            {"datasets": {"b": {"source": "busi", "image_size": 100000}}},
+            ["datasets.b.image_size", "100000", "<= 2048"],
+        ),
+        (
+            {"datasets": {"b": {"source": "busi", "image_size": [256, 4096]}}},
+            ["datasets.b.image_size[1]", "<= 2048"],
+        ),
+        (
+            {"datasets": {"t": {"source": "synthetic_texture", "image_size": 4096}}},
+            ["datasets.t.image_size", "<= 2048"],
+        ),
+        (
+            {"datasets": {"s": {"source": "synthetic_spheres", "volume_size": 1000}}},
+            ["datasets.s.volume_size", "<= 512"],
+        ),
+        (
+            {"datasets": {"s": {"source": "synthetic_spheres", "n_volumes": 10**5}}},
+            ["datasets.s.n_volumes", "<= 2000"],
+        ),
+        ({"studies": {"context": {"patch_sizes": [16, 1024]}}}, ["patch_sizes[1]", "<= 512"]),
+        (
+            {"studies": {"texture": {"train": {"epochs": 10**6}}}},
+            ["studies.texture.train.epochs", "<= 10000"],
+        ),
+        (
+            {"studies": {"context": {"train": {"batch_size": 4096}}}},
+            ["studies.context.train.batch_size", "<= 1024"],
+        ),
+        (
+            {"studies": {"context": {"train": {"samples_per_volume": 5000}}}},
+            ["samples_per_volume", "<= 1024"],
+        ),
+        (
+            {"studies": {"context": {"inference": {"sw_batch_size": 5000}}}},
+            ["inference.sw_batch_size", "<= 1024"],
+        ),
+        ({"analysis": {"n_bootstrap": 10**7}}, ["analysis.n_bootstrap", "<= 100000"]),
+        (
+            {"datasets": {"h": {"source": "msd_heart", "min_fg_fraction": 1.5}}},
+            ["datasets.h.min_fg_fraction", "< 1"],
+        ),
+        (
+            {"datasets": {"h": {"source": "msd_heart", "extract_max_ratio": 0.5}}},
+            ["datasets.h.extract_max_ratio", ">= 1"],
+        ),
     ],
 )
 def test_schema_errors_name_key_value_and_allowed(config, expected):
@@ -146,3 +207,77 @@ def test_canonical_config_ignores_key_order():
     b = {"a": 0, "b": {"x": [{"p": 2, "q": 1}], "y": 1}}
     assert repr(canonical(a)) == repr(canonical(b))
     assert canonical({"l": [3, 1, 2]}) == {"l": [3, 1, 2]}  # lists keep their order
+
+
+def test_source_specific_required_key_is_named_at_parse_time():
+    config = {"datasets": {"mine": {"source": "msd_import", "variant": "3d"}}}
+    with pytest.raises(ConfigError) as info:
+        filled(config)
+    message = str(info.value)
+    assert "datasets.mine.path" in message and "msd_import" in message
+    assert "imagesTr/, labelsTr/ and dataset.json" in message
+    config = {"datasets": {"mine": {"source": "msd_import", "path": "  "}}}
+    with pytest.raises(ConfigError, match="datasets.mine.path: missing or empty"):
+        filled(config)
+
+
+def test_context_min_shape_is_the_largest_patch_of_real_3d_datasets():
+    config = filled(
+        {
+            "studies": {
+                "context": {"datasets": ["spheres", "spleen3d"], "patch_sizes": [16, 32]},
+                "perturbation": {"datasets": ["spleen2d"]},
+            },
+            "datasets": {
+                "spheres": {"source": "synthetic_spheres"},
+                "spleen3d": {"source": "msd_spleen", "variant": "3d"},
+                "spleen2d": {"source": "msd_spleen"},
+            },
+        }
+    )
+    assert context_min_shape(config, "spleen3d") == [32, 32, 32]
+    entry = {"source": "msd_spleen", "variant": "3d"}
+    assert with_context_min_shape(entry, config, "spleen3d") == {**entry, "min_shape": [32] * 3}
+    assert with_context_min_shape({"source": "msd_spleen"}, config, "spleen2d") == {
+        "source": "msd_spleen"
+    }
+    assert context_min_shape(config, "spheres") is None  # checked against volume_size instead
+    assert context_min_shape(config, "spleen2d") is None  # not in the context study
+    config["studies"]["context"]["enabled"] = False
+    assert context_min_shape(config, "spleen3d") is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty (no keys)"),
+        ("# only a comment\n", "empty (no keys)"),
+        ("seeds: [1\nsplit: {}\n", "line 2, column 6: not valid YAML: expected ',' or ']'"),
+        ("studies:\n\ttexture: {}\n", "line 2, column 1: not valid YAML: found character '\\t'"),
+        ("- 1\n- 2\n", "top level must be a mapping of keys, got a list"),
+    ],
+)
+def test_config_file_errors_name_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_config_file(path)
+    assert str(info.value).startswith(f"config file {path}") and message in str(info.value)
+    with pytest.raises(ConfigError, match="mine.yaml"):
+        check_config_files(tmp_path / "absent.yaml", [path])
+    assert main([str(path)]) == 1
+
+
+def test_config_files_are_checked_default_first_and_an_absent_default_is_left_to_snakemake(
+    tmp_path, capsys
+):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("seeds: [1]\n")
+    bad.write_text("")
+    check_config_files(tmp_path / "absent.yaml", [good])
+    with pytest.raises(ConfigError, match="bad.yaml: empty"):
+        check_config_files(bad, [good])
+    assert read_config_file(REPO / "config" / "paper.yaml")["seeds"] == [1, 2, 3, 4, 5]
+    assert (
+        main([str(good)]) == 0 and "1 config file(s) read without error" in capsys.readouterr().out
+    )

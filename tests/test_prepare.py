@@ -10,10 +10,15 @@ from archives import make_busi_zip, make_glas_zip, make_malicious_zip, make_msd_
 
 from segrobust.data.dataset import SPLITS, DataError, load_split, read_datalist
 from segrobust.data.download import ChecksumError
-from segrobust.data.extract import UnsafeArchiveError
+from segrobust.data.extract import ArchiveLimitError, UnsafeArchiveError
 from segrobust.data.prepare import parse_entry, prepare_dataset
 from segrobust.data.sources import SOURCES
 from segrobust.registry import UnknownNameError
+
+#: Splits the tiny fixtures (3-8 volumes or images) can fill: every split gets a case.
+SMALL = {"split": {"train": 0.4, "validation": 0.3, "test": 0.3}, "calibration_fraction": 0.0}
+#: The same with a calibration split (needs 5 groups).
+SMALL_CAL = {"split": {"train": 0.4, "validation": 0.2, "test": 0.4}, "calibration_fraction": 0.5}
 
 
 def sha256(path):
@@ -55,6 +60,7 @@ def test_msd_spleen_2d_slices_window_spacing_and_patient_splits(tmp_path):
         "window": [-200, 300],
         "checksum": hashlib.md5(archive.read_bytes()).hexdigest(),
         "seed": 3,
+        **SMALL_CAL,
     }
     out = tmp_path / "datasets" / "spleen2d"
     prepare_dataset("spleen2d", entry, archive, out)
@@ -85,6 +91,7 @@ def test_preparation_is_deterministic(tmp_path):
         "image_size": 16,
         "checksum": sha256(archive),
         "checksum_algorithm": "sha256",
+        **SMALL,
     }
     prepare_dataset("a", entry, archive, tmp_path / "a")
     prepare_dataset("b", entry, archive, tmp_path / "b")
@@ -98,6 +105,7 @@ def test_msd_spleen_3d_resampled_to_spacing(tmp_path):
         "variant": "3d",
         "spacing": [1.6, 1.6, 2.5],
         "checksum": hashlib.md5(archive.read_bytes()).hexdigest(),
+        **SMALL,
     }
     out = tmp_path / "spleen3d"
     prepare_dataset("spleen3d", entry, archive, out)
@@ -122,6 +130,7 @@ def test_msd_heart_mri_percentile_normalisation(tmp_path):
         "image_size": 16,
         "percentiles": [1, 99],
         "checksum": hashlib.md5(archive.read_bytes()).hexdigest(),
+        **SMALL,
     }
     prepare_dataset("heart", entry, archive, tmp_path / "heart")
     flat = [c for split in check_contract(tmp_path / "heart", 2).values() for c in split]
@@ -133,7 +142,10 @@ def test_busi_merges_masks_and_excludes_normal(tmp_path):
     archive = make_busi_zip(tmp_path / "Dataset_BUSI.zip")
     out = tmp_path / "busi"
     prepare_dataset(
-        "busi", {"source": "busi", "image_size": 20, "checksum": sha256(archive)}, archive, out
+        "busi",
+        {"source": "busi", "image_size": 20, "checksum": sha256(archive), **SMALL_CAL},
+        archive,
+        out,
     )
     cases = {c.case_id: c for split in check_contract(out, 2).values() for c in split}
     assert sorted(cases) == ["benign_1", "benign_2", "benign_3", "malignant_1", "malignant_2"]
@@ -164,6 +176,7 @@ def test_glas_instances_become_binary_and_patients_stay_together(tmp_path):
     archive = make_glas_zip(tmp_path / "glas.zip")
     out = tmp_path / "glas"
     entry = {"source": "glas", "image_size": [18, 22], "gray": "mean", "checksum": sha256(archive)}
+    entry.update(SMALL)
     prepare_dataset("glas", entry, archive, out)
     cases = check_contract(out, 2)
     flat = [c for split in cases.values() for c in split]
@@ -177,7 +190,8 @@ def test_glas_instances_become_binary_and_patients_stay_together(tmp_path):
 
 def test_no_published_checksum_records_sha256(tmp_path):
     archive = make_glas_zip(tmp_path / "glas.zip")
-    prepare_dataset("glas", {"source": "glas", "image_size": 16}, archive, tmp_path / "glas")
+    entry = {"source": "glas", "image_size": 16, **SMALL}
+    prepare_dataset("glas", entry, archive, tmp_path / "glas")
     prov = json.loads((tmp_path / "glas" / "provenance.json").read_text())
     assert prov["checksum"] == sha256(archive) and prov["checksum_verified"] is False
 
@@ -199,6 +213,18 @@ def test_malicious_archive_leaves_dataset_directory_empty(tmp_path):
     assert list(parent.iterdir()) == []
 
 
+def test_archive_caps_come_from_the_entry_and_are_named(tmp_path):
+    archive = make_busi_zip(tmp_path / "Dataset_BUSI.zip")
+    entry = {"source": "busi", "checksum": sha256(archive), "extract_max_members": 5, **SMALL}
+    parent = tmp_path / "datasets"
+    with pytest.raises(ArchiveLimitError, match=r"datasets.busi.extract_max_members = 5"):
+        prepare_dataset("busi", entry, archive, parent / "busi")
+    assert list(parent.iterdir()) == []
+    entry["extract_max_members"] = 50
+    prepare_dataset("busi", entry, archive, parent / "busi")
+    assert sorted(p.name for p in parent.iterdir()) == ["busi"]
+
+
 @pytest.mark.parametrize(
     "entry, message",
     [
@@ -214,6 +240,9 @@ def test_malicious_archive_leaves_dataset_directory_empty(tmp_path):
         ({"source": "msd_spleen", "normalize": "zscore"}, "normalize.*auto, window, percentile"),
         ({"source": "msd_spleen", "checksum_algorithm": "crc"}, "checksum_algorithm.*md5, sha256"),
         ({"source": "msd_import"}, "needs 'path'"),
+        ({"source": "busi", "extract_max_ratio": 0.5}, r"mine.extract_max_ratio: got 0.5.*>= 1"),
+        ({"source": "busi", "extract_max_members": 1.5}, "extract_max_members.*integer >= 1"),
+        ({"source": "busi", "extract_max_gb": 0}, r"extract_max_gb: got 0; allowed: a number > 0"),
     ],
 )
 def test_bad_config_entries_are_named(entry, message):

@@ -237,3 +237,67 @@ def test_device_resolution():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(RuntimeError, match="no CUDA"):
             resolve_device("cuda")
+
+
+class _LossTurningNan(torch.nn.Module):
+    """MONAI's DiceLoss until call ``nan_from`` (0-based), then NaN: a run that diverges."""
+
+    calls = 0
+    nan_from = 5
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        from monai.losses import DiceLoss
+
+        self.inner = DiceLoss(**kwargs)
+
+    def forward(self, prediction, target):
+        loss = self.inner(prediction, target)
+        type(self).calls += 1
+        if type(self).calls > self.nan_from:
+            return loss * float("nan")
+        return loss
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(discs, tmp_path, monkeypatch):
+    from segrobust.training import train as train_module
+    from segrobust.training.train import NonFiniteLossError
+
+    monkeypatch.setattr(train_module, "DiceLoss", _LossTurningNan)
+    _LossTurningNan.calls = 0
+    # 8 training images in batches of 4: two batches per epoch; the 6th call is epoch 3, batch 1
+    settings = train_settings(epochs=5, batch_size=4)
+    with pytest.raises(NonFiniteLossError) as err:
+        _run(discs, tmp_path, settings)
+    message = str(err.value)
+    assert "epoch 3, batch 1" in message and "without writing model.pt" in message
+    assert f"checkpoint of epoch 2 ({tmp_path / 'ckpt' / 'last.pt'}) is kept" in message
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "train_log.csv").exists()
+    ckpt = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)
+    assert ckpt["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_non_finite_loss_in_the_first_epoch_writes_nothing(discs, tmp_path, monkeypatch):
+    from segrobust.training import train as train_module
+    from segrobust.training.train import NonFiniteLossError
+
+    monkeypatch.setattr(train_module, "DiceLoss", _LossTurningNan)
+    _LossTurningNan.calls = 0
+    monkeypatch.setattr(_LossTurningNan, "nan_from", 0)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 0.*no checkpoint was written"):
+        _run(discs, tmp_path, train_settings(epochs=2, batch_size=4))
+    assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").iterdir())
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_outputs_follow_the_umask(discs, tmp_path):
+    import stat
+
+    old = os.umask(0o002)  # a lab group that shares results
+    try:
+        _run(discs, tmp_path, train_settings(epochs=1, batch_size=4))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model.pt").stat().st_mode) == 0o664

@@ -5,7 +5,14 @@
 # SOURCES are matched here, so the synthetic dataset rules (texture-..., spheres) are left alone.
 # Parse time stays light: segrobust.data.sources imports nothing heavy.
 
+# A real 3D dataset of the context study also gets min_shape (its largest patch): a volume too
+# small for it fails preparation, named, not training.
+from segrobust.spec.config import with_context_min_shape
 
+
+# No `retries`: fetch() retries transient network failures itself (resuming the partial file),
+# and a checksum mismatch or an unreadable archive is final -- a rule-level retry only
+# downloaded the same bad file again.
 rule download_source:
     output:
         "resources/downloads/{source}/{filename}",
@@ -14,7 +21,6 @@ rule download_source:
     wildcard_constraints:
         source=regex_of(downloadable_sources()),
         filename=regex_of(SOURCES.get(n).filename for n in downloadable_sources()),
-    retries: 2
     conda:
         "../../envs/segrobust.yaml"
     threads: 1
@@ -38,6 +44,8 @@ rule prepare_dataset:
         "../../envs/segrobust.yaml"
     threads: 1
     params:
-        entry=get_dataset_entry,
+        entry=lambda wildcards: with_context_min_shape(
+            get_dataset_entry(wildcards), config, wildcards.name
+        ),
     script:
         "../scripts/prepare_dataset.py"

@@ -16,6 +16,7 @@ def main(snakemake):
             checksum=settings["checksum"],
             algorithm=settings["algorithm"],
             expected_size=settings["expected_size"],
+            extract_limits=settings.get("extract_limits"),
             log=logging.getLogger("download_source"),
         )
 

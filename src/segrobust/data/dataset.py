@@ -2,17 +2,19 @@
 
 Every dataset, synthetic or downloaded, ends in this form (see docs/ARCHITECTURE.md), so every
 downstream stage has this one reader. Reading validates what a job would otherwise trip over later
-(unreadable files, non-binary labels, image/label shape mismatch) and names the offending file.
-Writing is atomic: a dataset is assembled in a temporary sibling directory and renamed into place
-only when complete, so a failed job leaves nothing behind.
+(unreadable files, non-finite intensities, non-binary labels, image/label shape mismatch, a path
+leading out of the dataset directory) and names the offending file. Writing is atomic
+(:mod:`segrobust.atomic`): a dataset is assembled in a temporary sibling directory and renamed
+into place only when complete, with the permissions the umask gives, so a failed job leaves
+nothing behind; a case id may be added once, and a non-finite intensity is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
-import tempfile
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from segrobust import atomic
+
 SPLITS = ("training", "validation", "calibration", "test")
 DATALIST = "datalist.json"
 PROVENANCE = "provenance.json"
+#: A case id becomes a file name: letters, digits, ``_ . -``, not starting with a dot.
+CASE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
 class DataError(ValueError):
@@ -65,6 +71,22 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...], 
     return data, spacing, np.asarray(img.affine, dtype=np.float64)
 
 
+def count_nonfinite(array: np.ndarray) -> int:
+    """Number of NaN or infinite elements of ``array``."""
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
+def check_finite(array: np.ndarray, what: str | os.PathLike) -> None:
+    """Refuse an image holding NaN or infinite voxels, naming ``what`` (a file or a case) and
+    the count: one NaN turns a percentile normalisation, and then the training loss, into NaN."""
+    bad = count_nonfinite(array)
+    if bad:
+        raise DataError(
+            f"{what}: {bad} of {array.size} voxels are not finite (NaN or infinite); repair "
+            "the image or leave the case out"
+        )
+
+
 def validate_label(label: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     """Return ``label`` as uint8 if it only holds 0 and 1, else raise naming ``path``."""
     values = np.unique(label)
@@ -76,11 +98,31 @@ def validate_label(label: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     return label.astype(np.uint8)
 
 
+def confined_path(root: str | os.PathLike, relative: str, listed_in: str | os.PathLike) -> Path:
+    """``root / relative``, refused when it resolves (symlinks followed) outside ``root``.
+
+    A dataset's list (datalist.json, an MSD dataset.json) must not make a job read files
+    elsewhere on the machine; ``listed_in`` names that list in the error.
+    """
+    root = Path(root)
+    path = root / relative
+    base = root.resolve()
+    if not path.resolve().is_relative_to(base):
+        raise DataError(
+            f"{listed_in}: path {relative!r} resolves to {path.resolve()}, outside the dataset "
+            f"directory {base}; paths must stay inside it"
+        )
+    return path
+
+
 def load_case(dataset_dir: str | os.PathLike, entry: Mapping[str, Any]) -> Case:
-    """Load one datalist entry (paths relative to ``dataset_dir``) with its checks."""
+    """Load one datalist entry (paths relative to ``dataset_dir``, confined to it) with its
+    checks."""
     root = Path(dataset_dir)
-    image_path, label_path = root / entry["image"], root / entry["label"]
+    image_path = confined_path(root, entry["image"], root / DATALIST)
+    label_path = confined_path(root, entry["label"], root / DATALIST)
     image, spacing, affine = read_nifti(image_path)
+    check_finite(image, image_path)
     label, _, _ = read_nifti(label_path)
     if image.shape != label.shape:
         raise DataError(
@@ -131,34 +173,17 @@ def write_nifti(
     spacing: Sequence[float] | None = None,
     affine: np.ndarray | None = None,
 ) -> None:
-    """Write ``array`` as NIfTI atomically (temporary file in the same directory, then rename).
+    """Write ``array`` as NIfTI atomically (:func:`segrobust.atomic.atomic_file`).
 
     The geometry comes from ``affine`` if given, else from ``spacing`` (default 1 per axis).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if affine is None:
         affine = affine_from_spacing(spacing if spacing is not None else (1.0,) * array.ndim)
     img = nib.Nifti1Image(np.asarray(array), affine)
     if spacing is not None:
         img.header.set_zooms(tuple(float(s) for s in spacing))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic.atomic_file(path, suffix=".nii.gz") as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 class DatasetWriter:
@@ -169,22 +194,23 @@ class DatasetWriter:
         with DatasetWriter(out_dir, provenance={"source": "synthetic", ...}) as ds:
             ds.add("case_000", image, label, spacing=(1.0, 1.0), split="training", complexity=1.2)
 
-    Cases are written under a temporary sibling directory; on a clean exit ``datalist.json`` and
-    ``provenance.json`` are written and the directory is renamed to ``out_dir`` (replacing an old
-    one). On an exception the temporary directory is removed and ``out_dir`` is left untouched.
+    Cases are written under a temporary sibling directory (:func:`segrobust.atomic.atomic_dir`);
+    on a clean exit ``datalist.json`` and ``provenance.json`` are written and the directory is
+    renamed to ``out_dir`` (replacing an old one). On an exception the temporary directory is
+    removed and ``out_dir`` is left untouched; a failed write names the file and the cause
+    (e.g. a full disk).
     """
 
     def __init__(self, out_dir: str | os.PathLike, provenance: Mapping[str, Any]) -> None:
         self.out_dir = Path(out_dir)
         self.provenance = dict(provenance)
         self._datalist: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+        self._split_of: dict[str, str] = {}
+        self._stack = contextlib.ExitStack()
         self._tmp: Path | None = None
 
     def __enter__(self) -> DatasetWriter:
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(
-            tempfile.mkdtemp(prefix=f".tmp-{self.out_dir.name}-", dir=self.out_dir.parent)
-        )
+        self._tmp = self._stack.enter_context(atomic.atomic_dir(self.out_dir))
         return self
 
     def add(
@@ -198,12 +224,28 @@ class DatasetWriter:
         affine: np.ndarray | None = None,
         **meta: Any,
     ) -> None:
-        """Add one case to ``split``; extra keyword values go into its datalist entry."""
+        """Add one case to ``split``; extra keyword values go into its datalist entry.
+
+        Raises:
+            DataError: a case id used before (in any split) or not usable as a file name, a
+                shape mismatch, a non-binary label or a non-finite image voxel, naming the case.
+        """
         assert self._tmp is not None, "DatasetWriter.add outside its with-block"
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+        if not CASE_ID.fullmatch(case_id):
+            raise DataError(
+                f"case id {case_id!r}: not usable as a file name; allowed: letters, digits, "
+                "'_', '.', '-', not starting with '.'"
+            )
+        if case_id in self._split_of:
+            raise DataError(
+                f"case id {case_id!r} added twice to {self.out_dir} (first in the "
+                f"{self._split_of[case_id]!r} split); case ids must be unique"
+            )
         if image.shape != label.shape:
             raise DataError(f"{case_id}: image shape {image.shape} != label shape {label.shape}")
+        check_finite(image, f"case {case_id}")
         label = validate_label(label, case_id)
         rel_image, rel_label = f"images/{case_id}.nii.gz", f"labels/{case_id}.nii.gz"
         write_nifti(self._tmp / rel_image, image.astype(np.float32), spacing, affine)
@@ -211,17 +253,23 @@ class DatasetWriter:
         entry = {"id": case_id, "image": rel_image, "label": rel_label}
         entry.update({k: _plain(v) for k, v in meta.items()})
         self._datalist[split].append(entry)
+        self._split_of[case_id] = split
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def counts(self) -> dict[str, int]:
+        """Cases added so far per split."""
+        return {split: len(entries) for split, entries in self._datalist.items()}
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
         assert self._tmp is not None
-        if exc_type is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            return
-        write_json_atomic(self._tmp / DATALIST, self._datalist)
-        write_json_atomic(self._tmp / PROVENANCE, self.provenance)
-        if self.out_dir.exists():
-            shutil.rmtree(self.out_dir)
-        os.replace(self._tmp, self.out_dir)
+        if exc_type is None:
+            try:
+                atomic.write_json(self._tmp / DATALIST, self._datalist)
+                atomic.write_json(self._tmp / PROVENANCE, self.provenance)
+            except BaseException as err:
+                if not self._stack.__exit__(type(err), err, err.__traceback__):
+                    raise
+                return False
+        return bool(self._stack.__exit__(exc_type, exc, tb))
 
 
 def _plain(value: Any) -> Any:

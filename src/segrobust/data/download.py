@@ -6,6 +6,17 @@ zero, and a half-written file sits at the destination until the hash check runs.
 go to ``<dest>.part``, an interrupted transfer resumes with an HTTP ``Range`` request where the
 server honours it (and restarts cleanly where it does not), and only a file whose size and
 checksum match is renamed to ``dest`` -- atomically, so a rule's output is either absent or good.
+
+Where no checksum is published (GlaS), a complete transfer cannot be told from a truncated one
+when the server sends no ``Content-Length``; such a file is therefore read in full as an archive
+(:func:`segrobust.data.extract.check_archive`: every member readable, zip CRCs, the tar end
+marker, the size caps) before it is accepted, and its sha256 is logged (``prepare_dataset``
+records it in the provenance). A file that fails is deleted, never cached.
+
+Transient network failures (timeouts, dropped connections, HTTP 5xx / 408 / 429) are retried
+here, resuming, up to ``attempts`` transfers; a refused connection, an HTTP 4xx, a checksum
+mismatch or an unreadable archive is final. That is why the download rule has no Snakemake
+``retries``: it would only download a file that failed its checksum again.
 """
 
 from __future__ import annotations
@@ -15,10 +26,14 @@ import http.client
 import logging
 import os
 import re
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from segrobust.atomic import output_error
 from segrobust.data.sources import CHECKSUM_ALGORITHMS
 
 CHUNK = 1 << 20
@@ -35,6 +50,14 @@ class ChecksumError(DownloadError):
 
 class TruncatedDownload(DownloadError):
     """The server closed the connection before sending every byte it announced."""
+
+
+class TransientError(DownloadError):
+    """A network failure worth another attempt (timeout, dropped connection, HTTP 5xx)."""
+
+
+class UnreadableDownload(DownloadError):
+    """A file without a checksum that is not a complete, readable archive."""
 
 
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:
@@ -100,69 +123,146 @@ def fetch(
     checksum: str | None,
     algorithm: str,
     expected_size: int | None = None,
+    extract_limits: Mapping[str, Any] | None = None,
     timeout: float = 60.0,
     attempts: int = 3,
+    retry_wait: float = 5.0,
     log: logging.Logger = _LOG,
 ) -> str:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify it, rename into place.
 
     A ``dest`` that already exists (e.g. placed by hand) is verified instead of downloaded.
-    Up to ``attempts`` transfers are made, each resuming where the last stopped.
+    Up to ``attempts`` transfers are made, each resuming where the last stopped; transient
+    failures wait ``retry_wait`` seconds times the attempt number first. Without a ``checksum``
+    the file must read in full as an archive within ``extract_limits`` (the dataset-entry keys
+    ``extract_max_gb`` / ``_members`` / ``_ratio`` and the ``key_prefix`` naming them, as
+    :func:`segrobust.data.sources.download_settings` gives them; defaults where absent).
 
     Returns:
         The file's hex digest (``algorithm``, or sha256 when ``checksum`` is None).
 
     Raises:
         ChecksumError: size or checksum mismatch (the partial file is deleted).
+        UnreadableDownload: no checksum and not a complete, readable archive (deleted).
         TruncatedDownload: the connection kept closing early (the partial is kept for a resume).
         DownloadError: no network or an HTTP error, with instructions for a manual download.
+        segrobust.atomic.OutputError: the file could not be written (e.g. a full disk).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         log.info("%s exists; verifying it instead of downloading", dest)
-        return verify_file(
+        digest = verify_file(
             dest, checksum=checksum, algorithm=algorithm, expected_size=expected_size, log=log
         )
+        if checksum is None:
+            _check_readable(dest, dest, extract_limits, log, placed=True)
+        return digest
     part = dest.with_name(dest.name + ".part")
+    manual = manual_instructions(url, dest, checksum, algorithm)
     for attempt in range(1, attempts + 1):
         try:
             _transfer(url, part, expected_size, timeout, log)
             break
-        except TruncatedDownload as exc:
+        except (TruncatedDownload, TransientError) as exc:
             log.warning("attempt %d/%d: %s", attempt, attempts, exc)
             if attempt == attempts:
-                raise TruncatedDownload(
+                raise type(exc)(
                     f"{exc} after {attempts} attempts; the partial file {part} is kept and a "
-                    f"re-run resumes it; or {manual_instructions(url, dest, checksum, algorithm)}"
+                    f"re-run resumes it; or {manual}"
                 ) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            time.sleep(retry_wait * attempt)
+        except (urllib.error.URLError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             status = (
                 f"HTTP {exc.code}" if isinstance(exc, urllib.error.HTTPError) else "no connection"
             )
-            raise DownloadError(
-                f"could not download {url} ({status}: {reason}); "
-                f"{manual_instructions(url, dest, checksum, algorithm)}"
-            ) from exc
+            raise DownloadError(f"could not download {url} ({status}: {reason}); {manual}") from exc
     try:
         digest = verify_file(
             part, checksum=checksum, algorithm=algorithm, expected_size=expected_size, log=log
         )
+        if checksum is None:
+            _check_readable(part, dest, extract_limits, log, placed=False)
     except ChecksumError as exc:
         part.unlink(missing_ok=True)
         raise ChecksumError(
             f"{dest.name} downloaded from {url} is corrupt and was deleted: {exc}"
         ) from None
-    os.replace(part, dest)
+    except UnreadableDownload as exc:
+        part.unlink(missing_ok=True)
+        raise UnreadableDownload(
+            f"{dest.name} downloaded from {url} was deleted: {exc}; re-run to download it "
+            f"again, or {manual}"
+        ) from None
+    try:
+        os.replace(part, dest)
+    except OSError as exc:
+        raise output_error(dest, exc) from exc
     log.info("downloaded %s -> %s", url, dest)
     return digest
+
+
+def _check_readable(
+    path: Path,
+    dest: Path,
+    extract_limits: Mapping[str, Any] | None,
+    log: logging.Logger,
+    *,
+    placed: bool,
+) -> None:
+    """Refuse a file with no checksum unless it reads in full as an archive (module docstring).
+
+    ``placed``: ``path`` is a file found at ``dest`` (put there by hand or by an older version),
+    which is not deleted: the message says to delete it and why.
+    """
+    # imported here: the download rule's other paths need neither numpy nor nibabel
+    from segrobust.data.dataset import DataError
+    from segrobust.data.extract import ExtractLimits, archive_kind, check_archive
+
+    caps = dict(extract_limits or {})
+    limits = ExtractLimits.from_config(caps, caps.get("key_prefix", "datasets.<name>."))
+    try:
+        summary = check_archive(path, limits, kind=archive_kind(dest))
+    except DataError as exc:
+        why = (
+            "there is no checksum to verify it by, so it was read as an archive and is not a "
+            f"complete, readable one ({exc})"
+        )
+        if placed:
+            raise UnreadableDownload(
+                f"{dest}: {why}; delete {dest.resolve()} and re-run to download it again"
+            ) from exc
+        raise UnreadableDownload(why) from exc
+    log.info(
+        "%s: no checksum published; read in full as an archive (%d members, %d bytes, ratio %.2f)",
+        dest,
+        summary.members,
+        summary.bytes,
+        summary.ratio,
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Whether a network failure is worth another attempt: a timeout, a dropped connection, or
+    an HTTP 5xx / 408 / 429. A refused connection or a failed name lookup (offline, wrong URL)
+    and other HTTP errors are not."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code in (408, 429)
+    if isinstance(exc, urllib.error.URLError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
+    return isinstance(exc, (TimeoutError, ConnectionResetError, ConnectionAbortedError))
 
 
 def _transfer(
     url: str, part: Path, expected_size: int | None, timeout: float, log: logging.Logger
 ) -> None:
-    """One HTTP transfer into ``part``, appending from its current size where possible."""
+    """One HTTP transfer into ``part``, appending from its current size where possible.
+
+    Raises:
+        TransientError / TruncatedDownload: worth another attempt (see :func:`fetch`).
+        urllib.error.URLError / ConnectionError: final network failures.
+    """
     offset = part.stat().st_size if part.exists() else 0
     if expected_size is not None and offset > expected_size:
         log.warning("%s is larger than the expected size; restarting", part)
@@ -184,6 +284,12 @@ def _transfer(
             log.warning("server refused to resume %s; restarting", part)
             part.unlink()
             return _transfer(url, part, expected_size, timeout, log)
+        if _is_transient(exc):
+            raise TransientError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+        raise
+    except (urllib.error.URLError, OSError) as exc:
+        if _is_transient(exc):
+            raise TransientError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
         raise
     with response:
         if offset and response.status == 206:
@@ -198,15 +304,7 @@ def _transfer(
             mode, offset = "wb", 0
         length = response.headers.get("Content-Length")
         announced = int(length) if length is not None else None
-        received = 0
-        with open(part, mode) as f:
-            try:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    f.write(block)
-                    received += len(block)
-            except http.client.IncompleteRead as exc:
-                f.write(exc.partial)
-                received += len(exc.partial)
+        received = _receive(url, response, part, mode)
     if announced is not None and received < announced:
         raise TruncatedDownload(
             f"{url}: connection closed after {offset + received} of {offset + announced} bytes"
@@ -215,6 +313,34 @@ def _transfer(
         raise TruncatedDownload(
             f"{url}: got {offset + received} bytes, expected {expected_size} bytes"
         )
+
+
+def _receive(url: str, response: Any, part: Path, mode: str) -> int:
+    """Copy the response body into ``part`` (``mode`` ``wb`` or ``ab``); the bytes received.
+
+    A connection that drops mid-body keeps what arrived (the caller decides whether the file
+    is complete); a failed write is reported with the path and the cause (e.g. a full disk).
+    """
+    received = 0
+    try:
+        with open(part, mode) as f:
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except http.client.IncompleteRead as exc:
+                    block = exc.partial
+                    f.write(block)
+                    return received + len(block)
+                except (TimeoutError, ConnectionResetError, ConnectionAbortedError) as exc:
+                    raise TransientError(f"{url}: {exc} after {received} bytes") from exc
+                if not block:
+                    return received
+                f.write(block)
+                received += len(block)
+    except OSError as exc:
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            raise
+        raise output_error(part, exc) from exc
 
 
 def _start_from_content_range(header: str) -> int | None:

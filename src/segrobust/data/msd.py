@@ -7,7 +7,14 @@ resource-fork files there that are not images.
 
 ``label_value`` picks the foreground (binary output); other label values become background.
 Volumes are reoriented to the closest canonical (RAS) orientation so that the last array axis is
-axial; 2D variants are the axial slices holding foreground, 3D variants whole resampled volumes.
+axial; 2D variants are the axial slices holding enough foreground (``min_fg_pixels`` pixels and
+more than ``min_fg_fraction`` of the slice, measured before resizing), 3D variants whole
+resampled volumes.
+
+A user's directory is not trusted more than an archive: dataset.json paths must stay inside it
+(symlinks followed), two files must not map to one case id, a volume with NaN or infinite voxels
+or a label with several channels is refused (naming the file), and a split left empty is an
+error, not an empty list downstream.
 """
 
 from __future__ import annotations
@@ -21,13 +28,17 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from segrobust.data.dataset import DataError, DatasetWriter
+from segrobust.data.dataset import DataError, DatasetWriter, check_finite, confined_path
 from segrobust.data.prepare import (
+    MAX_RESAMPLED_EDGE,
     PrepareOptions,
     assign_splits,
     case_meta,
+    check_split_counts,
+    check_unique_ids,
     percentile_intensity,
     resample_volume,
+    resampled_shape,
     resize_pair,
     safe_id,
     window_intensity,
@@ -73,12 +84,16 @@ def read_layout(root: str | Path) -> MsdLayout:
     for item in training:
         if not isinstance(item, dict) or not {"image", "label"} <= set(item):
             raise DataError(f"{meta_path}: training entry {item!r} lacks 'image' or 'label'")
-        image, label = root / item["image"], root / item["label"]
+        if not all(isinstance(item[k], str) and item[k] for k in ("image", "label")):
+            raise DataError(f"{meta_path}: training entry {item!r}: paths must be strings")
+        image = confined_path(root, item["image"], meta_path)
+        label = confined_path(root, item["label"], meta_path)
         for path in (image, label):
             if not path.is_file():
                 raise DataError(f"{path}: listed in {meta_path} 'training' but not found")
         stem = image.name.split(".")[0]
         cases.append(MsdCase(safe_id(stem), image, label))
+    check_unique_ids(((c.case_id, c.image) for c in cases), meta_path)
     try:
         labels = {int(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     except ValueError as exc:
@@ -97,19 +112,37 @@ def check_label_value(layout: MsdLayout, label_value: int) -> None:
         )
 
 
-def load_volume(path: Path, channel: int = 0) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """A 3D volume in canonical (RAS) orientation with its voxel spacing."""
+def load_volume(
+    path: Path, channel: int | None = 0
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A 3D volume in canonical (RAS) orientation with its voxel spacing.
+
+    A 4D image gives its ``channel``; with ``channel=None`` (labels) a 4D file is refused
+    unless its fourth axis has length 1: taking one channel of a multi-channel label would
+    silently drop the others' foreground.
+
+    Raises:
+        DataError: naming the file: unreadable, not 3D, or holding NaN / infinite voxels.
+    """
     try:
         img = nib.as_closest_canonical(nib.load(str(path)))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for corrupt files
         raise DataError(f"{path}: not a readable NIfTI image ({exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 4 and channel is None:
+        raise DataError(
+            f"{path}: a label must be a 3D volume, got shape {data.shape} ({data.shape[3]} "
+            "channels); store one label map with integer values per structure"
+        )
     if data.ndim == 4:
         if not 0 <= channel < data.shape[3]:
             raise DataError(f"{path}: channel {channel} out of range 0..{data.shape[3] - 1}")
         data = data[..., channel]
     if data.ndim != 3:
         raise DataError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    check_finite(data, path)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     return data, zooms
 
@@ -124,6 +157,41 @@ def normalise(volume: np.ndarray, opts: PrepareOptions, modality: str) -> np.nda
     return percentile_intensity(volume, opts.percentiles)
 
 
+def keep_slice(label_slice: np.ndarray, opts: PrepareOptions) -> bool:
+    """Whether a 2D slice holds enough foreground: at least ``min_fg_pixels`` pixels and a
+    fraction strictly greater than ``min_fg_fraction`` (the papers' code keeps a slice with more
+    than 0.5 % foreground), both measured on the slice as stored, before resizing."""
+    n_fg = int(np.count_nonzero(label_slice))
+    return n_fg >= opts.min_fg_pixels and n_fg / label_slice.size > opts.min_fg_fraction
+
+
+def check_min_shape(volume: np.ndarray, path: Path, opts: PrepareOptions, dataset: str) -> None:
+    """Refuse a resampled volume smaller than ``opts.min_shape`` (the largest context patch)."""
+    if opts.min_shape is None:
+        return
+    if any(n < m for n, m in zip(volume.shape, opts.min_shape, strict=True)):
+        raise DataError(
+            f"{path}: resampled to {list(opts.spacing)} mm it is {list(volume.shape)} voxels, "
+            f"smaller than the context study's largest patch {list(opts.min_shape)} "
+            f"(studies.context.patch_sizes); use smaller patch sizes, a finer "
+            f"datasets.{dataset}.spacing, or leave this volume out"
+        )
+
+
+def check_resampled_size(
+    volume: np.ndarray, spacing: tuple[float, ...], path: Path, opts: PrepareOptions, dataset: str
+) -> None:
+    """Refuse a resampling that would make a volume longer than ``MAX_RESAMPLED_EDGE`` voxels
+    along an axis, before SimpleITK allocates it."""
+    shape = resampled_shape(volume.shape, spacing, opts.spacing)
+    if max(shape) > MAX_RESAMPLED_EDGE:
+        raise DataError(
+            f"{path}: {list(volume.shape)} voxels of {list(spacing)} mm resampled to "
+            f"datasets.{dataset}.spacing = {list(opts.spacing)} mm would be {shape} voxels, "
+            f"over {MAX_RESAMPLED_EDGE} along an axis; use a coarser spacing"
+        )
+
+
 def write_msd_dataset(
     layout: MsdLayout,
     out_dir: Path,
@@ -133,15 +201,16 @@ def write_msd_dataset(
 ) -> None:
     """Write the 2D (axial slices with foreground) or 3D (resampled volumes) dataset."""
     check_label_value(layout, opts.label_value)
+    dataset = provenance.get("dataset", out_dir.name)
     cases = layout.cases[: opts.max_cases] if opts.max_cases else layout.cases
-    split_of = assign_splits((c.case_id for c in cases), opts)
+    split_of = assign_splits((c.case_id for c in cases), opts, dataset, "volumes")
     provenance = {**provenance, "modality": layout.modality, "labels": layout.labels}
     values_seen: set[int] = set()
-    n_written = 0
+    without_slices: list[str] = []
     with DatasetWriter(out_dir, provenance) as ds:
         for case in cases:
             image, spacing = load_volume(case.image, opts.channel)
-            raw_label, _ = load_volume(case.label)
+            raw_label, _ = load_volume(case.label, channel=None)
             if raw_label.shape != image.shape:
                 raise DataError(
                     f"{case.label}: label shape {raw_label.shape} does not match image "
@@ -152,33 +221,43 @@ def write_msd_dataset(
             image = normalise(image, opts, layout.modality)
             split = split_of[case.case_id]
             if opts.variant == "3d":
+                check_resampled_size(image, spacing, case.image, opts, dataset)
                 image = resample_volume(image, spacing, opts.spacing, is_label=False)
                 label = resample_volume(label, spacing, opts.spacing, is_label=True)
+                check_min_shape(image, case.image, opts, dataset)
                 meta = case_meta(image, label, group=case.case_id, original=case.image.name)
                 ds.add(case.case_id, image, label, split=split, spacing=opts.spacing, **meta)
-                n_written += 1
                 continue
             in_plane = [spacing[i] * image.shape[i] / opts.image_size[i] for i in (0, 1)]
-            for k in range(image.shape[2]):
-                if int(label[..., k].sum()) < opts.min_fg_pixels:
-                    continue
+            kept = [k for k in range(image.shape[2]) if keep_slice(label[..., k], opts)]
+            if not kept:
+                without_slices.append(case.image.name)
+            for k in kept:
                 img2, lab2 = resize_pair(image[..., k], label[..., k], opts.image_size)
                 meta = case_meta(img2, lab2, group=case.case_id, slice=k, original=case.image.name)
                 ds.add(
                     f"{case.case_id}_z{k:03d}", img2, lab2, split=split, spacing=in_plane, **meta
                 )
-                n_written += 1
         if opts.label_value not in values_seen:
             raise DataError(
                 f"{layout.root}: label_value {opts.label_value} occurs in no label volume; "
                 f"values present: {', '.join(map(str, sorted(values_seen)))}"
             )
-        if n_written == 0:
+        counts = ds.counts()
+        if not any(counts.values()):
             raise DataError(
-                f"{layout.root}: no slice holds at least {opts.min_fg_pixels} "
-                f"foreground pixels of label {opts.label_value}"
+                f"{layout.root}: no slice holds at least {opts.min_fg_pixels} foreground pixels "
+                f"and more than a fraction {opts.min_fg_fraction:g} of label {opts.label_value}"
             )
-    log.info("wrote %d cases from %d volumes to %s", n_written, len(cases), out_dir)
+        dropped = f", {len(without_slices)} without a slice kept" if without_slices else ""
+        check_split_counts(counts, opts, dataset, f"{len(cases)} volumes{dropped}")
+    if without_slices:
+        log.warning(
+            "%d volumes have no slice with enough foreground: %s",
+            len(without_slices),
+            ", ".join(without_slices),
+        )
+    log.info("wrote %d cases from %d volumes to %s", sum(counts.values()), len(cases), out_dir)
 
 
 def find_task_dir(root: Path) -> Path:

@@ -11,6 +11,11 @@ patient, in one split).
 2D variants follow the papers: images resized to ``image_size`` (labels nearest-neighbour), the
 in-plane spacing after resizing written to the header. 3D variants (context study) are resampled
 to ``spacing`` with SimpleITK (linear for images, nearest for labels).
+
+Bad input stops preparation with a :class:`DataError` naming the file or the key, and nothing is
+written: non-finite intensities (before any normalisation), source files whose case ids collide,
+a split left empty (with the counts and the keys to change), an archive that cannot be read to
+its end (with the file to delete, or why a new download would not help).
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ from skimage.transform import resize
 
 import segrobust
 from segrobust.data.complexity import lbp_complexity
-from segrobust.data.dataset import DataError, DatasetWriter, split_ids
+from segrobust.data.dataset import DataError, DatasetWriter, check_finite, split_ids
 from segrobust.data.download import verify_file
-from segrobust.data.extract import safe_extract
+from segrobust.data.extract import ExtractLimits, UnreadableArchiveError, safe_extract
 from segrobust.data.sources import (
     CHECKSUM_ALGORITHMS,
     DOWNLOAD_OVERRIDES,
+    EXTRACT_LIMIT_KEYS,
     SOURCES,
     Source,
     download_settings,
@@ -50,8 +56,10 @@ VARIANTS = ("2d", "3d")
 NORMALIZATIONS = ("auto", "window", "percentile")
 GRAY_MODES = ("luminance", "mean")
 BUSI_CLASSES = ("benign", "malignant", "normal")
-#: Keys of a ``datasets:`` entry that only the download rule uses.
-DOWNLOAD_KEYS = ("source", "path", *DOWNLOAD_OVERRIDES)
+MSD_PREPARE = ("segrobust.data.msd:prepare_msd_task", "segrobust.data.msd:import_msd")
+#: Keys of a ``datasets:`` entry that are not preparation options: where the raw data come
+#: from, and the caps on unpacking its archive (used by the download and the extraction).
+DOWNLOAD_KEYS = ("source", "path", *DOWNLOAD_OVERRIDES, *EXTRACT_LIMIT_KEYS)
 
 
 @dataclass
@@ -67,6 +75,7 @@ class PrepareOptions:
     label_value: int = 1
     channel: int = 0
     min_fg_pixels: int = 1
+    min_fg_fraction: float = 0.0
     split: dict[str, float] = field(
         default_factory=lambda: {"train": 0.7, "validation": 0.1, "test": 0.2}
     )
@@ -76,6 +85,10 @@ class PrepareOptions:
     classes: list[str] = field(default_factory=lambda: ["benign", "malignant"])
     gray: str = "luminance"
     pixel_spacing: float = 1.0
+    #: Smallest shape every 3D volume must have after resampling: the context study's largest
+    #: patch, passed by the prepare_dataset rule (not a user key), so a patch that cannot fit
+    #: a volume fails here, naming it, and not inside MONAI at training time.
+    min_shape: list[int] | None = None
 
 
 OPTION_KEYS = tuple(f.name for f in fields(PrepareOptions))
@@ -111,8 +124,8 @@ def parse_entry(name: str, entry: Mapping[str, Any]) -> tuple[Source, PrepareOpt
         raise bad("gray", ", ".join(GRAY_MODES))
     if not set(opts.classes) <= set(BUSI_CLASSES) or not opts.classes:
         raise bad("classes", f"a non-empty subset of {', '.join(BUSI_CLASSES)}")
-    if len(opts.image_size) != 2 or min(opts.image_size) < 8:
-        raise bad("image_size", "an integer >= 8 or a list [height, width]")
+    if len(opts.image_size) != 2 or not 8 <= min(opts.image_size) <= max(opts.image_size) <= 2048:
+        raise bad("image_size", "an integer 8..2048 or a list [height, width] of them")
     if len(opts.spacing) != 3 or min(opts.spacing) <= 0:
         raise bad("spacing", "three positive numbers [x, y, z] in mm")
     if len(opts.window) != 2 or opts.window[0] >= opts.window[1]:
@@ -123,17 +136,41 @@ def parse_entry(name: str, entry: Mapping[str, Any]) -> tuple[Source, PrepareOpt
         raise bad("split", "a mapping with exactly train, validation, test")
     if opts.max_cases is not None and opts.max_cases < 1:
         raise bad("max_cases", "null (all) or a positive integer")
+    if not 0 <= opts.min_fg_fraction < 1:
+        raise bad("min_fg_fraction", "a fraction in [0, 1)")
+    if opts.min_fg_fraction > 0 and not (opts.variant == "2d" and source.prepare in MSD_PREPARE):
+        raise bad("min_fg_fraction", "0 unless the dataset is the 2D variant of an MSD source")
+    if opts.min_shape is not None and (
+        len(opts.min_shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in opts.min_shape)
+    ):
+        raise bad("min_shape", "null or three positive integers")
     if entry.get("checksum_algorithm", source.algorithm) not in CHECKSUM_ALGORITHMS:
         raise DataError(
             f"datasets.{name}.checksum_algorithm: got {entry['checksum_algorithm']!r}; "
             f"allowed: {', '.join(CHECKSUM_ALGORITHMS)}"
         )
+    check_extract_limits(name, entry)
     if source.name == "msd_import" and not entry.get("path"):
         raise DataError(
             f"datasets.{name}: source msd_import needs 'path', the directory holding "
             "imagesTr/, labelsTr/ and dataset.json"
         )
     return source, opts
+
+
+def check_extract_limits(name: str, entry: Mapping[str, Any]) -> None:
+    """The archive caps of an entry are positive numbers (members an integer, ratio >= 1)."""
+    rules = {
+        "extract_max_gb": (lambda v: v > 0, "a number > 0 (GB written)"),
+        "extract_max_members": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "extract_max_ratio": (lambda v: v >= 1, "a number >= 1 (bytes written / archive size)"),
+    }
+    for key, (ok, allowed) in rules.items():
+        value = entry.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise DataError(f"datasets.{name}.{key}: got {value!r}; allowed: {allowed}")
 
 
 def prepare_dataset(
@@ -177,11 +214,33 @@ def prepare_dataset(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-extract-{out_dir.name}-", dir=out_dir.parent))
     try:
-        extracted = safe_extract(raw, work / "raw", log)
+        limits = ExtractLimits.from_config(dict(entry), key_prefix=f"datasets.{name}.")
+        try:
+            extracted = safe_extract(raw, work / "raw", log, limits=limits)
+        except UnreadableArchiveError as exc:
+            advice = unreadable_archive_advice(name, source, Path(raw), settings)
+            raise UnreadableArchiveError(f"{exc}; {advice}") from exc
         source.preparer()(extracted, out_dir, opts, provenance, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out_dir
+
+
+def unreadable_archive_advice(
+    name: str, source: Source, raw: Path, settings: Mapping[str, Any]
+) -> str:
+    """What to do about a cached archive that cannot be read to its end, and why."""
+    if settings["checksum"] is not None:
+        return (
+            f"its {settings['algorithm']} checksum matched, so it is the very file that checksum "
+            "describes and downloading it again would not help: point "
+            f"datasets.{name}.url and datasets.{name}.checksum at a good copy"
+        )
+    return (
+        f"no checksum was published for {source.name}, so it was accepted unverified (a "
+        f"download by an older segrobust, or a copy placed by hand): delete {raw.resolve()} "
+        f"and re-run to download it again (and set datasets.{name}.checksum to pin a good copy)"
+    )
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -202,14 +261,26 @@ def resize_pair(
     return img.astype(np.float32), (lab > 0).astype(np.uint8)
 
 
+#: Most voxels along one axis of a resampled volume (CT slices are 512 across): a spacing typo
+#: (0.01 instead of 1.0 mm) is refused instead of allocating terabytes.
+MAX_RESAMPLED_EDGE = 1024
+
+
+def resampled_shape(
+    shape: Sequence[int], spacing: Sequence[float], new_spacing: Sequence[float]
+) -> list[int]:
+    """The shape of a volume of ``shape`` voxels of ``spacing`` mm resampled to ``new_spacing``."""
+    sizes = zip(shape, spacing, new_spacing, strict=True)
+    return [max(1, int(round(n * s / t))) for n, s, t in sizes]
+
+
 def resample_volume(
     volume: np.ndarray, spacing: Sequence[float], new_spacing: Sequence[float], is_label: bool
 ) -> np.ndarray:
     """Resample a 3D array (x, y, z order, as nibabel reads it) to ``new_spacing`` (SimpleITK)."""
     img = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))
     img.SetSpacing([float(s) for s in spacing])
-    sizes = zip(volume.shape, spacing, new_spacing, strict=True)
-    new_size = [max(1, int(round(n * s / t))) for n, s, t in sizes]
+    new_size = resampled_shape(volume.shape, spacing, new_spacing)
     out = sitk.Resample(
         img,
         new_size,
@@ -258,10 +329,80 @@ def case_meta(image: np.ndarray, label: np.ndarray, **extra: Any) -> dict[str, A
     }
 
 
-def assign_splits(groups: Iterable[str], opts: PrepareOptions) -> dict[str, str]:
-    """Group (patient / volume) -> split name, deterministic given ``opts.seed``."""
-    splits = split_ids(sorted(set(groups)), opts.split, opts.calibration_fraction, opts.seed)
+def assign_splits(
+    groups: Iterable[str], opts: PrepareOptions, dataset: str, unit: str = "images"
+) -> dict[str, str]:
+    """Group (patient / volume) -> split name, deterministic given ``opts.seed``.
+
+    Raises:
+        DataError: a required split would get no group (see :func:`check_split_counts`).
+    """
+    groups = sorted(set(groups))
+    splits = split_ids(groups, opts.split, opts.calibration_fraction, opts.seed)
+    counts = {split: len(members) for split, members in splits.items()}
+    check_split_counts(counts, opts, dataset, f"{len(groups)} {unit}")
     return {g: split for split, members in splits.items() for g in members}
+
+
+def required_splits(opts: PrepareOptions) -> tuple[str, ...]:
+    """Splits a prepared dataset must not leave empty: training and validation (training and
+    model selection), test, and calibration unless ``calibration_fraction`` is 0."""
+    if opts.calibration_fraction > 0:
+        return ("training", "validation", "calibration", "test")
+    return ("training", "validation", "test")
+
+
+def groups_needed(opts: PrepareOptions, limit: int = 10_000) -> int | None:
+    """Fewest groups that fill every required split with these fractions (None: > ``limit``)."""
+    for n in range(1, limit + 1):
+        splits = split_ids([str(i) for i in range(n)], opts.split, opts.calibration_fraction, 0)
+        if all(splits[s] for s in required_splits(opts)):
+            return n
+    return None
+
+
+def check_split_counts(
+    counts: Mapping[str, int], opts: PrepareOptions, dataset: str, what: str
+) -> None:
+    """Refuse a split layout that leaves a required split empty, with the counts and the fix.
+
+    ``what`` says what was split (``"2 volumes"``, ``"5 volumes, 31 slices kept"``).
+    """
+    empty = [s for s in required_splits(opts) if not counts.get(s)]
+    if not empty:
+        return
+    layout = ", ".join(
+        f"{s} {counts.get(s, 0)}" for s in ("training", "validation", "calibration", "test")
+    )
+    fractions = ", ".join(f"{k} {opts.split[k]:g}" for k in ("train", "validation", "test"))
+    needed = groups_needed(opts)
+    more = f"at least {needed}" if needed else "more"
+    splits = " and ".join(empty) + (" splits" if len(empty) > 1 else " split")
+    raise DataError(
+        f"dataset {dataset}: the {splits} would be empty ({what} split into "
+        f"{layout}); these fractions need {more} volumes / patients / images with data: add "
+        f"data, or change datasets.{dataset}.split (now {fractions}) or "
+        f"datasets.{dataset}.calibration_fraction (now {opts.calibration_fraction:g}; 0 = no "
+        "calibration split)"
+    )
+
+
+def check_unique_ids(sources: Iterable[tuple[str, Path]], where: str | os.PathLike) -> None:
+    """Refuse source files whose case ids coincide (``case_07``, ``Case-07`` and ``case 07``
+    all become ``case_07``), naming every colliding file: one would silently replace another."""
+    by_id: dict[str, list[Path]] = {}
+    for case_id, path in sources:
+        by_id.setdefault(case_id, []).append(path)
+    clashes = {cid: paths for cid, paths in by_id.items() if len(paths) > 1}
+    if clashes:
+        shown = "; ".join(
+            f"{cid!r} from {', '.join(str(p) for p in paths)}"
+            for cid, paths in sorted(clashes.items())[:10]
+        )
+        raise DataError(
+            f"{where}: {len(clashes)} case id(s) shared by several source files ({shown}); "
+            "case ids keep letters and digits only and ignore case, so rename these files"
+        )
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -281,14 +422,17 @@ def write_2d_cases(
 ) -> None:
     """Write 2D photo-like cases ``(case_id, group, image_path, mask_paths)``: gray, merged
     masks (logical or), resized to ``image_size``."""
+    dataset = provenance.get("dataset", out_dir.name)
+    check_unique_ids(((c[0], c[2]) for c in cases), f"dataset {dataset}")
     if opts.max_cases is not None:
         cases = cases[: opts.max_cases]
     if not cases:
         raise DataError(f"{out_dir.name}: no images found in the source archive")
-    split_of = assign_splits((c[1] for c in cases), opts)
+    split_of = assign_splits((c[1] for c in cases), opts, dataset, "images / patients")
     with DatasetWriter(out_dir, provenance) as ds:
         for case_id, group, image_path, mask_paths in cases:
             raw = read_image(image_path)
+            check_finite(raw, image_path)
             image = to_gray(raw, opts.gray)
             label = np.zeros(image.shape, dtype=bool)
             for mask_path in mask_paths:

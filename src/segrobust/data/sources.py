@@ -9,9 +9,9 @@ import time per job and per parse otherwise).
 Checksums: the MSD values are the md5 sums MONAI's ``DecathlonDataset`` verifies
 (``monai/apps/datasets.py``). For BUSI the sha256 is the one recorded by the torch-em library
 (``torch_em/data/datasets/medical/busi.py``); the dataset's authors publish none. For GlaS no
-checksum is published anywhere authoritative, so it is ``None``: the download is then accepted on
-size alone and its sha256 is logged and written to the provenance; set ``checksum`` in the
-dataset's config entry to pin it.
+checksum is published anywhere authoritative, so it is ``None``: the download is then accepted
+only once it reads in full as an archive (``segrobust.data.download``), and its sha256 is logged
+and written to the provenance; set ``checksum`` in the dataset's config entry to pin it.
 """
 
 from __future__ import annotations
@@ -197,6 +197,10 @@ def downloadable_sources() -> list[str]:
 #: Dataset-entry keys that override a source's download settings, and the setting each sets.
 DOWNLOAD_OVERRIDES = {"url": "url", "checksum": "checksum", "checksum_algorithm": "algorithm"}
 
+#: Dataset-entry keys raising the caps on what a source's archive may unpack to (members,
+#: bytes, compression ratio): see segrobust.data.extract.ExtractLimits for the defaults.
+EXTRACT_LIMIT_KEYS = ("extract_max_gb", "extract_max_members", "extract_max_ratio")
+
 
 def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """URL, checksum, algorithm and size for downloading a source.
@@ -205,6 +209,11 @@ def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> 
     the ``datasets`` entries using this source. Those datasets share one download, so their
     overrides must agree; a conflict is an error naming both entries. A mirror's copy (``url``
     set) is checked by checksum only, since its size is not recorded.
+
+    ``extract_limits`` is present only where such an entry raises an archive cap (the largest
+    value of each ``EXTRACT_LIMIT_KEYS`` key, and the ``key_prefix`` of the first entry setting
+    one): settings that do not change keep the download rule's params, and so its output, as
+    they were.
     """
     source = get_source(source_name)
     settings: dict[str, Any] = {
@@ -231,4 +240,20 @@ def download_settings(source_name: str, datasets: dict[str, dict[str, Any]]) -> 
     settings.update({setting: value for setting, (_, value) in chosen.items()})
     if "url" in chosen:
         settings["expected_size"] = None
+    limits = _largest_caps(source_name, datasets)
+    if limits:
+        settings["extract_limits"] = limits
     return settings
+
+
+def _largest_caps(source_name: str, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The largest archive cap of each key among the entries of ``source_name`` (empty: none)."""
+    caps: dict[str, Any] = {}
+    for name, entry in datasets.items():
+        if not isinstance(entry, dict) or entry.get("source") != source_name:
+            continue
+        for key in EXTRACT_LIMIT_KEYS:
+            if entry.get(key) is not None:
+                caps.setdefault("key_prefix", f"datasets.{name}.")
+                caps[key] = max(caps.get(key, entry[key]), entry[key])
+    return caps

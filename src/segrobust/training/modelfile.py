@@ -6,14 +6,12 @@ Training writes it, evaluation reads it; neither needs to know how the other was
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from segrobust import __version__
+from segrobust import __version__, atomic
 from segrobust.networks import build_model
 
 
@@ -28,10 +26,9 @@ def save_model_file(
     patch_size: Sequence[int] | None,
     **extra: Any,
 ) -> None:
-    """Write the model file atomically (temporary file, then rename). ``extra`` is stored as is
-    (e.g. ``best_epoch``, ``best_val_dice``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the model file atomically (:func:`segrobust.atomic.write_torch`: permissions from
+    the umask, a full disk reported with the path). ``extra`` is stored as is (e.g.
+    ``best_epoch``, ``best_val_dice``)."""
     payload = {
         "arch": arch,
         "spatial_dims": int(spatial_dims),
@@ -42,14 +39,7 @@ def save_model_file(
         "segrobust_version": __version__,
         **extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_torch(path, payload)
 
 
 def load_model_file(

@@ -13,6 +13,10 @@ A run is resumable: after every epoch a checkpoint with the model, optimizer, sc
 state, log rows and every random state (python, numpy, torch, the sampler's generator and the
 cropper's) is written atomically; a re-run resumes from it and ends with the same weights and
 metrics as an uninterrupted run on CPU. It is deleted once ``model.pt`` is written.
+
+A non-finite training loss stops the run with :class:`NonFiniteLossError` naming the epoch and
+batch: the epoch's weights are not checkpointed (the last good checkpoint stays) and no
+``model.pt`` is written, so a diverged run never looks finished.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 import copy
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +36,7 @@ import torch
 from monai.losses import DiceCELoss, DiceLoss
 from monai.transforms import RandCropByPosNegLabel
 
+from segrobust import atomic
 from segrobust.contract import PATCH_COLUMNS, TRAIN_LOG_COLUMNS, Run
 from segrobust.data.dataset import Case, load_split
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
@@ -42,6 +46,14 @@ from segrobust.training.device import amp_settings, seed_everything
 from segrobust.training.modelfile import save_model_file
 
 LOSSES = ("dice", "dice_ce")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; ``batch`` is the first such batch (0-based)."""
+
+    def __init__(self, message: str, batch: int) -> None:
+        super().__init__(message)
+        self.batch = batch
 
 
 @dataclass(frozen=True)
@@ -168,10 +180,16 @@ def train_epoch(
     """One pass over ``images[order]`` in batches; returns the mean batch loss.
 
     ``images``/``labels`` are pre-stacked (pinned on CUDA); each step is one slice, one
-    non-blocking copy and the optimisation step, so the data path adds next to nothing.
+    non-blocking copy and the optimisation step, so the data path adds next to nothing. The
+    first batch with a non-finite loss is tracked on the device (no per-step synchronisation)
+    and reported once, at the end of the pass.
+
+    Raises:
+        NonFiniteLossError: a batch's loss was NaN or infinite (naming the first such batch).
     """
     model.train()
     total = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
     n_batches = 0
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -183,8 +201,15 @@ def train_epoch(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += loss.detach().float()
+        value = loss.detach().float()
+        bad = (first_bad < 0) & ~torch.isfinite(value)
+        first_bad = torch.where(bad, torch.full_like(first_bad, n_batches), first_bad)
+        total += value
         n_batches += 1
+    if int(first_bad) >= 0:
+        raise NonFiniteLossError(
+            f"training loss is not finite at batch {int(first_bad)}", batch=int(first_bad)
+        )
     return float(total) / n_batches
 
 
@@ -239,21 +264,27 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator, sampler) -
         sampler.load_state(state["sampler"])
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    _atomic(path, lambda tmp: pd.DataFrame(rows, columns=list(columns)).to_csv(tmp, index=False))
+def _diverged(
+    exc: NonFiniteLossError,
+    epoch: int,
+    dataset_dir: str | os.PathLike,
+    arch: str,
+    settings: TrainSettings,
+    checkpoint_path: Path,
+) -> NonFiniteLossError:
+    """The error for a non-finite loss, saying where and what was kept."""
+    kept = (
+        f"the checkpoint of epoch {epoch - 1} ({checkpoint_path}) is kept"
+        if epoch > 1 and checkpoint_path.exists()
+        else "no checkpoint was written"
+    )
+    return NonFiniteLossError(
+        f"{arch} on {dataset_dir}: the training loss is not finite (NaN or infinite) at epoch "
+        f"{epoch}, batch {exc.batch} (0-based, batch size {settings.batch_size}); training "
+        f"stopped without writing model.pt and {kept}. Usual causes: a learning rate too high "
+        f"(train.lr = {settings.lr:g}) or non-finite values in the data",
+        batch=exc.batch,
+    )
 
 
 def train_run(
@@ -341,10 +372,13 @@ def train_run(
                 images, labels = images.pin_memory(), labels.pin_memory()
         fg = labels.flatten(1).mean(1)
         order = torch.randperm(len(images), generator=generator)
-        loss = train_epoch(
-            model, optimizer, loss_fn, scaler, images, labels, order, settings.batch_size,
-            device, amp_dtype,
-        )  # fmt: skip
+        try:
+            loss = train_epoch(
+                model, optimizer, loss_fn, scaler, images, labels, order, settings.batch_size,
+                device, amp_dtype,
+            )  # fmt: skip
+        except NonFiniteLossError as exc:
+            raise _diverged(exc, epoch, dataset_dir, arch, settings, checkpoint_path) from None
         fg_epoch = fg[order]
         patch_rows.extend(
             {"epoch": epoch, "batch": i // settings.batch_size, "index": i % settings.batch_size,
@@ -374,12 +408,16 @@ def train_run(
             "patch_rows": patch_rows, "rng": _rng_state(generator, sampler),
             "run_key": run_key,
         }  # fmt: skip
-        _atomic(checkpoint_path, lambda tmp, c=ckpt: torch.save(c, tmp))
+        atomic.write_torch(checkpoint_path, ckpt)
 
     final = copy.deepcopy(model).cpu()
     final.load_state_dict(best["state"])
-    _write_csv(Path(out_log), [{**run.columns, **r} for r in log_rows], TRAIN_LOG_COLUMNS)
-    _write_csv(Path(out_patches), [{**run.columns, **r} for r in patch_rows], PATCH_COLUMNS)
+    for path, rows, columns in (
+        (out_log, log_rows, TRAIN_LOG_COLUMNS),
+        (out_patches, patch_rows, PATCH_COLUMNS),
+    ):
+        table = pd.DataFrame([{**run.columns, **row} for row in rows], columns=list(columns))
+        atomic.write_csv(path, table)
     save_model_file(
         out_model, final, arch=arch, spatial_dims=spatial_dims, model_kwargs=model_kwargs,
         img_size=input_size, patch_size=settings.patch_size, best_epoch=best["epoch"],
