@@ -2,11 +2,13 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 
 import segrobust
+import segrobust.data.spheres as spheres_module
 from segrobust.data.dataset import load_split, read_datalist
 from segrobust.data.spheres import (
     draw_centre,
@@ -376,3 +378,23 @@ def test_named_entry_with_a_replaced_count_key_names_the_new_keys(tmp_path, entr
     ):
         generate_named_dataset(tmp_path / "old", entry)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_midway_leaves_an_existing_dataset_untouched(spheres, tmp_path, monkeypatch):
+    out = tmp_path / "spheres"
+    shutil.copytree(spheres, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls = []
+
+    def failing_complexity(image, label):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return 0.0
+
+    monkeypatch.setattr(spheres_module, "lbp_complexity", failing_complexity)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate_sphere_dataset(out, **sphere_kwargs(noise_model="uniform_max", noise_max=0.8))
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["spheres"]  # no temporary directory left
