@@ -74,7 +74,7 @@ def filled(config):
             {"studies": {"texture": {"image_size": 100000}}},
             ["studies.texture.image_size", "100000", "<= 2048"],
         ),
-        ({"studies": {"texture": {"n_images": 10**6}}}, ["studies.texture.n_images", "<= 5000"]),
+        ({"studies": {"texture": {"n_train": 10**6}}}, ["studies.texture.n_train", "<= 5000"]),
         (
             {"datasets": {"b": {"source": "busi", "image_size": 100000}}},
             ["datasets.b.image_size", "100000", "<= 2048"],
@@ -92,8 +92,8 @@ def filled(config):
             ["datasets.s.volume_size", "<= 512"],
         ),
         (
-            {"datasets": {"s": {"source": "synthetic_spheres", "n_volumes": 10**5}}},
-            ["datasets.s.n_volumes", "<= 2000"],
+            {"datasets": {"s": {"source": "synthetic_spheres", "n_test": 10**5}}},
+            ["datasets.s.n_test", "<= 2000"],
         ),
         ({"studies": {"context": {"patch_sizes": [16, 1024]}}}, ["patch_sizes[1]", "<= 512"]),
         (
@@ -281,3 +281,110 @@ def test_config_files_are_checked_default_first_and_an_absent_default_is_left_to
     assert (
         main([str(good)]) == 0 and "1 config file(s) read without error" in capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"studies": {"texture": {"n_images": 40}}}, "studies.texture.n_images"),
+        (
+            {"datasets": {"t": {"source": "synthetic_texture", "n_images": 40}}},
+            "datasets.t.n_images",
+        ),
+        (
+            {"datasets": {"s": {"source": "synthetic_spheres", "n_volumes": 24}}},
+            "datasets.s.n_volumes",
+        ),
+    ],
+)
+def test_replaced_count_keys_name_the_per_split_counts(config, where):
+    with pytest.raises(ConfigError) as info:
+        check_against_schema(config, SCHEMA)
+    message = str(info.value)
+    assert where in message
+    assert "replaced by the per-split counts n_train, n_validation, n_calibration and n_test" in (
+        " ".join(message.split())
+    )
+
+
+def test_split_count_and_design_option_defaults():
+    config = filled({})
+    texture = config["studies"]["texture"]
+    assert [texture[k] for k in ("n_train", "n_validation", "n_test", "n_calibration")] == [
+        28,
+        4,
+        100,
+        100,
+    ]
+    spheres = config["datasets"]["spheres"]
+    assert [spheres[k] for k in ("n_train", "n_validation", "n_test", "n_calibration")] == [
+        17,
+        2,
+        100,
+        100,
+    ]
+    assert spheres["noise_model"] == "gaussian" and spheres["radius_sampling"] == "continuous"
+    assert spheres["noise"] == 0.3 and spheres["noise_max"] == 0.8
+    assert config["studies"]["perturbation"]["options"] == {"speckle": {"scaling": "fixed"}}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"datasets": {"s": {"source": "synthetic_spheres", "noise_model": "poisson"}}},
+            ["datasets.s.noise_model", "'poisson'", "gaussian, uniform_max"],
+        ),
+        (
+            {"datasets": {"s": {"source": "synthetic_spheres", "radius_sampling": "round"}}},
+            ["datasets.s.radius_sampling", "'round'", "continuous, integer"],
+        ),
+        (
+            {"studies": {"perturbation": {"options": {"speckle": {"scaling": "dtype"}}}}},
+            ["studies.perturbation.options.speckle.scaling", "'dtype'", "fixed, minmax"],
+        ),
+        (
+            {"studies": {"perturbation": {"options": {"blur": {"scaling": "fixed"}}}}},
+            ["studies.perturbation.options", "'blur'", "speckle"],
+        ),
+        ({"studies": {"texture": {"n_test": 0}}}, ["studies.texture.n_test", ">= 1"]),
+        ({"studies": {"texture": {"n_calibration": -1}}}, ["n_calibration", ">= 0"]),
+    ],
+)
+def test_design_option_and_count_errors_name_key_value_and_allowed(config, expected):
+    with pytest.raises(ConfigError) as info:
+        check_against_schema(config, SCHEMA)
+    for fragment in expected:
+        assert fragment in str(info.value)
+
+
+def test_default_study_held_out_sets_are_sized_for_statistics():
+    config = filled(yaml.safe_load((REPO / "config/config.yaml").read_text()))
+    texture = config["studies"]["texture"]
+    # the default study's training size is kept; >= 100 held-out images per condition
+    assert (texture["n_train"], texture["n_validation"]) == (28, 4)
+    assert texture["n_test"] >= 100 and texture["n_calibration"] >= 100
+    for name in ("texture_demo", "spheres"):
+        spec = config["datasets"][name]
+        assert spec["n_test"] >= 100 and spec["n_calibration"] >= 100
+    assert (
+        config["datasets"]["spheres"]["n_train"],
+        config["datasets"]["spheres"]["n_validation"],
+    ) == (
+        17,
+        2,
+    )
+
+
+def test_paper_config_uses_the_papers_training_sizes_and_the_authors_sphere_model():
+    config = filled(yaml.safe_load((REPO / "config/paper.yaml").read_text()))
+    texture = config["studies"]["texture"]
+    assert (texture["n_train"], texture["n_validation"]) == (70, 10)
+    assert texture["n_test"] >= 100 and texture["n_calibration"] >= 100
+    spheres = config["datasets"]["spheres"]
+    assert (spheres["n_train"], spheres["n_validation"], spheres["n_test"]) == (70, 30, 100)
+    assert spheres["n_calibration"] >= 100
+    assert spheres["noise_model"] == "uniform_max" and spheres["noise_max"] == 0.8
+    assert spheres["radius_sampling"] == "integer"
+    assert (spheres["train_radii"], spheres["test_radii"]) == ([25, 35], [5, 48])
+    assert config["studies"]["perturbation"]["options"]["speckle"]["scaling"] == "fixed"

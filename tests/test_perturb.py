@@ -3,17 +3,20 @@ own damage measure growing with severity."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion, laplace
 
+from segrobust.data.dataset import DatasetWriter, load_split
 from segrobust.perturb import (
     PAPER_LEVELS,
     PERTURBATIONS,
     SEVERITIES,
     paper_level,
+    perturb_test_split,
     perturbation_rng,
 )
 from segrobust.registry import UnknownNameError
@@ -56,8 +59,11 @@ IMAGE_2D, LABEL_2D = scene((64, 64))
 IMAGE_3D, LABEL_3D = scene((24, 24, 24))
 
 
-def perturbed(name: str, severity: int, image=IMAGE_2D, label=LABEL_2D, seed: int = 7):
-    return PERTURBATIONS.get(name).apply(image, label, severity, np.random.default_rng(seed))
+def perturbed(
+    name: str, severity: int, image=IMAGE_2D, label=LABEL_2D, seed: int = 7, options=None
+):
+    entry = PERTURBATIONS.get(name)
+    return entry.apply(image, label, severity, np.random.default_rng(seed), options)
 
 
 def strictly_increasing(values) -> bool:
@@ -133,10 +139,12 @@ def test_same_seed_same_image_other_seed_other_image(name):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_intensity_range_is_relative(name):
     """Perturbing a * x + b gives a * (perturbed x) + b: parameters are relative to the image's
-    own intensities, so CT in HU and ultrasound in [0, 1] get the same damage."""
+    own intensities, so CT in HU and ultrasound in [0, 1] get the same damage. Speckle is so only
+    with its per-image ``minmax`` scaling (its default ``fixed`` acts on the [0, 1] range)."""
+    options = {"scaling": "minmax"} if name == "speckle" else None
     scale, offset = 900.0, -400.0
-    unit = perturbed(name, 4)
-    shifted = perturbed(name, 4, image=IMAGE_2D * scale + offset)
+    unit = perturbed(name, 4, options=options)
+    shifted = perturbed(name, 4, image=IMAGE_2D * scale + offset, options=options)
     np.testing.assert_allclose((shifted - offset) / scale, unit, atol=2e-4)
 
 
@@ -221,12 +229,100 @@ def test_gaussian_noise_std_is_a_fraction_of_the_range():
 
 
 def test_speckle_is_multiplicative():
-    """Pixels at the image minimum (zero after scaling) carry no speckle; bright ones the most."""
+    """Pixels at 0 carry no speckle; with minmax scaling neither do those at the image minimum."""
     image = IMAGE_2D.copy()
-    image[:8] = image.min()
-    out = perturbed("speckle", 3, image=image)
-    np.testing.assert_allclose(out[:8], image[:8], atol=1e-6)
-    assert np.std(out[8:] - image[8:]) > 0.05
+    image[:8] = 0.0
+    image[8:16] = 0.2
+    fixed = perturbed("speckle", 3, image=image)
+    np.testing.assert_array_equal(fixed[:8], 0.0)
+    assert np.std(fixed[8:16] - image[8:16]) > 0.05
+    minmax = perturbed("speckle", 3, image=image + 0.1, options={"scaling": "minmax"})
+    np.testing.assert_allclose(minmax[:8], 0.1, atol=1e-6)
+    assert np.std(minmax[8:] - image[8:] - 0.1) > 0.05
+
+
+# The 30..230 example: rows of 30, 130 and 230 grey levels stored as /255 (the 2D data contract).
+GREY = np.repeat(np.array([30.0, 130.0, 230.0])[:, None], 40000, axis=1) / 255.0
+GREY_LABEL = np.zeros(GREY.shape, np.uint8)
+
+
+def speckle_sd_in_grey_levels(scaling: str) -> np.ndarray:
+    """Noise sd (grey levels) of each row of GREY under speckle var 0.01 (an sd of 0.1 in n)."""
+    entry = PERTURBATIONS.get("speckle")
+    out = entry.transform(GREY, GREY_LABEL, var=0.01, rng=np.random.default_rng(0), scaling=scaling)
+    return np.std((out - GREY) * 255.0, axis=1)
+
+
+def test_speckle_fixed_scaling_is_relative_to_the_full_range():
+    """fixed: a pixel's noise sd is 0.1 x its grey level, as the papers' uint8 images got from
+    skimage: 3 at 30, 13 at 130 (headroom to 255 is 9.6 sd: no clipping); at 230 the noise is
+    clipped at 255 (headroom 25 = 1.09 sd of 23), so less than 23 but above 13."""
+    sd30, sd130, sd230 = speckle_sd_in_grey_levels("fixed")
+    assert sd30 == pytest.approx(3.0, rel=0.02)  # 40 000 pixels: relative sd error 0.35 %
+    assert sd130 == pytest.approx(13.0, rel=0.02)
+    assert 13.0 < sd230 < 23.0
+
+
+def test_speckle_minmax_scaling_is_relative_to_the_image_range():
+    """minmax: the image is mapped 30..230 -> 0..1 first, so a pixel's noise sd is 0.1 x (grey
+    level - 30): none at 30, 10 at 130; 230 maps to 1 and is clipped from above."""
+    sd30, sd130, sd230 = speckle_sd_in_grey_levels("minmax")
+    assert sd30 == 0.0
+    assert sd130 == pytest.approx(10.0, rel=0.02)
+    assert 0.0 < sd230 < 20.0
+
+
+def test_speckle_fixed_scaling_keeps_zero_to_one_and_rejects_other_ranges():
+    out = perturbed("speckle", 5, image=GREY, label=GREY_LABEL)
+    assert out.min() >= 0.0 and out.max() == pytest.approx(1.0)  # clipped at 1 as skimage does
+    with pytest.raises(ValueError, match=r"scaling 'fixed' needs an image in \[0, 1\].*minmax"):
+        perturbed("speckle", 2, image=GREY * 255.0, label=GREY_LABEL)
+
+
+def test_speckle_default_scaling_is_fixed():
+    entry = PERTURBATIONS.get("speckle")
+    assert entry.options == {"scaling": ("fixed", "minmax")}
+    assert entry.resolve_options() == {"scaling": "fixed"}
+    np.testing.assert_array_equal(
+        perturbed("speckle", 2), perturbed("speckle", 2, options={"scaling": "fixed"})
+    )
+    assert not np.array_equal(
+        perturbed("speckle", 2), perturbed("speckle", 2, options={"scaling": "minmax"})
+    )
+
+
+def test_unknown_options_and_values_name_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"speckle.*option scaling = 'dtype'.*fixed, minmax"):
+        perturbed("speckle", 2, options={"scaling": "dtype"})
+    with pytest.raises(ValueError, match=r"speckle.*unknown option\(s\) clip; allowed: scaling"):
+        perturbed("speckle", 2, options={"clip": True})
+    with pytest.raises(ValueError, match=r"'blur'.*unknown option\(s\) scaling; allowed: \(none\)"):
+        perturbed("blur", 2, options={"scaling": "fixed"})
+
+
+def test_perturbed_test_split_applies_and_records_the_options(tmp_path):
+    source = tmp_path / "source"
+    with DatasetWriter(source, provenance={"source": "test"}) as writer:
+        for split in ("training", "validation", "test"):
+            writer.add(f"case_{split}", IMAGE_2D, LABEL_2D, split=split, spacing=(1.0, 1.0))
+    (clean,) = load_split(source, "test")
+    fixed, minmax = tmp_path / "fixed", tmp_path / "minmax"
+    perturb_test_split(source, "speckle", [2], seed=0, out_dir=fixed)
+    perturb_test_split(source, "speckle", [2], 0, minmax, options={"scaling": "minmax"})
+    for out, scaling in ((fixed, "fixed"), (minmax, "minmax")):
+        provenance = json.loads((out / "s2" / "provenance.json").read_text())
+        assert provenance["options"] == {"scaling": scaling}
+        (case,) = load_split(out / "s2", "test")
+        rng = perturbation_rng("case_test", "speckle", 2, 0)
+        expected = perturbed(
+            "speckle", 2, image=clean.image, options={"scaling": scaling}, seed=rng
+        )
+        np.testing.assert_array_equal(case.image, expected)
+    with pytest.raises(ValueError, match="option scaling = 'dtype'"):
+        perturb_test_split(
+            source, "speckle", [2], 0, tmp_path / "bad", options={"scaling": "dtype"}
+        )
+    assert not (tmp_path / "bad").exists()
 
 
 def test_bias_field_deviation_grows_with_severity():

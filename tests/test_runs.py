@@ -6,7 +6,7 @@ import yaml
 from snakemake.utils import validate
 
 from segrobust.contract import Run
-from segrobust.spec.runs import evaluation_conditions, study_runs, train_spec
+from segrobust.spec.runs import evaluation_conditions, study_runs, texture_dataset_spec, train_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,3 +73,23 @@ def test_run_paths_and_columns():
     assert run.columns == {
         "study": "context", "dataset": "spheres", "arch": "unetr", "seed": 3, "patch": "32"
     }  # fmt: skip
+
+
+def test_texture_dataset_spec_carries_the_split_counts_and_drives_the_generator():
+    import inspect
+
+    from segrobust.data.textures import generate_texture_dataset
+
+    config = config_from("config/config.yaml")
+    spec = texture_dataset_spec(config, "foreground", 0.9)
+    assert {k: spec[k] for k in ("n_train", "n_validation", "n_calibration", "n_test")} == {
+        "n_train": 28,
+        "n_validation": 4,
+        "n_calibration": 100,
+        "n_test": 100,
+    }
+    assert (spec["direction"], spec["alpha"]) == ("foreground", 0.9)
+    # exactly the generator's keyword arguments, so the rule can pass it on as it is
+    parameters = inspect.signature(generate_texture_dataset).parameters
+    assert set(spec) == set(parameters) - {"out_dir"}
+    assert repr(eval(repr(spec))) == repr(spec)  # plain values only: params trigger is stable

@@ -7,24 +7,23 @@ import pytest
 
 import segrobust
 import segrobust.data.textures as textures
+from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import load_split, read_datalist
 from segrobust.registry import UnknownNameError
 
-SPLIT = {"train": 0.7, "validation": 0.1, "test": 0.2}
+COUNTS = {"n_train": 7, "n_validation": 1, "n_calibration": 1, "n_test": 1}
 
 
 def dataset_kwargs(**overrides):
     kwargs = dict(
         image_size=48,
-        n_images=10,
+        **COUNTS,
         foreground="grass",
         background="stripes",
         direction="background",
         alpha=0.2,
         irregularity=0.5,
         radius=0.25,
-        split=SPLIT,
-        calibration_fraction=0.5,
         seed=3,
     )
     kwargs.update(overrides)
@@ -138,23 +137,25 @@ def test_dataset_follows_the_contract(alpha_grid):
     dataset = alpha_grid[0.2]
     datalist = read_datalist(dataset)
     sizes = {split: len(entries) for split, entries in datalist.items()}
-    # 10 images at 70/10/20: 7 train, 1 validation, 2 held out split 1/1 by calibration 0.5
     assert sizes == {"training": 7, "validation": 1, "calibration": 1, "test": 1}
-    ids = [e["id"] for entries in datalist.values() for e in entries]
-    assert sorted(ids) == [f"tex_{i:04d}" for i in range(10)]
+    # index ranges in the order training, validation, test, calibration
+    ids = {split: [e["id"] for e in entries] for split, entries in datalist.items()}
+    assert ids == {
+        "training": [f"tex_{i:04d}" for i in range(7)],
+        "validation": ["tex_0007"],
+        "test": ["tex_0008"],
+        "calibration": ["tex_0009"],
+    }
     for case in load_split(dataset, "training"):
         assert case.image.shape == case.label.shape == (48, 48)
         assert case.spacing == (1.0, 1.0)
         assert 0.0 <= case.image.min() and case.image.max() <= 1.0
         assert case.meta["fg_ratio"] == pytest.approx(case.label.mean())
-        assert np.isfinite(case.meta["complexity"]) and case.meta["complexity"] >= 0.0
+        assert case.meta["complexity"] == pytest.approx(lbp_complexity(case.image, case.label))
     provenance = json.loads((dataset / "provenance.json").read_text())
     assert provenance["source"] == "synthetic-texture"
     assert provenance["segrobust_version"] == segrobust.__version__
-    assert provenance["parameters"] == {
-        **{k: v for k, v in dataset_kwargs().items() if k != "split"},
-        "split": SPLIT,
-    }
+    assert provenance["parameters"] == dataset_kwargs()
 
 
 def test_alphas_share_masks_and_crops_and_differ_only_in_the_blend(alpha_grid):
@@ -233,8 +234,12 @@ def test_texture_case_mask_does_not_depend_on_the_texture_choice():
         ({"radius": 0.45}, "radius"),
         ({"irregularity": 2.0}, "irregularity"),
         ({"image_size": 8}, "image_size"),
-        ({"n_images": 0}, "n_images"),
-        ({"n_images": 3}, "n_images=3 leaves the validation"),
+        ({"n_train": 0}, "n_train must be an integer >= 1, got 0"),
+        ({"n_validation": 0}, "n_validation must be an integer >= 1, got 0"),
+        ({"n_test": 0}, "n_test must be an integer >= 1, got 0"),
+        ({"n_calibration": -1}, "n_calibration must be an integer >= 0, got -1"),
+        ({"n_test": 2.5}, "n_test must be an integer >= 1, got 2.5"),
+        ({"n_train": True}, "n_train must be an integer >= 1, got True"),
     ],
 )
 def test_bad_arguments_are_rejected_and_nothing_is_written(tmp_path, overrides, message):
@@ -246,7 +251,7 @@ def test_bad_arguments_are_rejected_and_nothing_is_written(tmp_path, overrides, 
 
 def test_failure_midway_leaves_an_existing_dataset_untouched(tmp_path, monkeypatch):
     out = tmp_path / "ds"
-    textures.generate_texture_dataset(out, **dataset_kwargs(n_images=10))
+    textures.generate_texture_dataset(out, **dataset_kwargs())
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     calls = []
 
@@ -258,7 +263,49 @@ def test_failure_midway_leaves_an_existing_dataset_untouched(tmp_path, monkeypat
 
     monkeypatch.setattr(textures, "lbp_complexity", failing_complexity)
     with pytest.raises(RuntimeError, match="disk full"):
-        textures.generate_texture_dataset(out, **dataset_kwargs(n_images=10, alpha=0.7))
+        textures.generate_texture_dataset(out, **dataset_kwargs(alpha=0.7))
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temporary directory left
+
+
+# --- split counts --------------------------------------------------------------------------------
+
+
+def test_split_by_index_follows_the_fixed_order():
+    counts = {"n_train": 3, "n_validation": 2, "n_calibration": 1, "n_test": 2}
+    assert textures.split_by_index(counts) == [
+        "training", "training", "training", "validation", "validation", "test", "test",
+        "calibration",
+    ]  # fmt: skip
+    assert textures.split_by_index({**counts, "n_calibration": 0})[-1] == "test"
+
+
+def test_split_by_index_names_a_missing_count():
+    with pytest.raises(ValueError, match="n_test must be an integer >= 1, got None"):
+        textures.split_by_index({"n_train": 3, "n_validation": 2, "n_calibration": 1})
+
+
+def test_held_out_counts_change_neither_training_nor_validation_images(alpha_grid, tmp_path):
+    """More test and calibration images: training and validation stay image for image, and the
+    held-out images of the smaller set are the first ones of the larger set."""
+    larger = tmp_path / "larger"
+    textures.generate_texture_dataset(larger, **dataset_kwargs(n_test=4, n_calibration=3))
+    small, large = read_datalist(alpha_grid[0.2]), read_datalist(larger)
+    assert {k: len(v) for k, v in large.items()} == {
+        "training": 7,
+        "validation": 1,
+        "test": 4,
+        "calibration": 3,
+    }
+    assert large["training"] == small["training"] and large["validation"] == small["validation"]
+    small_arrays, large_arrays = arrays_by_id(alpha_grid[0.2]), arrays_by_id(larger)
+    for split in ("training", "validation"):
+        for entry in small[split]:
+            image, label = small_arrays[entry["id"]]
+            np.testing.assert_array_equal(large_arrays[entry["id"]][0], image)
+            np.testing.assert_array_equal(large_arrays[entry["id"]][1], label)
+    # test images are indices 8.. in both; the smaller test set is a prefix of the larger one
+    assert [e["id"] for e in large["test"]] == [f"tex_{i:04d}" for i in range(8, 12)]
+    assert large["test"][0] == small["test"][0]
+    assert [e["id"] for e in large["calibration"]] == [f"tex_{i:04d}" for i in range(12, 15)]

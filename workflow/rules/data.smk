@@ -13,7 +13,6 @@ rule generate_texture_dataset:
     threads: config["threads"]["data"]
     params:
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
-        split=config["split"],
     script:
         "../scripts/generate_texture_dataset.py"
 
@@ -32,7 +31,6 @@ rule generate_synthetic_dataset:
     threads: config["threads"]["data"]
     params:
         spec=lambda w: config["datasets"][w.name],
-        split=config["split"],
     script:
         "../scripts/generate_synthetic_dataset.py"
 
@@ -50,6 +48,7 @@ rule perturb_test_split:
     threads: config["threads"]["data"]
     params:
         severities=config["studies"]["perturbation"]["severities"],
+        options=lambda w: config["studies"]["perturbation"]["options"].get(w.perturbation, {}),
         seed=config["studies"]["perturbation"]["perturbation_seed"],
     script:
         "../scripts/perturb_test_split.py"

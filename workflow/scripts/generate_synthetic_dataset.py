@@ -6,7 +6,7 @@ from segrobust.jobs import job
 
 def main(snakemake):
     with job(snakemake) as log:
-        generate_named_dataset(snakemake.output[0], snakemake.params.spec, snakemake.params.split)
+        generate_named_dataset(snakemake.output[0], snakemake.params.spec)
         log(f"wrote {snakemake.output[0]}")
 
 

@@ -6,14 +6,7 @@ from segrobust.jobs import job
 
 def main(snakemake):
     with job(snakemake) as log:
-        split = dict(snakemake.params.split)
-        calibration_fraction = split.pop("calibration_fraction")
-        generate_texture_dataset(
-            snakemake.output[0],
-            **snakemake.params.spec,
-            split=split,
-            calibration_fraction=calibration_fraction,
-        )
+        generate_texture_dataset(snakemake.output[0], **snakemake.params.spec)
         log(f"wrote {snakemake.output[0]}")
 
 

@@ -12,6 +12,7 @@ def main(snakemake):
             snakemake.params.severities,
             snakemake.params.seed,
             snakemake.output[0],
+            options=snakemake.params.options,
         )
         log(f"wrote {snakemake.output[0]}")
 

@@ -2,38 +2,43 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from segrobust.data.spheres import generate_sphere_dataset
-from segrobust.data.textures import generate_texture_dataset
+from segrobust.data.textures import SPLIT_COUNT_KEYS, generate_texture_dataset
+
+#: Keys of older configs that the per-split counts replaced.
+REPLACED_KEYS = ("n_images", "n_volumes")
 
 
-def generate_named_dataset(
-    out_dir: str, spec: Mapping[str, Any], split: Mapping[str, float]
-) -> None:
-    """Generate the dataset described by a ``datasets:`` entry whose source is synthetic.
+def check_no_replaced_keys(spec: Mapping[str, Any], where: str) -> None:
+    """Raise if ``spec`` still uses a key the per-split counts replaced, naming the new keys."""
+    old = [key for key in REPLACED_KEYS if key in spec]
+    if old:
+        new = ", ".join(SPLIT_COUNT_KEYS.values())
+        raise ValueError(
+            f"{where}: {', '.join(old)} was replaced by the per-split counts {new} (the held-out "
+            f"sets are sized independently of the training set)"
+        )
 
-    ``split`` is the config's ``split`` section (train/validation/test fractions plus
-    ``calibration_fraction``).
+
+def generate_named_dataset(out_dir: str | os.PathLike, spec: Mapping[str, Any]) -> None:
+    """Generate the dataset described by a ``datasets:`` entry whose source is synthetic into
+    ``out_dir`` (named after the entry).
+
+    The entry holds its own split counts (``n_train``, ``n_validation``, ``n_calibration``,
+    ``n_test``); the config's top-level ``split`` fractions apply to real datasets only.
     """
     spec = dict(spec)
     source = spec.pop("source")
-    fractions = {k: split[k] for k in ("train", "validation", "test")}
-    common = {"split": fractions, "calibration_fraction": split["calibration_fraction"]}
+    check_no_replaced_keys(spec, f"datasets.{Path(out_dir).name}")
     if source == "synthetic_texture":
-        generate_texture_dataset(out_dir, **spec, **common)
+        generate_texture_dataset(out_dir, **spec)
     elif source == "synthetic_spheres":
-        generate_sphere_dataset(
-            out_dir,
-            volume_size=spec["volume_size"],
-            n_volumes=spec["n_volumes"],
-            train_radii=tuple(spec["train_radii"]),
-            test_radii=tuple(spec["test_radii"]),
-            noise=spec["noise"],
-            seed=spec["seed"],
-            **common,
-        )
+        generate_sphere_dataset(out_dir, **spec)
     else:
         raise ValueError(
             f"dataset source {source!r} is not synthetic; allowed: synthetic_texture, "

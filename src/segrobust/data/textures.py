@@ -11,6 +11,12 @@ few procedural textures.
 
 Study design: image ``i``'s shape and texture crops depend only on ``(seed, i)`` -- never on alpha
 or direction -- so the datasets of one grid differ only in the blend.
+
+Split sizes are explicit counts (``n_train``, ``n_validation``, ``n_calibration``, ``n_test``), not
+fractions: held-out images cost only inference, training images cost training, so the held-out
+sets are sized for the statistics independently of the training set. Images are assigned to splits
+by index ranges in the fixed order ``SPLIT_ORDER`` (training first), so changing only the
+held-out counts leaves every training and validation image as it was.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from skimage import color, data, transform
 
 import segrobust
 from segrobust.data.complexity import lbp_complexity
-from segrobust.data.dataset import SPLITS, DatasetWriter, split_ids
+from segrobust.data.dataset import DatasetWriter
 from segrobust.data.shapes import check_shape_arguments, random_shape_mask
 from segrobust.registry import Registry, UnknownNameError
 
@@ -235,29 +241,58 @@ def texture_case(
     return mask, fg_tex, bg_tex
 
 
-def check_split_sizes(n_cases: int, assignment: Mapping[str, list[str]], key: str) -> None:
-    """Raise if training, validation or test would be empty (naming ``key``, the case count)."""
-    empty = [s for s in ("training", "validation", "test") if not assignment[s]]
-    if empty:
-        raise ValueError(
-            f"{key}={n_cases} leaves the {', '.join(empty)} split(s) empty with these split "
-            f"fractions; use more cases"
-        )
+#: Splits in the order their index ranges follow each other in a generated dataset. Training
+#: comes first so that the held-out counts never move a training image; test comes before
+#: calibration so that changing the calibration count keeps the test images too.
+SPLIT_ORDER = ("training", "validation", "test", "calibration")
+
+#: The argument / config key holding each split's image count.
+SPLIT_COUNT_KEYS = {
+    "training": "n_train",
+    "validation": "n_validation",
+    "test": "n_test",
+    "calibration": "n_calibration",
+}
+
+#: Smallest count of each split: a model needs training and validation images and is always
+#: tested; the calibration split may be empty (no conformal analysis then).
+MIN_SPLIT_COUNT = {"training": 1, "validation": 1, "test": 1, "calibration": 0}
+
+
+def split_by_index(counts: Mapping[str, int]) -> list[str]:
+    """The split of each image index, from ``counts`` keyed by ``SPLIT_COUNT_KEYS`` values.
+
+    Index ranges follow ``SPLIT_ORDER``: ``[0, n_train)`` is training, the next ``n_validation``
+    indices validation, then ``n_test`` test, then ``n_calibration`` calibration.
+
+    Raises:
+        ValueError: a count that is missing, not an integer or below its minimum, naming its key.
+    """
+    splits: list[str] = []
+    for split in SPLIT_ORDER:
+        key, minimum = SPLIT_COUNT_KEYS[split], MIN_SPLIT_COUNT[split]
+        count = counts.get(key)
+        valid = isinstance(count, (int, np.integer)) and not isinstance(count, bool)
+        if not valid or count < minimum:
+            raise ValueError(f"{key} must be an integer >= {minimum}, got {count!r}")
+        splits.extend([split] * int(count))
+    return splits
 
 
 def generate_texture_dataset(
     out_dir: str | os.PathLike,
     *,
     image_size: int,
-    n_images: int,
+    n_train: int,
+    n_validation: int,
+    n_calibration: int,
+    n_test: int,
     foreground: str,
     background: str,
     direction: str,
     alpha: float,
     irregularity: float,
     radius: float,
-    split: Mapping[str, float],
-    calibration_fraction: float,
     seed: int,
 ) -> None:
     """Write one texture dataset (one direction, one alpha) in the dataset contract.
@@ -268,26 +303,26 @@ def generate_texture_dataset(
 
     Args:
         image_size: image edge in pixels (>= 16).
-        n_images: number of images, split by ``split`` fractions (train / validation / test).
+        n_train, n_validation, n_calibration, n_test: images per split, assigned by index
+            (``split_by_index``).
         foreground, background: names in ``TEXTURES``.
         direction, alpha: the blend (see ``blend_textures``).
         irregularity, radius: the shape (see ``random_shape_mask``).
-        calibration_fraction: share of the held-out images set aside for calibration.
         seed: with the image index, fixes every shape and crop (not alpha or direction).
     """
     if not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}")
-    if not isinstance(n_images, (int, np.integer)) or n_images < 1:
-        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    counts = {
+        "n_train": n_train,
+        "n_validation": n_validation,
+        "n_calibration": n_calibration,
+        "n_test": n_test,
+    }
+    splits = split_by_index(counts)
     _texture_source(foreground, "foreground")
     _texture_source(background, "background")
     check_blend(alpha, direction)
     check_shape_arguments(image_size, irregularity, radius)
-
-    ids = [f"tex_{i:04d}" for i in range(n_images)]
-    assignment = split_ids(ids, split, calibration_fraction, seed)
-    check_split_sizes(n_images, assignment, "n_images")
-    split_of = {case_id: name for name in SPLITS for case_id in assignment[name]}
 
     provenance = {
         "source": "synthetic-texture",
@@ -295,20 +330,18 @@ def generate_texture_dataset(
         "segrobust_version": segrobust.__version__,
         "parameters": {
             "image_size": int(image_size),
-            "n_images": int(n_images),
+            **{key: int(value) for key, value in counts.items()},
             "foreground": foreground,
             "background": background,
             "direction": direction,
             "alpha": float(alpha),
             "irregularity": float(irregularity),
             "radius": float(radius),
-            "split": {k: float(v) for k, v in split.items()},
-            "calibration_fraction": float(calibration_fraction),
             "seed": int(seed),
         },
     }
     with DatasetWriter(out_dir, provenance) as writer:
-        for index, case_id in enumerate(ids):
+        for index, split in enumerate(splits):
             mask, fg_tex, bg_tex = texture_case(
                 index,
                 image_size=image_size,
@@ -321,10 +354,10 @@ def generate_texture_dataset(
             image = blend_textures(fg_tex, bg_tex, mask, alpha, direction).astype(np.float32)
             label = mask.astype(np.uint8)
             writer.add(
-                case_id,
+                f"tex_{index:04d}",
                 image,
                 label,
-                split=split_of[case_id],
+                split=split,
                 spacing=(1.0, 1.0),
                 complexity=lbp_complexity(image, label),
                 fg_ratio=float(label.mean()),

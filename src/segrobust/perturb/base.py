@@ -7,9 +7,10 @@ looks, not what it shows.
 
 Intensities are floats of any range (CT in HU, MRI in arbitrary units, ultrasound in [0, 1]).
 Parameters that need a scale (noise levels) are relative to the image's own intensity range
-``max - min``; multiplicative ones (speckle, bias field, Rician magnitude) act on the image shifted
+``max - min``; multiplicative ones (bias field, Rician magnitude) act on the image shifted
 so that its minimum is 0, and the shift is undone afterwards. A constant image has no range; it is
-treated as having range 1 so that the noise levels still mean something.
+treated as having range 1 so that the noise levels still mean something. Speckle by default acts on
+the fixed range [0, 1] of the 2D data contract instead, as the papers did (its ``scaling`` option).
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ class Perturbation:
             (parameter name -> value), mildest first.
         units: unit of each parameter.
         reference: where the grid comes from (ROOD-MRI, MedMNIST-C, the papers).
-        transform: ``transform(image, label, rng=rng, **parameters)`` on a float64 image,
-            returning an array of the same shape. ``label`` is passed read-only.
+        transform: ``transform(image, label, rng=rng, **parameters, **options)`` on a float64
+            image, returning an array of the same shape. ``label`` is passed read-only.
         random: whether the result depends on ``rng`` (False for blurs, gamma, resolution).
+        options: design choices that are not a severity (e.g. speckle's intensity scaling): option
+            name -> its allowed values, the first being the default. Every option reaches
+            ``transform`` as a keyword, defaulted where the caller does not set it.
     """
 
     name: str
@@ -59,6 +63,7 @@ class Perturbation:
     reference: str
     transform: Transform = field(repr=False)
     random: bool = True
+    options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.severities) != len(SEVERITIES):
@@ -73,18 +78,46 @@ class Perturbation:
         """The parameter values of ``severity`` (1..5)."""
         return dict(self.severities[check_severity(self.name, severity) - 1])
 
+    def resolve_options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every option of this perturbation: the given values, checked, and the defaults.
+
+        Raises:
+            ValueError: an unknown option name or value, naming the allowed ones.
+        """
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            allowed = ", ".join(self.options) or "(none)"
+            raise ValueError(
+                f"perturbation {self.name!r}: unknown option(s) {', '.join(unknown)}; "
+                f"allowed: {allowed}"
+            )
+        resolved = {}
+        for name, allowed in self.options.items():
+            value = options.get(name, allowed[0])
+            if value not in allowed:
+                raise ValueError(
+                    f"perturbation {self.name!r}: option {name} = {value!r} invalid; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+            resolved[name] = value
+        return resolved
+
     def apply(
         self,
         image: np.ndarray,
         label: np.ndarray,
         severity: int,
         rng: np.random.Generator,
+        options: Mapping[str, Any] | None = None,
     ) -> np.ndarray:
-        """Perturb ``image`` at ``severity``; returns float32 of the same shape.
+        """Perturb ``image`` at ``severity`` with ``options`` (defaults where not given);
+        returns float32 of the same shape.
 
         Neither ``image`` nor ``label`` is modified (the label is handed on read-only).
         """
         params = self.parameters(severity)
+        chosen = self.resolve_options(options)
         image = np.asarray(image)
         if image.ndim not in (2, 3):
             raise ValueError(
@@ -98,7 +131,7 @@ class Perturbation:
             )
         label = label.view()
         label.flags.writeable = False
-        out = self.transform(image.astype(np.float64), label, rng=rng, **params)
+        out = self.transform(image.astype(np.float64), label, rng=rng, **params, **chosen)
         if out.shape != image.shape:
             raise AssertionError(f"perturbation {self.name!r} changed the shape to {out.shape}")
         return np.asarray(out, dtype=np.float32)

@@ -9,9 +9,10 @@ ids, labels and geometry; its datalist entries carry the perturbed image's own L
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +56,13 @@ def perturb_test_split(
     severities: Iterable[int],
     seed: int,
     out_dir: str | os.PathLike,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``out_dir/s<severity>/`` for each severity: the test split of ``dataset_dir``
     perturbed, as a dataset whose other splits are empty.
+
+    ``options`` are the perturbation's design options (``Perturbation.options``, e.g. speckle's
+    ``scaling``); the ones not given take their defaults, and all are recorded in the provenance.
 
     All or nothing: everything is built in a temporary sibling of ``out_dir`` and renamed into
     place at the end (replacing an old ``out_dir``); on any error the temporary directory is
@@ -65,17 +70,20 @@ def perturb_test_split(
 
     Raises:
         segrobust.registry.UnknownNameError: unknown ``perturbation`` (lists the allowed ones).
-        ValueError: a severity outside 1..5, none, or a repeated one.
+        ValueError: a severity outside 1..5, none, or a repeated one; an unknown option.
         segrobust.data.dataset.DataError: an unreadable or inconsistent source image / label.
     """
     spec = PERTURBATIONS.get(perturbation)
     severities = check_severities(perturbation, severities)
+    options = spec.resolve_options(options)
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     entries = read_datalist(dataset_dir)["test"]
     with atomic_dir(out_dir) as tmp, ExitStack() as stack:
         writers = {
             s: stack.enter_context(
-                DatasetWriter(tmp / f"s{s}", provenance=_provenance(dataset_dir, spec, s, seed))
+                DatasetWriter(
+                    tmp / f"s{s}", provenance=_provenance(dataset_dir, spec, s, seed, options)
+                )
             )
             for s in severities
         }
@@ -86,7 +94,7 @@ def perturb_test_split(
             passed = {k: v for k, v in entry.items() if k not in RECOMPUTED}
             for s, writer in writers.items():
                 rng = perturbation_rng(case.case_id, perturbation, s, seed)
-                image = spec.apply(case.image, case.label, s, rng)
+                image = spec.apply(case.image, case.label, s, rng, options)
                 writer.add(
                     case.case_id,
                     image,
@@ -104,7 +112,9 @@ def perturb_test_split(
                 )
 
 
-def _provenance(dataset_dir: Path, spec: Perturbation, severity: int, seed: int) -> dict:
+def _provenance(
+    dataset_dir: Path, spec: Perturbation, severity: int, seed: int, options: Mapping[str, Any]
+) -> dict:
     """What a perturbed test set was made from and how."""
     return {
         "source": "perturbation",
@@ -114,6 +124,7 @@ def _provenance(dataset_dir: Path, spec: Perturbation, severity: int, seed: int)
         "severity": severity,
         "parameters": spec.parameters(severity),
         "units": dict(spec.units),
+        "options": dict(options),
         "reference": spec.reference,
         "seed": seed,
         "segrobust_version": segrobust.__version__,

@@ -95,6 +95,8 @@ def _allowed(error: jsonschema.ValidationError) -> str:
     schema, kw = error.schema, error.validator
     if kw == "enum":
         return "one of: " + ", ".join(map(str, schema["enum"]))
+    if kw == "not":
+        return "nothing: the key was removed"
     if kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "type"):
         bounds = []
         if "minimum" in schema:

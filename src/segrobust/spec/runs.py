@@ -59,7 +59,7 @@ def texture_dataset_spec(config: Mapping[str, Any], direction: str, alpha: float
     study = config["studies"]["texture"]
     return {
         "image_size": study["image_size"],
-        "n_images": study["n_images"],
+        **{key: study[key] for key in ("n_train", "n_validation", "n_calibration", "n_test")},
         "foreground": study["textures"]["foreground"],
         "background": study["textures"]["background"],
         "direction": direction,
