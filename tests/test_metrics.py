@@ -30,7 +30,7 @@ def test_shifted_squares_dice_and_hd95(k):
     n = 10
     label = square((32, 32), 8, n)
     pred = square((32, 32), 8, n, shift=k, axis=0)
-    m = segmentation_metrics(pred, label, (1.0, 1.0), nsd_tolerance_mm=1.0)
+    m = segmentation_metrics(pred, label, (1.0, 1.0), nsd_tolerance=1.0)
     # overlap n * (n - k) out of 2 n^2 voxels: Dice = (n - k) / n
     assert m["dice"] == pytest.approx((n - k) / n)
     # the leading face of each square (n of 4n - 4 surface pixels, > 5 %) is exactly k away and
@@ -42,8 +42,8 @@ def test_shifted_squares_dice_and_hd95(k):
 def test_hd95_scales_with_spacing_along_the_shift_only():
     label = square((32, 32), 8, 10)
     pred = square((32, 32), 8, 10, shift=2, axis=0)
-    along = segmentation_metrics(pred, label, (1.5, 1.0), nsd_tolerance_mm=1.0)
-    across = segmentation_metrics(pred, label, (1.0, 3.0), nsd_tolerance_mm=1.0)
+    along = segmentation_metrics(pred, label, (1.5, 1.0), nsd_tolerance=1.0)
+    across = segmentation_metrics(pred, label, (1.0, 3.0), nsd_tolerance=1.0)
     assert along["hd95"] == pytest.approx(2 * 1.5)
     assert across["hd95"] == pytest.approx(2 * 1.0)
 
@@ -55,8 +55,8 @@ def test_assd_and_nsd_by_hand_for_a_one_pixel_shift():
     n, s = 10, 0.7
     label = square((32, 32), 8, n)
     pred = square((32, 32), 8, n, shift=1, axis=1)
-    below = segmentation_metrics(pred, label, (s, s), nsd_tolerance_mm=0.5 * s)
-    at = segmentation_metrics(pred, label, (s, s), nsd_tolerance_mm=s)
+    below = segmentation_metrics(pred, label, (s, s), nsd_tolerance=0.5 * s)
+    at = segmentation_metrics(pred, label, (s, s), nsd_tolerance=s)
     assert below["assd"] == pytest.approx(s / 2)
     assert below["nsd"] == pytest.approx(0.5)
     assert at["nsd"] == pytest.approx(1.0)
@@ -73,7 +73,7 @@ def test_shifted_cubes_3d_with_anisotropic_spacing():
     n, k = 6, 2
     label = square((16, 16, 16), 4, n)
     pred = square((16, 16, 16), 4, n, shift=k, axis=2)
-    m = segmentation_metrics(pred, label, (1.0, 1.0, 2.5), nsd_tolerance_mm=0.5)
+    m = segmentation_metrics(pred, label, (1.0, 1.0, 2.5), nsd_tolerance=0.5)
     assert m["dice"] == pytest.approx((n - k) / n)
     assert m["hd95"] == pytest.approx(k * 2.5)  # the face across the shift: n^2 of ~6n^2 voxels
     assert 0.0 < m["nsd"] < 1.0
@@ -81,8 +81,8 @@ def test_shifted_cubes_3d_with_anisotropic_spacing():
 
 def test_identical_masks_are_perfect():
     label = square((16, 16, 16), 4, 5)
-    m = segmentation_metrics(label, label.copy(), (1.0, 2.0, 3.0), nsd_tolerance_mm=0.0)
-    assert m == {"dice": 1.0, "hd95": 0.0, "nsd": 1.0, "assd": 0.0, "volume_diff": 0.0}
+    m = segmentation_metrics(label, label.copy(), (1.0, 2.0, 3.0), nsd_tolerance=0.0)
+    assert m == {"dice": 1.0, "hd": 0.0, "hd95": 0.0, "nsd": 1.0, "assd": 0.0, "volume_diff": 0.0}
 
 
 def test_volume_diff_is_relative_to_the_label():
@@ -96,7 +96,7 @@ def test_volume_diff_is_relative_to_the_label():
 def test_both_empty_convention():
     empty = np.zeros((8, 9), dtype=bool)
     m = segmentation_metrics(empty, empty.copy(), (1.0, 2.0), 1.0)
-    assert (m["dice"], m["hd95"], m["nsd"], m["assd"]) == (1.0, 0.0, 1.0, 0.0)
+    assert (m["dice"], m["hd"], m["hd95"], m["nsd"], m["assd"]) == (1.0, 0.0, 0.0, 1.0, 0.0)
     assert math.isnan(m["volume_diff"])
 
 
@@ -107,10 +107,12 @@ def test_empty_prediction_scores_the_image_diagonal():
     diagonal = math.sqrt(8**2 + 12**2 + 12**2)
     m = segmentation_metrics(empty, label, spacing, 1.0)
     assert (m["dice"], m["nsd"], m["volume_diff"]) == (0.0, 0.0, -1.0)
-    assert m["hd95"] == pytest.approx(diagonal) and m["assd"] == pytest.approx(diagonal)
+    for name in ("hd", "hd95", "assd"):
+        assert m[name] == pytest.approx(diagonal)
     flipped = segmentation_metrics(label, empty, spacing, 1.0)  # object predicted where none is
     assert (flipped["dice"], flipped["nsd"]) == (0.0, 0.0)
-    assert flipped["hd95"] == pytest.approx(diagonal) and flipped["assd"] == pytest.approx(diagonal)
+    for name in ("hd", "hd95", "assd"):
+        assert flipped[name] == pytest.approx(diagonal)
     assert math.isnan(flipped["volume_diff"])
 
 
