@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 from scipy.spatial import KDTree
 
@@ -117,12 +118,12 @@ class SurfaceDistances:
 
     def hausdorff(self, percentile: float | None = None) -> float:
         """Symmetric Hausdorff distance: the larger of the two directed distances, each the maximum
-        of its distances or, given ``percentile``, that percentile (linear interpolation, as
-        MONAI's ``torch.quantile``) -- MONAI's ``compute_hausdorff_distance``."""
+        of its distances or, given ``percentile``, that percentile of them as MONAI's
+        ``compute_hausdorff_distance`` takes it (see ``_monai_percentile``)."""
         if percentile is None:
             return float(max(self.pred_to_label.max(), self.label_to_pred.max()))
-        return float(
-            max(np.percentile(d, percentile) for d in (self.pred_to_label, self.label_to_pred))
+        return max(
+            _monai_percentile(d, percentile) for d in (self.pred_to_label, self.label_to_pred)
         )
 
     def average(self) -> float:
@@ -145,6 +146,19 @@ class SurfaceDistances:
             for d in (self.pred_to_label, self.label_to_pred)
         )
         return within / (self.pred_to_label.size + self.label_to_pred.size)
+
+
+def _monai_percentile(distances: np.ndarray, percentile: float) -> float:
+    """The ``percentile`` of ``distances`` exactly as MONAI takes it: ``torch.quantile`` (linear
+    interpolation) over the float32 distances.
+
+    In single precision the rank ``q (n - 1)`` loses its last digits, which moves the value by up
+    to about ``n * 6e-8`` times the gap between neighbouring distances (1e-5 mm on a few hundred
+    distances) against a float64 percentile; kept so that ``hd95`` stays identical to MONAI's and
+    to the values segrobust reported before.
+    """
+    values = torch.from_numpy(distances.astype(np.float32))
+    return float(torch.quantile(values, percentile / 100.0))
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
