@@ -283,6 +283,16 @@ def test_random_pairs_match_monai(seed):
         assert_matches_monai(pred, label, spacing, tolerance, unit)
 
 
+@pytest.mark.parametrize("shape", [(1, 7), (2, 5), (3, 3), (5, 1, 4), (2, 2, 3), (1, 1, 6)])
+def test_axes_of_one_to_three_voxels_match_monai(shape):
+    # every voxel of an axis this short is on the image border, so (nearly) all are surface
+    rng = np.random.default_rng(len(shape) * 100 + sum(shape))
+    for _ in range(5):
+        pred, label = (rng.random(shape) < 0.5 for _ in range(2))
+        pred.flat[0] = label.flat[-1] = True
+        assert_matches_monai(pred, label, tuple(rng.uniform(0.5, 2.0, len(shape))), 1, "px")
+
+
 def test_random_pairs_cover_the_intended_cases():
     """The random pairs include each kind of hard case the equivalence test is meant to exercise."""
     pairs = [random_pair(seed) for seed in range(100)]

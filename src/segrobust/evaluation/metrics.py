@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 from scipy.spatial import KDTree
 
 #: Thresholds of the false-negative-rate curve: 0.00, 0.02, ..., 1.00.
@@ -180,34 +179,41 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    """Voxels of ``mask`` with a face neighbour outside it or outside the array: MONAI's edges.
+    """Voxels of ``mask`` with a face neighbour outside it or outside the array: MONAI's edges,
+    ``mask ^ binary_erosion(mask)`` with scipy's default face-connected structure and border 0.
 
-    ``binary_erosion``'s default structure is face connectivity and its ``border_value`` is 0,
-    exactly as MONAI's ``get_mask_edges`` calls it.
+    Computed as ``2 * ndim`` shifted ANDs (a voxel is interior when it and its face neighbours are
+    all foreground, so none on the array border is): the same voxels as scipy's erosion, whose
+    generic structuring-element loop is several times slower and was the largest cost after the
+    nearest-surface search on large volumes.
     """
-    return mask & ~ndimage.binary_erosion(mask)
-
-
-def _nearest_surface_tree(surface: np.ndarray, spacing: np.ndarray) -> KDTree:
-    """A k-d tree over the physical coordinates (index * spacing, mm) of the surface voxels.
-
-    Unbalanced and not compacted: builds in about half the time; queries stay exact.
-    """
-    points = np.argwhere(surface) * spacing
-    return KDTree(points, leafsize=32, balanced_tree=False, compact_nodes=False)
+    interior = mask.copy()
+    for axis in range(mask.ndim):
+        after, before, first, last = ([slice(None)] * mask.ndim for _ in range(4))
+        after[axis], before[axis], first[axis], last[axis] = slice(1, None), slice(None, -1), 0, -1
+        interior[tuple(after)] &= mask[tuple(before)]  # the neighbour at index - 1 is foreground
+        interior[tuple(before)] &= mask[tuple(after)]  # the neighbour at index + 1 is foreground
+        interior[tuple(first)] = interior[tuple(last)] = False  # outside the array: background
+    return mask & ~interior
 
 
 def _directed_distances(
-    source: np.ndarray, target: np.ndarray, target_tree: KDTree, spacing: np.ndarray
+    source_index: np.ndarray,
+    target_surface: np.ndarray,
+    target_index: np.ndarray,
+    spacing: np.ndarray,
 ) -> np.ndarray:
-    """Distance (mm) from each voxel of the ``source`` surface to the nearest ``target`` voxel.
+    """Distance (mm) from each source surface voxel (rows of ``source_index``) to the nearest
+    voxel of the target surface (``target_surface`` as a mask, ``target_index`` its voxels).
 
     Voxels on both surfaces are at distance 0 and skip the search; a good prediction shares much
-    of its surface with the label.
+    of its surface with the label. The k-d tree is built unbalanced and not compacted, which
+    halves its build time; its queries stay exact.
     """
-    shared = np.count_nonzero(source & target)
-    searched = target_tree.query(np.argwhere(source & ~target) * spacing, k=1)[0]
-    return np.concatenate([np.zeros(shared), searched])
+    on_target = target_surface[tuple(source_index.T)]
+    tree = KDTree(target_index * spacing, leafsize=32, balanced_tree=False, compact_nodes=False)
+    searched = tree.query(source_index[~on_target] * spacing, k=1)[0]
+    return np.concatenate([np.zeros(np.count_nonzero(on_target)), searched])
 
 
 def surface_distances(
@@ -219,7 +225,7 @@ def surface_distances(
     ``get_edge_surface_distance`` (Euclidean, ``use_subvoxels=False``, on CPU) exactly:
 
     * surface: the voxels removed by one binary erosion with face connectivity, the outside of the
-      image counted as background (``get_mask_edges`` without spacing).
+      image counted as background (``get_mask_edges`` without spacing; see ``_surface``).
     * crop: MONAI crops both masks to the bounding box of their union plus a 1-voxel margin. Here
       the margin is left out: the erosion counts the outside of the array as background, which is
       what surrounds the union's box, so the surfaces are the same, and distances (differences of
@@ -238,15 +244,14 @@ def surface_distances(
     box = _bounding_box(pred | label)
     if box is None or not pred[box].any() or not label[box].any():
         raise ValueError("surface distances need a non-empty prediction and a non-empty label")
-    pred_surface, label_surface = _surface(pred[box]), _surface(label[box])
+    # contiguous copies of the box: the shifted ANDs and index searches run on whole rows
+    pred_surface = _surface(np.ascontiguousarray(pred[box]))
+    label_surface = _surface(np.ascontiguousarray(label[box]))
+    pred_index, label_index = np.argwhere(pred_surface), np.argwhere(label_surface)
     scale = np.asarray(spacing)
     return SurfaceDistances(
-        pred_to_label=_directed_distances(
-            pred_surface, label_surface, _nearest_surface_tree(label_surface, scale), scale
-        ),
-        label_to_pred=_directed_distances(
-            label_surface, pred_surface, _nearest_surface_tree(pred_surface, scale), scale
-        ),
+        pred_to_label=_directed_distances(pred_index, label_surface, label_index, scale),
+        label_to_pred=_directed_distances(label_index, pred_surface, pred_index, scale),
     )
 
 
