@@ -11,7 +11,7 @@ import pytest
 from segrobust.analysis.aggregate import concat_tables, level_table, summarise
 from segrobust.contract import LEVEL_ORDER
 
-METRIC_VALUES = {"hd95": 1.0, "nsd": 1.0, "assd": 1.0, "volume_diff": 0.0}
+METRIC_VALUES = {"hd": 1.0, "hd95": 1.0, "nsd": 1.0, "assd": 1.0, "volume_diff": 0.0}
 
 
 def _toy():

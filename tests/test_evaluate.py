@@ -82,6 +82,7 @@ def run(tmp_path, model, conditions, **kwargs):
         conditions,
         run=RUN,
         nsd_tolerance=1.0,
+        nsd_unit="mm",
         out_per_image=tmp_path / "out" / "per_image.csv",
         out_fnr=tmp_path / "out" / "fnr.csv",
         log=lambda line: None,
@@ -150,7 +151,7 @@ def test_rows_match_the_library_pieces_for_a_patch_model(tmp_path):
     case_image = nib.load(data / "images" / "case1.nii.gz").get_fdata().astype(np.float32)
     case_label = nib.load(data / "labels" / "case1.nii.gz").get_fdata() > 0
     prob = predict_probabilities(model, case_image, patch_size=8, window=window)
-    expected = segmentation_metrics(prob >= 0.5, case_label, (0.5, 0.5, 0.5), 1.0)
+    expected = segmentation_metrics(prob >= 0.5, case_label, (0.5, 0.5, 0.5), 1.0, nsd_unit="mm")
     row = table[table.image_id == "case1"].iloc[0]
     for name, value in expected.items():
         assert (math.isnan(value) and math.isnan(row[name])) or row[name] == pytest.approx(value)

@@ -15,16 +15,10 @@ import pandas as pd
 import pytest
 
 from segrobust.contract import FIGURES as CONTRACT_FIGURES
-from segrobust.contract import study_of_figure
+from segrobust.contract import PER_IMAGE_COLUMNS, study_of_figure
 from segrobust.report.context_figures import training_fbr_range
 from segrobust.report.figures import FIGURES, draw_figure
 from segrobust.report.plotting import LEGEND_WIDTH, arch_palette, save_figure
-
-PER_IMAGE_COLUMNS = [
-    "study", "dataset", "condition", "test_dataset", "split", "perturbation", "severity", "level",
-    "direction", "train_alpha", "test_alpha", "arch", "seed", "patch", "image_id", "dice", "hd95",
-    "nsd", "assd", "volume_diff", "fg_ratio", "complexity", "quality",
-]  # fmt: skip
 
 LAYOUT = {"panel_width": 2.0, "panel_height": 1.5, "dpi": 30}
 

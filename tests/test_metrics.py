@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
-    METRIC_NAMES,
+    METRICS,
     assd,
     dice,
     fnr_curve,
@@ -417,7 +417,7 @@ def test_masks_touching_the_border_score_as_if_padded():
 def test_single_metric_functions_agree_with_segmentation_metrics():
     pred, label, spacing = random_pair(7)
     m = segmentation_metrics(pred, label, spacing, 2.0)
-    assert list(m) == list(METRIC_NAMES)
+    assert list(m) == list(METRICS)
     assert m["dice"] == dice(pred, label)
     assert (hd(pred, label, spacing), hd95(pred, label, spacing)) == (m["hd"], m["hd95"])
     assert (assd(pred, label, spacing), nsd(pred, label, spacing, 2.0)) == (m["assd"], m["nsd"])

@@ -48,7 +48,7 @@ CONDITION_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 #: Per-image metrics at threshold 0.5, in report order.
-METRICS: tuple[str, ...] = ("dice", "hd95", "nsd", "assd", "volume_diff")
+METRICS: tuple[str, ...] = ("dice", "hd", "hd95", "nsd", "assd", "volume_diff")
 
 #: ``per_image.csv``: one row per (model run, test condition, image).
 PER_IMAGE_COLUMNS: tuple[str, ...] = (

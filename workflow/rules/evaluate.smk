@@ -29,7 +29,7 @@ rule evaluate_model:
             w.study == "context"
             and config["studies"]["context"]["inference"]["save_predictions"]
         ),
-        nsd_tolerance=config["evaluation"]["nsd_tolerance"],
+        evaluation=config["evaluation"],
         device=config["device"],
     script:
         "../scripts/evaluate_model.py"

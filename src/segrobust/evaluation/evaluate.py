@@ -100,6 +100,7 @@ def evaluate_run(
     *,
     run: Run,
     nsd_tolerance: float,
+    nsd_unit: str,
     out_per_image: str | os.PathLike,
     out_fnr: str | os.PathLike,
     window: SlidingWindow | None = None,
@@ -116,7 +117,8 @@ def evaluate_run(
             without one each image is predicted whole.
         conditions: the test sets, unique per (name, split).
         run: the model run; its columns lead every row of both tables.
-        nsd_tolerance: NSD tolerance in mm.
+        nsd_tolerance, nsd_unit: the NSD tolerance and its unit (``mm``, or ``px``: voxels of the
+            finest axis; see ``segrobust.evaluation.metrics.nsd_tolerance_mm``).
         out_per_image: ``per_image.csv``, columns ``contract.PER_IMAGE_COLUMNS``.
         out_fnr: ``fnr.csv``, columns ``contract.FNR_COLUMNS``, one row per image and threshold
             of ``FNR_THRESHOLDS``.
@@ -166,7 +168,9 @@ def evaluate_run(
                         "condition": condition.name,
                         "split": condition.split,
                         "image_id": case.case_id,
-                        **segmentation_metrics(pred, label, case.spacing, nsd_tolerance),
+                        **segmentation_metrics(
+                            pred, label, case.spacing, nsd_tolerance, nsd_unit=nsd_unit
+                        ),
                         "fg_ratio": foreground_ratio(label),
                         "complexity": case.meta.get("complexity", math.nan),
                         "quality": soft_quality(prob),

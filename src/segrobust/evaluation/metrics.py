@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from scipy.spatial import KDTree
 
+from segrobust.contract import METRICS
+
 #: Thresholds of the false-negative-rate curve: 0.00, 0.02, ..., 1.00.
 FNR_THRESHOLDS: np.ndarray = np.round(np.arange(51) * 0.02, 2)
 
-#: Keys of the dict returned by ``segmentation_metrics``, in column order.
-METRIC_NAMES: tuple[str, ...] = ("dice", "hd", "hd95", "nsd", "assd", "volume_diff")
 
 #: Units an NSD tolerance may be given in: millimetres, or pixels / voxels (see
 #: ``nsd_tolerance_mm``).
@@ -339,7 +339,7 @@ def segmentation_metrics(
     *,
     nsd_unit: str = "mm",
 ) -> dict[str, float]:
-    """Every metric of ``METRIC_NAMES`` for a boolean prediction against a boolean label of the
+    """Every metric of ``METRICS`` for a boolean prediction against a boolean label of the
     same 2D or 3D shape, with the empty-mask conventions of this module.
 
     Args:
@@ -365,7 +365,7 @@ def segmentation_metrics(
         **_distance_scores(pred, label, spacing, tolerance_mm),
         "volume_diff": volume_diff(pred, label),
     }
-    return {name: scores[name] for name in METRIC_NAMES}
+    return {name: scores[name] for name in METRICS}
 
 
 def foreground_ratio(label: np.ndarray) -> float:

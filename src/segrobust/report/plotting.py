@@ -51,6 +51,7 @@ ARCH_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
 
 METRIC_LABELS: dict[str, str] = {
     "dice": "Dice coefficient (0-1)",
+    "hd": "Hausdorff distance (mm)",
     "hd95": "HD95 (mm)",
     "nsd": "Normalised surface Dice (0-1)",
     "assd": "ASSD (mm)",
