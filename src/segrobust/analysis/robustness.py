@@ -20,9 +20,16 @@ the perturbed values are the mean Dice of each severity (averaged over images an
       relative CE_f,c = sum_s (E_f,s,c - E_f,clean) / sum_s (E_b,s,c - E_b,clean)
 
   normalised by the baseline architecture b of the same (study, dataset, patch); mCE and relative
-  mCE are their means over perturbations (rows with perturbation ``all``).
+  mCE are their means over the perturbations where they are defined (rows with perturbation
+  ``all``, with the count). Relative CE is undefined (NaN, with the reason) where the
+  baseline's summed degradation sum_s (E_b,s - E_b,clean) is <= ``min_degradation``
+  (``analysis.relative_ce_min_degradation``): a perturbation that does not degrade the baseline
+  (background blur makes the task *easier*) would otherwise flip the sign or explode the ratio.
+  CE is undefined where the baseline's summed error is 0.
 * Coefficient of variation of the per-severity mean Dice across severities 1..S (population
   standard deviation: the severities are the whole set studied, not a sample of them).
+* ``easier``: the perturbation's mean Dice over its severities is above the clean Dice (the
+  perturbation makes the task easier for that model).
 
 Texture-study trends: the slope of Dice against the test image's LBP complexity (ordinary least
 squares over seed-averaged images, with a t-based 95% CI) and the normalised area under the
@@ -51,8 +58,24 @@ ROBUSTNESS_COLUMNS = [
     "rood_overall",
     "rood_degradation",
     "cv_dice",
+    "easier",
 ]
-CORRUPTION_COLUMNS = [*MODEL_GROUP, "arch", "perturbation", "baseline_arch", "ce", "relative_ce"]
+CORRUPTION_COLUMNS = [
+    *MODEL_GROUP,
+    "arch",
+    "perturbation",
+    "baseline_arch",
+    "ce",
+    "relative_ce",
+    "baseline_degradation",
+    "n_perturbations_ce",
+    "n_perturbations_relative_ce",
+    "note",
+]
+#: Default of ``analysis.relative_ce_min_degradation``: 0.01 Dice summed over the severities
+#: (0.002 per severity for five) is far below the seed-to-seed spread of a mean Dice (~0.01),
+#: so a smaller summed degradation is indistinguishable from none.
+MIN_DEGRADATION = 0.01
 TEXTURE_COLUMNS = [
     "study",
     "direction",
@@ -127,13 +150,66 @@ def perturbation_robustness(per_image: pd.DataFrame) -> pd.DataFrame:
                 rood_overall=rood_overall(clean_dice, by_severity),
                 rood_degradation=rood_degradation(clean_dice, by_severity),
                 cv_dice=float(by_severity.std(ddof=0) / mean_dice) if mean_dice > 0 else np.nan,
+                easier=bool(mean_dice > clean_dice),
             )
         )
     return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
 
 
-def corruption_errors(per_image: pd.DataFrame, baseline_arch: str) -> pd.DataFrame:
+def _relative_ce_note(baseline_degradation: float, min_degradation: float) -> str:
+    if np.isnan(baseline_degradation):
+        return "baseline lacks this perturbation: CE undefined"
+    if baseline_degradation <= min_degradation:
+        return (
+            f"relative CE undefined: the baseline's summed degradation "
+            f"{baseline_degradation:.4f} <= {min_degradation:g} (the perturbation does not "
+            f"degrade it)"
+        )
+    return ""
+
+
+def _group_errors(group: pd.DataFrame, base: pd.DataFrame, min_degradation: float):
+    """CE and relative CE of one model group's rows against its baseline rows."""
+    out = group.copy()
+    denom = base.reindex(out["perturbation"])  # NaN where the baseline lacks it
+    error = denom["error"].to_numpy()
+    increase = denom["error_increase"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["ce"] = np.where(error > 0, out["error"].to_numpy() / error, np.nan)
+        defined = increase > min_degradation
+        out["relative_ce"] = np.where(defined, out["error_increase"].to_numpy() / increase, np.nan)
+    out["baseline_degradation"] = increase
+    out["n_perturbations_ce"] = out["ce"].notna().astype(int)
+    out["n_perturbations_relative_ce"] = out["relative_ce"].notna().astype(int)
+    out["note"] = [_relative_ce_note(d, min_degradation) for d in increase]
+    keys = [*MODEL_GROUP, "arch"]
+    means = out.groupby(keys, dropna=False).agg(
+        ce=("ce", "mean"),
+        relative_ce=("relative_ce", "mean"),
+        n_perturbations_ce=("ce", "count"),
+        n_perturbations_relative_ce=("relative_ce", "count"),
+    )
+    means = means.reset_index().assign(perturbation="all", baseline_degradation=np.nan)
+    total = out["perturbation"].nunique()
+    means["note"] = [
+        f"mCE over {c} of {total} perturbations, relative mCE over {r} (where defined)"
+        for c, r in zip(
+            means["n_perturbations_ce"], means["n_perturbations_relative_ce"], strict=True
+        )
+    ]
+    return [out, means]
+
+
+def corruption_errors(
+    per_image: pd.DataFrame, baseline_arch: str, min_degradation: float = MIN_DEGRADATION
+) -> pd.DataFrame:
     """ImageNet-C CE and relative CE per perturbation, plus mCE rows (perturbation ``all``).
+
+    Args:
+        per_image: per-image rows.
+        baseline_arch: the normalising architecture (``analysis.baseline_arch``).
+        min_degradation: relative CE is undefined where the baseline's summed degradation is
+            <= this (``analysis.relative_ce_min_degradation``).
 
     Raises:
         ValueError: the baseline architecture is absent from a model group that has
@@ -158,19 +234,25 @@ def corruption_errors(per_image: pd.DataFrame, baseline_arch: str) -> pd.DataFra
                 f"{dict(zip(MODEL_GROUP, group_key, strict=True))}; architectures present: "
                 f"{present}"
             )
-        base = base.set_index("perturbation")
-        out = group.copy()
-        denom = base.reindex(out["perturbation"])  # NaN where the baseline lacks it
-        out["ce"] = out["error"].to_numpy() / denom["error"].to_numpy()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["relative_ce"] = (
-                out["error_increase"].to_numpy() / denom["error_increase"].to_numpy()
-            )
-        means = out.groupby([*MODEL_GROUP, "arch"], dropna=False)[["ce", "relative_ce"]].mean()
-        means = means.reset_index().assign(perturbation="all")
-        frames += [out, means]
+        frames += _group_errors(group, base.set_index("perturbation"), min_degradation)
     result = pd.concat(frames, ignore_index=True).assign(baseline_arch=baseline_arch)
     return result[CORRUPTION_COLUMNS]
+
+
+def easier_statements(robust: pd.DataFrame) -> list[str]:
+    """Which perturbations make the task easier (mean Dice above clean), per perturbation."""
+    if robust.empty:
+        return []
+    lines = []
+    for perturbation, rows in robust.groupby("perturbation", sort=True):
+        easier = rows[rows["easier"].astype(bool)]
+        if not easier.empty:
+            models = ", ".join(f"{r.dataset}/{r.arch}" for r in easier.itertuples())
+            lines.append(
+                f"{perturbation} makes the task easier (mean Dice over severities above clean) "
+                f"for {len(easier)} of {len(rows)} models: {models}."
+            )
+    return lines or ["No perturbation raised the mean Dice above clean for any model."]
 
 
 def _seed_averaged_images(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
