@@ -86,6 +86,40 @@ def test_corruption_error_and_relative_ce_match_hand_values():
     assert ce.loc[("vnet", "all"), "relative_ce"] == pytest.approx((0.5 + 6) / 2)
     assert ce.loc[("unet", "all"), ["ce", "relative_ce"]].tolist() == pytest.approx([1, 1])
     assert (ce["baseline_arch"] == "unet").all()
+    assert ce.loc[
+        ("vnet", "all"), ["n_perturbations_ce", "n_perturbations_relative_ce"]
+    ].tolist() == [2, 2]
+
+
+def test_relative_ce_is_undefined_where_the_baseline_does_not_degrade():
+    # background blur makes the task easier for the baseline: its summed degradation is < 0
+    table = pd.DataFrame(
+        _rows("unet", "speckle", {1: 0.8, 2: 0.6}, clean=0.9)
+        + _rows("unet", "background_blur", {1: 0.92, 2: 0.93}, clean=0.9)
+        + _rows("unet", "gamma", {1: 0.898, 2: 0.899}, clean=0.9)  # summed 0.003 <= 0.01
+        + _rows("vnet", "speckle", {1: 0.7, 2: 0.7}, clean=0.8)
+        + _rows("vnet", "background_blur", {1: 0.7, 2: 0.6}, clean=0.8)
+        + _rows("vnet", "gamma", {1: 0.7, 2: 0.7}, clean=0.8)
+    )
+    ce = robustness.corruption_errors(table, "unet", 0.01).set_index(["arch", "perturbation"])
+    for perturbation in ("background_blur", "gamma"):
+        row = ce.loc[("vnet", perturbation)]
+        assert np.isnan(row["relative_ce"])  # never +-inf and never sign-flipped
+        assert row["note"].startswith("relative CE undefined: the baseline's summed degradation")
+    assert ce.loc[("vnet", "background_blur"), "baseline_degradation"] == pytest.approx(-0.05)
+    assert np.isfinite(ce["ce"]).all()  # CE itself stays defined
+    mean = ce.loc[("vnet", "all")]
+    assert mean["relative_ce"] == pytest.approx(0.2 / 0.4)  # speckle only
+    assert (mean["n_perturbations_ce"], mean["n_perturbations_relative_ce"]) == (3, 1)
+    assert mean["note"] == "mCE over 3 of 3 perturbations, relative mCE over 1 (where defined)"
+    robust = robustness.perturbation_robustness(table).set_index(["arch", "perturbation"])
+    assert robust.loc[("unet", "background_blur"), "easier"]
+    assert not robust.loc[("vnet", "background_blur"), "easier"]
+    lines = robustness.easier_statements(robust.reset_index())
+    assert lines == [
+        "background_blur makes the task easier (mean Dice over severities above clean) for 1 of "
+        "2 models: busi/unet."
+    ]
 
 
 def test_missing_baseline_arch_is_a_clear_error():

@@ -19,6 +19,7 @@ seed-averaged Dice of one test image (in the texture study one image index), nev
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 
@@ -89,12 +90,22 @@ RANKING_COLUMNS = [
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm step-down adjusted p-values (statsmodels); NaN entries stay NaN, outside the family."""
+    """Holm step-down adjusted p-values (statsmodels); NaN entries stay NaN, outside the family.
+
+    statsmodels' Holm branch calls ``gc.collect()`` on every call, which walks every live
+    object: with a large per-image table in memory that costs up to seconds per family, and the
+    analysis corrects thousands of small families. The current heap is frozen around the call
+    (``gc.freeze``) so that collection only sees the few objects the call itself creates.
+    """
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(p.shape, np.nan)
     valid = ~np.isnan(p)
     if valid.any():
-        adjusted[valid] = multipletests(p[valid], method="holm")[1]
+        gc.freeze()
+        try:
+            adjusted[valid] = multipletests(p[valid], method="holm")[1]
+        finally:
+            gc.unfreeze()
     return adjusted
 
 
