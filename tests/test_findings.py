@@ -136,6 +136,12 @@ def test_finding_c_with_four_images_is_inconclusive_and_says_why():
     row = table.set_index("comparison").loc["Dice(Hardest) - Dice(Unperturbed)"]
     assert row["reproduced"] == "inconclusive" and row["p_value"] == pytest.approx(0.125)
     assert "smallest attainable p is 0.125" in row["note"]
+    assert np.isnan(row["ci_low"]) and "no CI: n = 4 < 10" in row["note"]
+    # a "does not lower" claim cannot be reproduced from four images either
+    blur = findings.findings(_perturbation({"Easier": 0.01}, n=4), None, **SETTINGS)
+    assert blur.set_index("comparison").loc["Dice(Easier) - Dice(Unperturbed)", "reproduced"] == (
+        "inconclusive"
+    )
     assert row["measured_effect"] < -0.15  # the effect is reported all the same
 
 

@@ -71,6 +71,8 @@ def test_unattainable_p_says_no_recommendation_and_the_smallest_p():
     assert decision["min_attainable_p"] == pytest.approx(0.125)
     assert decision["leader"] == "unet" and decision["p_value"] == pytest.approx(0.125)
     assert "too few images" in decision["reason"]
+    assert np.isnan(decision["ci_low"])  # 4 < analysis.min_cases (10): no bootstrap CI
+    assert "(no 95% CI: too few images), n = 4 images" in recipe.sentence("x", decision, 0.05)
     assert recipe.sentence("complexity 0.10-0.35 bits", decision, 0.05).startswith(
         "For complexity 0.10-0.35 bits, no recommendation: with n = 4 images the smallest "
         "attainable p is 0.125 (>= 0.05); closest comparison: median Dice +0.675 for unet over "

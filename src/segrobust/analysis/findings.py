@@ -89,10 +89,11 @@ def noninferior_verdict(
     return YES if not np.isnan(ci_low) and ci_low >= -margin else INCONCLUSIVE
 
 
-def paired_effect(differences, n_bootstrap: int, rng) -> dict:
-    """Median, bootstrap CI, n and two-sided Wilcoxon p of per-unit paired differences."""
+def paired_effect(differences, n_bootstrap: int, rng, min_cases: int = 1) -> dict:
+    """Median, bootstrap CI (NaN below ``min_cases`` units), n and two-sided Wilcoxon p of
+    per-unit paired differences."""
     d = np.asarray(differences, dtype=float)
-    low, high = median_ci(d, n_bootstrap, rng)
+    low, high = median_ci(d, n_bootstrap, rng, min_cases=min_cases)
     p = wilcoxon_p(d, np.zeros_like(d))[1] if len(d) else np.nan
     return dict(
         measured_effect=float(np.median(d)) if len(d) else np.nan,
@@ -148,16 +149,21 @@ def _not_run(finding, study, comparison, expected, statistic, missing: str) -> d
     )
 
 
-def _small_n_note(n: int, significance: float) -> str:
+def _small_n_note(n: int, significance: float, min_cases: int) -> str:
+    notes = []
     floor = min_attainable_p(n)
     if floor >= significance:
-        return f"n = {n}: the smallest attainable p is {floor:.3g} (>= {significance:g})"
-    return ""
+        notes.append(f"n = {n}: the smallest attainable p is {floor:.3g} (>= {significance:g})")
+    if n < min_cases:
+        notes.append(f"no CI: n = {n} < {min_cases} (analysis.min_cases)")
+    return "; ".join(notes)
 
 
 def _paired_row(finding, study, comparison, expected, statistic, differences, settings) -> dict:
     significance, margin = settings["significance"], settings["margin"]
-    values = paired_effect(differences, settings["n_bootstrap"], settings["rng"])
+    values = paired_effect(
+        differences, settings["n_bootstrap"], settings["rng"], settings["min_cases"]
+    )
     if expected.startswith(">= 0"):
         verdict = noninferior_verdict(
             values["measured_effect"], values["ci_low"], values["p_value"], significance, margin
@@ -167,7 +173,7 @@ def _paired_row(finding, study, comparison, expected, statistic, differences, se
         verdict = directional_verdict(
             values["measured_effect"], values["p_value"], significance, sign
         )
-    note = _small_n_note(values["n"], significance)
+    note = _small_n_note(values["n"], significance, settings["min_cases"])
     return _row(
         finding, study, comparison, expected, statistic, reproduced=verdict, note=note, **values
     )
@@ -459,8 +465,11 @@ def findings_statements(table: pd.DataFrame) -> list[str]:
         ci = f", 95% CI {row.ci_low:+.3f} to {row.ci_high:+.3f}" if not np.isnan(row.ci_low) else ""
         p = f", p = {row.p_value:.3g}" if not np.isnan(row.p_value) else ""
         note = f"; {row.note}" if row.note else ""
+        effect = (
+            "not computable" if np.isnan(row.measured_effect) else f"{row.measured_effect:+.3f}"
+        )
         lines.append(
-            f"{head}: effect {row.measured_effect:+.3f} (expected {row.expected_direction}){ci}, "
+            f"{head}: effect {effect} (expected {row.expected_direction}){ci}, "
             f"n = {row.n}{p}{note}."
         )
     return lines

@@ -24,7 +24,8 @@ attainable Holm-adjusted p, ``stats.min_attainable_p``), or no architecture sign
 of every rival. Either way the row reports the closest comparison of the leading architecture:
 the effect is the median paired Dice difference against its closest rival (a rival it does not
 beat in direction first, then the largest adjusted p), with a percentile bootstrap 95% CI that
-resamples units (seeded), and that comparison's adjusted p.
+resamples units (seeded; only with at least ``min_cases`` units), and that comparison's
+adjusted p.
 
 The leading architecture when none is recommended is the one whose smallest median paired
 difference against any rival is largest (maximin), ties broken by mean Dice: it is the
@@ -137,8 +138,12 @@ def closest_rival(median: pd.DataFrame, adjusted: pd.Series, leader: str) -> str
     return sorted(diffs.index, key=lambda r: (diffs[r] > 0, -adjusted[r], diffs[r], r))[0]
 
 
-def compare(matrix: pd.DataFrame, significance: float, n_bootstrap: int, rng) -> tuple:
+def compare(
+    matrix: pd.DataFrame, significance: float, n_bootstrap: int, rng, min_cases: int = 10
+) -> tuple:
     """The decision of one regime from its unit x arch Dice matrix.
+
+    The effect's CI needs ``min_cases`` units (``analysis.min_cases``); with fewer it is NaN.
 
     Returns:
         (decision dict with the RECIPE_COLUMNS decision fields, comparison rows of the leader).
@@ -169,7 +174,7 @@ def compare(matrix: pd.DataFrame, significance: float, n_bootstrap: int, rng) ->
     leader = winners[0] if winners else leading_arch(median, means)
     adjusted = holm_against_rivals(p, leader)
     rival = closest_rival(median, adjusted, leader)
-    low, high = median_ci(matrix[leader] - matrix[rival], n_bootstrap, rng)
+    low, high = median_ci(matrix[leader] - matrix[rival], n_bootstrap, rng, min_cases=min_cases)
     if winners:
         decision, reason = (
             RECOMMENDED,
@@ -227,6 +232,10 @@ def compare(matrix: pd.DataFrame, significance: float, n_bootstrap: int, rng) ->
 def sentence(regime: str, d: dict, significance: float) -> str:
     """One plain-English sentence for a regime's decision (see the module docstring)."""
     n_text = f"n = {d['n_units']} image{'s' if d['n_units'] != 1 else ''}"
+    if np.isnan(d.get("ci_low", np.nan)):
+        ci = "no 95% CI: too few images"
+    else:
+        ci = f"95% CI {d['ci_low']:.3f} to {d['ci_high']:.3f}"
     if d["decision"] == ONLY_ONE:
         return (
             f"For {regime}, only {d['leader']} was evaluated (mean Dice {d['mean_dice']:.2f}, "
@@ -236,13 +245,13 @@ def sentence(regime: str, d: dict, significance: float) -> str:
         return f"For {regime}, no recommendation: no image was evaluated by every architecture."
     comparison = (
         f"median Dice {d['effect']:+.3f} for {d['leader']} over {d['runner_up']} "
-        f"(95% CI {d['ci_low']:.3f} to {d['ci_high']:.3f}), {n_text}, Holm-adjusted "
+        f"({ci}), {n_text}, Holm-adjusted "
         f"Wilcoxon p = {d['p_value']:.3g}"
     )
     if d["decision"] == RECOMMENDED:
         return (
             f"For {regime}, use {d['leader']}: median Dice {d['effect']:+.3f} over "
-            f"{d['runner_up']} (95% CI {d['ci_low']:.3f} to {d['ci_high']:.3f}), {n_text}, "
+            f"{d['runner_up']} ({ci}), {n_text}, "
             f"Holm-adjusted Wilcoxon p = {d['p_value']:.3g}."
         )
     if d["min_attainable_p"] >= significance:
@@ -257,7 +266,7 @@ def sentence(regime: str, d: dict, significance: float) -> str:
     )
 
 
-def _decide(regime: Regime, significance: float, n_bootstrap: int, rng) -> tuple[dict, list]:
+def _decide(regime: Regime, significance: float, n_bootstrap: int, rng, min_cases: int):
     head = dict(study=regime.study, regime_kind=regime.kind, regime=regime.label)
     matrix = unit_matrix(regime.rows, "arch", "dice")
     if matrix.empty:  # no image has a Dice from every architecture
@@ -280,7 +289,7 @@ def _decide(regime: Regime, significance: float, n_bootstrap: int, rng) -> tuple
         )
         comparisons = []
     else:
-        decision, comparisons = compare(matrix, significance, n_bootstrap, rng)
+        decision, comparisons = compare(matrix, significance, n_bootstrap, rng, min_cases)
     row = dict(head, **decision, sentence=sentence(regime.label, decision, significance))
     return row, [dict(head, **c) for c in comparisons]
 
@@ -386,6 +395,7 @@ def recipe_tables(
     significance: float = 0.05,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    min_cases: int = 10,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(recipe table, long-form comparisons of each regime's leader with every rival).
 
@@ -395,13 +405,14 @@ def recipe_tables(
         n_bins: quantile bins of complexity (``analysis.complexity_bins``).
         significance: level of the Holm-adjusted Wilcoxon tests.
         n_bootstrap, seed: bootstrap resamples of the effect's CI and their seed.
+        min_cases: fewest units for the effect's CI (``analysis.min_cases``).
     """
     if n_bins < 1:
         raise ValueError(f"analysis.complexity_bins must be >= 1, got {n_bins}")
     rng = np.random.default_rng(seed)
     rows, comparisons = [], []
     for regime in all_regimes(per_image, fbr_ranges, n_bins):
-        row, compared = _decide(regime, significance, n_bootstrap, rng)
+        row, compared = _decide(regime, significance, n_bootstrap, rng, min_cases)
         rows.append(row)
         comparisons += compared
     return (

@@ -196,7 +196,7 @@ def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
         )
     _context_tables(tables, per_image, ranges, settings)
     tables["recipe.csv"], tables["recipe_comparisons.csv"] = recipe.recipe_tables(
-        per_image, ranges, settings["complexity_bins"], sig, n_boot, seed
+        per_image, ranges, settings["complexity_bins"], sig, n_boot, seed, settings["min_cases"]
     )
     tables["recipe.md"] = recipe.recipe_markdown(tables["recipe.csv"])
     tables["findings.csv"] = findings.findings(

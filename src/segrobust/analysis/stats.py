@@ -127,11 +127,19 @@ def min_attainable_p(n_units: int, n_rivals: int = 1) -> float:
 
 
 def median_ci(
-    differences, n_bootstrap: int, rng: np.random.Generator, level: float = 0.95
+    differences,
+    n_bootstrap: int,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    min_cases: int = 1,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the median of ``differences``, resampling the units."""
+    """Percentile bootstrap CI of the median of ``differences``, resampling the units.
+
+    NaN when there are fewer than ``min_cases`` units (``analysis.min_cases``): with a handful
+    of units the resamples take only a few distinct values and the interval is not a 95% one.
+    """
     values = np.asarray(differences, dtype=float)
-    if len(values) == 0:
+    if len(values) == 0 or len(values) < min_cases:
         return np.nan, np.nan
     index = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
     low, high = percentile_ci(np.median(values[index], axis=1), level)
