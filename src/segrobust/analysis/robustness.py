@@ -31,18 +31,23 @@ the perturbed values are the mean Dice of each severity (averaged over images an
 * ``easier``: the perturbation's mean Dice over its severities is above the clean Dice (the
   perturbation makes the task easier for that model).
 
-Texture-study trends: the slope of Dice against the test image's LBP complexity (ordinary least
-squares over seed-averaged images, with a t-based 95% CI) and the normalised area under the
-in-domain Dice-alpha curve (train_alpha == test_alpha), trapezoid rule divided by the alpha span.
+Texture-study trends: the slope of Dice against the test image's LBP complexity and the
+normalised area under the in-domain Dice-alpha curve (train_alpha == test_alpha), trapezoid rule
+divided by the alpha span. The slope is an ordinary least-squares fit over the in-domain test
+images (seeds averaged; statsmodels OLS). One image index appears at every alpha with the same
+shape and texture crops, so its points are not independent: the 95% CI and p use standard errors
+clustered by image index (t with clusters - 1 degrees of freedom), and ``n_images`` counts the
+image indices.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+import statsmodels.api as sm
 
 from segrobust.analysis.conformal import in_domain
+from segrobust.analysis.units import independent_unit
 
 ROOD_WEIGHT_BASE = 2.0 / 3.0
 MODEL_GROUP = ["study", "dataset", "patch"]
@@ -257,22 +262,30 @@ def easier_statements(robust: pd.DataFrame) -> list[str]:
 
 def _seed_averaged_images(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     image_keys = [*keys, "condition", "test_dataset", "image_id"]
-    return rows.groupby(image_keys, dropna=False)[["dice", "complexity"]].mean().reset_index()
+    images = rows.groupby(image_keys, dropna=False)[["dice", "complexity"]].mean().reset_index()
+    return images.assign(unit=independent_unit(images))
 
 
-def complexity_slope(complexity: np.ndarray, dice: np.ndarray, level: float = 0.95) -> dict:
-    """OLS slope of Dice on complexity with its t-based CI (scipy.stats.linregress)."""
-    if len(dice) < 3 or np.ptp(complexity) == 0:
+def complexity_slope(complexity, dice, units, level: float = 0.95) -> dict:
+    """OLS slope of Dice on complexity, its CI and p with standard errors clustered by ``units``.
+
+    Undefined (NaN) with fewer than 3 points, 2 clusters, or no spread in complexity.
+    """
+    complexity, dice = np.asarray(complexity, float), np.asarray(dice, float)
+    groups = pd.factorize(pd.Series(units))[0]
+    if len(dice) < 3 or np.ptp(complexity) == 0 or groups.max(initial=-1) < 1:
         return dict(
             complexity_slope=np.nan, slope_ci_low=np.nan, slope_ci_high=np.nan, slope_p_value=np.nan
         )
-    fit = stats.linregress(complexity, dice)
-    half = stats.t.ppf(0.5 + level / 2, len(dice) - 2) * fit.stderr
+    fit = sm.OLS(dice, sm.add_constant(complexity)).fit(
+        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+    )
+    low, high = fit.conf_int(alpha=1 - level)[1]
     return dict(
-        complexity_slope=fit.slope,
-        slope_ci_low=fit.slope - half,
-        slope_ci_high=fit.slope + half,
-        slope_p_value=fit.pvalue,
+        complexity_slope=float(fit.params[1]),
+        slope_ci_low=float(low),
+        slope_ci_high=float(high),
+        slope_p_value=float(fit.pvalues[1]),
     )
 
 
@@ -292,15 +305,15 @@ def texture_trends(per_image: pd.DataFrame) -> pd.DataFrame:
     rows = []
     keys = ["study", "direction", "patch", "arch"]
     for key, group in rows_in.groupby(keys, dropna=False):
-        images = _seed_averaged_images(group, keys).dropna(subset=["dice", "complexity"])
         in_domain = group[pd.to_numeric(group["train_alpha"]) == pd.to_numeric(group["test_alpha"])]
+        images = _seed_averaged_images(in_domain, keys).dropna(subset=["dice", "complexity"])
         curve = in_domain.groupby(pd.to_numeric(in_domain["test_alpha"]))["dice"].mean()
         alphas = curve.index.to_numpy(dtype=float)
         rows.append(
             dict(
                 zip(keys, key, strict=True),
-                n_images=len(images),
-                **complexity_slope(images["complexity"].to_numpy(), images["dice"].to_numpy()),
+                n_images=images["unit"].nunique(),
+                **complexity_slope(images["complexity"], images["dice"], images["unit"]),
                 alpha_auc=alpha_auc(alphas, curve.to_numpy()) if len(curve) else np.nan,
                 alpha_min=alphas.min() if len(alphas) else np.nan,
                 alpha_max=alphas.max() if len(alphas) else np.nan,
