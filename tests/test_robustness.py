@@ -203,6 +203,9 @@ def test_texture_trends_slope_uses_in_domain_images_clustered_by_image_index():
     assert row["complexity_slope"] == pytest.approx(slope)
     assert (row["slope_ci_low"], row["slope_ci_high"]) == pytest.approx((low, high))
     assert row["slope_ci_low"] < 0.2 < row["slope_ci_high"]
+    few = robustness.texture_trends(table[table["image_id"] < "tex_0005"]).iloc[0]
+    assert few["n_images"] == 5 and np.isfinite(few["complexity_slope"])
+    assert np.isnan([few["slope_ci_low"], few["slope_ci_high"], few["slope_p_value"]]).all()
     curve = own.groupby("test_alpha")["dice"].mean()
     expected = np.trapezoid(curve.to_numpy(), curve.index.to_numpy()) / 0.8
     assert row["alpha_auc"] == pytest.approx(expected)

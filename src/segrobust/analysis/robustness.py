@@ -266,10 +266,12 @@ def _seed_averaged_images(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return images.assign(unit=independent_unit(images))
 
 
-def complexity_slope(complexity, dice, units, level: float = 0.95) -> dict:
+def complexity_slope(complexity, dice, units, level: float = 0.95, min_cases: int = 2) -> dict:
     """OLS slope of Dice on complexity, its CI and p with standard errors clustered by ``units``.
 
-    Undefined (NaN) with fewer than 3 points, 2 clusters, or no spread in complexity.
+    Undefined (NaN) with fewer than 3 points, 2 clusters, or no spread in complexity. With
+    fewer than ``min_cases`` clusters the slope is reported without CI and p: cluster-robust
+    errors from a handful of clusters are far too small.
     """
     complexity, dice = np.asarray(complexity, float), np.asarray(dice, float)
     groups = pd.factorize(pd.Series(units))[0]
@@ -281,11 +283,13 @@ def complexity_slope(complexity, dice, units, level: float = 0.95) -> dict:
         cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
     )
     low, high = fit.conf_int(alpha=1 - level)[1]
+    if groups.max() + 1 < min_cases:
+        low = high = np.nan
     return dict(
         complexity_slope=float(fit.params[1]),
         slope_ci_low=float(low),
         slope_ci_high=float(high),
-        slope_p_value=float(fit.pvalues[1]),
+        slope_p_value=float(fit.pvalues[1]) if np.isfinite(low) else np.nan,
     )
 
 
@@ -299,8 +303,11 @@ def alpha_auc(alpha: np.ndarray, dice: np.ndarray) -> float:
     return float(np.trapezoid(dice, alpha) / span)
 
 
-def texture_trends(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Per (direction, patch, arch) of the texture study: complexity slope and alpha AUC."""
+def texture_trends(per_image: pd.DataFrame, min_cases: int = 10) -> pd.DataFrame:
+    """Per (direction, patch, arch) of the texture study: complexity slope and alpha AUC.
+
+    The slope's CI and p need ``min_cases`` image indices (``analysis.min_cases``).
+    """
     rows_in = per_image[(per_image["study"] == "texture") & (per_image["split"] == "test")]
     rows = []
     keys = ["study", "direction", "patch", "arch"]
@@ -313,7 +320,9 @@ def texture_trends(per_image: pd.DataFrame) -> pd.DataFrame:
             dict(
                 zip(keys, key, strict=True),
                 n_images=images["unit"].nunique(),
-                **complexity_slope(images["complexity"], images["dice"], images["unit"]),
+                **complexity_slope(
+                    images["complexity"], images["dice"], images["unit"], min_cases=min_cases
+                ),
                 alpha_auc=alpha_auc(alphas, curve.to_numpy()) if len(curve) else np.nan,
                 alpha_min=alphas.min() if len(alphas) else np.nan,
                 alpha_max=alphas.max() if len(alphas) else np.nan,

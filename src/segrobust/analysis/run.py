@@ -129,7 +129,7 @@ def _cd_panels(friedman: pd.DataFrame) -> dict:
                 p_text = f"Friedman p = {first['p_value']:.3g}"
             else:
                 p_text = f"Friedman {first['status']}"
-            title = f"{study}: {p_text}, N = {first['n_blocks']} independent blocks"
+            title = f"{study}: {p_text}, N = {first['n_blocks']} test-set blocks (notes.md)"
             panels[title] = (rows.set_index("arch")["average_rank"], first["critical_difference"])
     return panels
 
@@ -178,7 +178,7 @@ def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
     )
     if not perturbed.any():
         notes.append("No perturbed test rows: robustness.csv and corruption_errors.csv are empty.")
-    tables["texture_trends.csv"] = robustness.texture_trends(per_image)
+    tables["texture_trends.csv"] = robustness.texture_trends(per_image, settings["min_cases"])
     if tables["texture_trends.csv"].empty:
         notes.append("No texture-study test rows: texture_trends.csv is empty.")
     tables["pairwise_wilcoxon.csv"] = stats.pairwise_wilcoxon(per_image, sig)
