@@ -11,7 +11,9 @@ direction, the measured effect, a 95% CI, n, a p-value and a verdict ``reproduce
 
 Findings (a) to (c) and (d) are paired per unit: the effect is the median of the per-unit
 differences, with a percentile bootstrap CI (units resampled, seeded) and a two-sided Wilcoxon
-signed-rank p (the direction is the median's sign). Finding (e) compares two groups of images
+signed-rank p (the direction is the median's sign); the CI needs ``min_cases`` units
+(``analysis.min_cases``), the note says when there are fewer or when n cannot reach the level.
+Finding (e) compares two groups of images
 (inside vs outside the training FBR range): the effect is a difference of means with a
 bootstrap CI resampling each group, and the p-value a two-sided permutation test of that same
 difference (scipy.stats.permutation_test), so effect and test answer one question.

@@ -138,6 +138,26 @@ def closest_rival(median: pd.DataFrame, adjusted: pd.Series, leader: str) -> str
     return sorted(diffs.index, key=lambda r: (diffs[r] > 0, -adjusted[r], diffs[r], r))[0]
 
 
+def decision_reason(
+    recommended: bool, n: int, k: int, floor: float, significance: float
+) -> tuple[str, str]:
+    """(decision, reason): recommended, or why not (too few units, or no clear winner)."""
+    if recommended:
+        return RECOMMENDED, (
+            f"median paired difference > 0 and Holm-adjusted Wilcoxon p < {significance:g} "
+            f"against each of {k - 1} rivals"
+        )
+    if floor >= significance:
+        return NO_RECOMMENDATION, (
+            f"too few images: with n = {n} and {k - 1} rivals the smallest attainable "
+            f"Holm-adjusted p is {floor:.3g} (>= {significance:g})"
+        )
+    return NO_RECOMMENDATION, (
+        "no architecture has a positive median difference with Holm-adjusted Wilcoxon "
+        f"p < {significance:g} against every rival"
+    )
+
+
 def compare(
     matrix: pd.DataFrame, significance: float, n_bootstrap: int, rng, min_cases: int = 10
 ) -> tuple:
@@ -175,30 +195,7 @@ def compare(
     adjusted = holm_against_rivals(p, leader)
     rival = closest_rival(median, adjusted, leader)
     low, high = median_ci(matrix[leader] - matrix[rival], n_bootstrap, rng, min_cases=min_cases)
-    if winners:
-        decision, reason = (
-            RECOMMENDED,
-            (
-                f"median paired difference > 0 and Holm-adjusted Wilcoxon p < {significance:g} "
-                f"against each of {k - 1} rivals"
-            ),
-        )
-    elif floor >= significance:
-        decision, reason = (
-            NO_RECOMMENDATION,
-            (
-                f"too few images: with n = {n} and {k - 1} rivals the smallest attainable "
-                f"Holm-adjusted p is {floor:.3g} (>= {significance:g})"
-            ),
-        )
-    else:
-        decision, reason = (
-            NO_RECOMMENDATION,
-            (
-                "no architecture has a positive median difference with Holm-adjusted Wilcoxon "
-                f"p < {significance:g} against every rival"
-            ),
-        )
+    decision, reason = decision_reason(bool(winners), n, k, floor, significance)
     comparisons = [
         dict(
             arch=leader,
