@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from segrobust.analysis import run as analysis_run
-from segrobust.analysis.context import OUT_OF_RANGE_COLUMNS
+from segrobust.analysis.conformal import SUMMARY_COLUMNS
+from segrobust.analysis.context import FBR_RANGE_COLUMNS, OUT_OF_RANGE_COLUMNS
+from segrobust.analysis.findings import FINDINGS_COLUMNS
+from segrobust.analysis.recipe import COMPARISON_COLUMNS, RECIPE_COLUMNS
 from segrobust.analysis.robustness import CORRUPTION_COLUMNS, ROBUSTNESS_COLUMNS
 
 ARCHS = {"unet": 0.85, "attention_unet": 0.80, "nested_unet": 0.75}
@@ -175,18 +178,50 @@ def test_run_analysis_writes_every_output_with_its_columns(full_run):
     assert list(ce.columns) == CORRUPTION_COLUMNS
     assert np.allclose(ce.loc[ce["arch"] == "unet", "ce"], 1.0)
     bounds = pd.read_csv(tmp_path / "per_image_with_bounds.csv")
-    assert len(bounds) == len(per_image) and bounds["dice_lower_bound"].between(0, 1).all()
+    assert len(bounds) == len(per_image)
+    defined = bounds["study"] == "perturbation"  # 10 calibration images; the others have < 9
+    assert bounds.loc[defined, "dice_lower_bound"].between(0, 1).all()
+    assert bounds.loc[~defined, "dice_lower_bound"].isna().all()
     recipe = pd.read_csv(tmp_path / "recipe.csv")
-    assert {"complexity", "perturbation"} == set(recipe["regime_kind"])
-    assert (recipe["reason"] != "only architecture").all()  # every regime compares 3 archs
+    assert list(recipe.columns) == RECIPE_COLUMNS
+    assert {"complexity", "shift", "perturbation", "context"} == set(recipe["regime_kind"])
+    assert (recipe["n_archs"] >= 2).all()
+    recommended = recipe[recipe["decision"] == "recommended"]
+    assert (recommended["p_value"] < 0.05).all() and (recommended["effect"] > 0).all()
+    assert recipe.loc[recipe["decision"] != "recommended", "recommended"].isna().all()
     assert (tmp_path / "recipe.md").read_text().count("- For ") == len(recipe)
+    comparisons = pd.read_csv(tmp_path / "recipe_comparisons.csv")
+    assert list(comparisons.columns) == COMPARISON_COLUMNS
+    assert len(comparisons) == (recipe["n_archs"] - 1).sum()
     ctx = pd.read_csv(tmp_path / "context_out_of_range.csv")
     assert list(ctx.columns) == OUT_OF_RANGE_COLUMNS
     assert (ctx["dice_drop"] > 0.1).all()  # the synthetic drop outside the range is 0.3
+    ranges = pd.read_csv(tmp_path / "context_fbr_range.csv")
+    assert list(ranges.columns) == FBR_RANGE_COLUMNS and len(ranges) == 2  # one per patch size
+    assert ranges["n_runs"].eq(2).all()  # pooled over unet and unetr
     friedman = pd.read_csv(tmp_path / "friedman.csv")
     assert set(friedman["study"]) == {"perturbation", "texture", "context"}
+    assert friedman.set_index("study").loc["texture", "n_blocks"].eq(2).all()  # in-domain sets
     coverage = pd.read_csv(tmp_path / "coverage.csv")
-    assert {"coverage", "below_target", "slack"} <= set(coverage.columns)
+    assert {"coverage", "coverage_ci_low", "below_target", "slack", "status"} <= set(
+        coverage.columns
+    )
+    # texture runs have 8 calibration images < 9: undefined, never "consistent"
+    texture = coverage[coverage["study"] == "texture"]
+    assert texture["coverage"].isna().all() and texture["status"].str.startswith("undefined").all()
+    summary = pd.read_csv(tmp_path / "conformal_summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert len(summary) == len(per_image[["study", "arch"]].drop_duplicates())
+    found = pd.read_csv(tmp_path / "findings.csv")
+    assert list(found.columns) == FINDINGS_COLUMNS
+    assert set(found["reproduced"]) <= {"yes", "no", "inconclusive", "not run"}
+    # no noskip variants in the synthetic tables: the skip-connection findings are not run
+    assert (
+        found.loc[found["finding"].str.startswith(("(a)", "(b)")), "reproduced"] == "not run"
+    ).all()
+    notes = (tmp_path / "notes.md").read_text()
+    for section in ("Findings of the papers", "Friedman / Nemenyi blocks", "easier"):
+        assert section in notes
 
 
 def test_run_analysis_without_perturbations_or_context_writes_empty_tables(tmp_path):
@@ -198,8 +233,9 @@ def test_run_analysis_without_perturbations_or_context_writes_empty_tables(tmp_p
     assert robust.empty and list(robust.columns) == ROBUSTNESS_COLUMNS
     assert list(pd.read_csv(tmp_path / "corruption_errors.csv").columns) == CORRUPTION_COLUMNS
     assert pd.read_csv(tmp_path / "context_out_of_range.csv").empty
+    assert list(pd.read_csv(tmp_path / "findings.csv").columns) == FINDINGS_COLUMNS
     notes = (tmp_path / "notes.md").read_text()
-    assert "No perturbed test rows" in notes and "context_out_of_range.csv is empty" in notes
+    assert "No perturbed test rows" in notes and "context_out_of_range.csv are empty" in notes
 
 
 @pytest.mark.parametrize(
@@ -210,6 +246,9 @@ def test_run_analysis_without_perturbations_or_context_writes_empty_tables(tmp_p
         ({"n_bootstrap": 0}, "analysis.n_bootstrap"),
         ({"complexity_bins": 2.5}, "analysis.complexity_bins"),
         ({"baseline_arch": ""}, "analysis.baseline_arch"),
+        ({"min_cases": 0}, "analysis.min_cases"),
+        ({"relative_ce_min_degradation": -0.1}, "analysis.relative_ce_min_degradation"),
+        ({"noninferiority_margin": "0.02"}, "analysis.noninferiority_margin"),
     ],
 )
 def test_bad_settings_are_rejected_before_writing(tmp_path, settings, message):
@@ -234,7 +273,8 @@ def test_run_analysis_is_deterministic(full_run, tmp_path):
     first, _ = full_run
     per_image, fnr, patches = synthetic_tables()
     analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path)
-    for csv in ("rankings.csv", "bootstrap_ci.csv", "context_out_of_range.csv", "coverage.csv"):
+    for csv in ("rankings.csv", "bootstrap_ci.csv", "context_out_of_range.csv", "coverage.csv",
+                "recipe.csv", "findings.csv"):  # fmt: skip
         assert (first / csv).read_text() == (tmp_path / csv).read_text()
 
 
@@ -248,5 +288,6 @@ def test_tables_read_back_from_csv_give_the_same_results(full_run, tmp_path):
     per_image, fnr, patches = (pd.read_csv(path) for path in paths)
     assert per_image["direction"].isna().any()
     analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path / "out")
-    for csv in ("recipe.csv", "context_out_of_range.csv", "friedman.csv", "conformal_fnr.csv"):
+    for csv in ("recipe.csv", "context_out_of_range.csv", "friedman.csv", "conformal_fnr.csv",
+                "findings.csv", "conformal_summary.csv"):  # fmt: skip
         assert pd.read_csv(first / csv).equals(pd.read_csv(tmp_path / "out" / csv)), csv

@@ -72,6 +72,32 @@ def test_conformal_fnr_table_hand_case():
     assert table.loc["clean", "n_test"] == 2
     assert table.loc["speckle-s5", "test_fnr"] == pytest.approx(0.5)
     assert not table.loc["speckle-s5", "meets_level"]
+    assert (table["status"] == "controlled").all() and (table["min_calibration"] == 9).all()
+
+
+def test_fnr_without_control_says_so_with_the_minimum_n():
+    rows = []
+    for i in range(4):  # 1 / (4 + 1) = 0.2 > 0.1: no threshold can be certified
+        rows += _fnr_rows("calibration", "clean", f"c{i}", [0.0, 0.0, 0.0])
+    rows += _fnr_rows("test", "clean", "t0", [0.0, 0.5, 0.9])
+    for i in range(30):  # enough images, but the FNR is above the level at every threshold
+        rows += [dict(r, arch="vnet") for r in _fnr_rows("calibration", "clean", f"c{i}",
+                                                         [0.3, 0.5, 0.9])]  # fmt: skip
+    rows += [dict(r, arch="vnet") for r in _fnr_rows("test", "clean", "t0", [0.3, 0.5, 0.9])]
+    table = conformal.conformal_fnr(pd.DataFrame(rows), 0.1).set_index("arch")
+    assert (table["t_hat"] == 0).all() and not table["certified"].any()
+    assert table["meets_level"].isna().all()  # FNR 0 at t = 0 is no achievement
+    assert table.loc["unet", "status"] == (
+        "no control: t-hat = 0 (everything foreground); n_calibration = 4 < 9 needed for level 0.1"
+    )
+    assert "no threshold of the grid" in table.loc["vnet", "status"]
+    lines = conformal.fnr_statements(table.reset_index())
+    assert lines[0] == (
+        "perturbation / clean: no FNR control in 2 of 2 runs (t-hat = 0: everything predicted "
+        "foreground)."
+    )
+    assert "within" not in lines[0]
+    assert lines[1].startswith("2 runs achieved no FNR control; 1 of them have fewer than 9")
 
 
 def test_conformal_quantile_hand_cases():
@@ -81,7 +107,26 @@ def test_conformal_quantile_hand_cases():
     assert conformal.conformal_quantile(scores[:8], 0.1) == math.inf  # k = 9 > n = 8
     assert conformal.dice_lower_bound([0.9, 0.5, 0.1], 0.2) == pytest.approx([0.7, 0.3, 0.0])
     assert conformal.dice_lower_bound([0.9], -0.5) == pytest.approx([1.0])
-    assert conformal.dice_lower_bound([0.9], math.inf) == pytest.approx([0.0])
+    assert np.isnan(conformal.dice_lower_bound([0.9], math.inf)).all()  # undefined, not 0
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.2, 0.1, 0.05, 0.03, 0.01])
+def test_min_calibration_is_the_first_n_with_a_finite_quantile(alpha):
+    needed = conformal.min_calibration_for_bound(alpha)
+    assert conformal.conformal_quantile(np.arange(needed) / 100, alpha) < math.inf
+    assert conformal.conformal_quantile(np.arange(needed - 1) / 100, alpha) == math.inf
+    assert needed == math.ceil((1 - alpha) / alpha - 1e-9)  # n >= (1 - alpha) / alpha
+    fnr_needed = conformal.min_calibration_for_fnr(alpha)
+    assert 1 / (fnr_needed + 1) <= alpha + 1e-12 < 1 / fnr_needed
+
+
+def test_clopper_pearson_matches_statsmodels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    for covered, n in [(0, 10), (3, 10), (10, 10), (45, 50), (1, 1)]:
+        expected = proportion_confint(covered, n, alpha=0.05, method="beta")
+        assert conformal.clopper_pearson(covered, n) == pytest.approx(expected)
+    assert np.isnan(conformal.clopper_pearson(0, 0)).all()
 
 
 def test_dice_bound_coverage_over_200_random_splits():
@@ -137,7 +182,58 @@ def test_coverage_flags_a_shifted_condition_but_not_the_clean_one():
     assert table.loc["speckle-s5", "coverage"] < 0.2 and table.loc["speckle-s5", "below_target"]
     statements = conformal.coverage_statements(table.reset_index())
     assert any("speckle-s5: coverage BREAKS" in s for s in statements)
-    assert any("clean: coverage holds" in s for s in statements)
+    assert any("clean: coverage consistent with the 0.90 target" in s for s in statements)
+    clean = table.loc["clean"]
+    assert clean["n_test"] == 100 and clean["status"] == "consistent with target"
+    assert clean["coverage_ci_low"] < clean["coverage"] <= clean["coverage_ci_high"]
+    assert table.loc["speckle-s5", "status"] == "below target"
+
+
+def test_vacuous_bound_is_undefined_and_excluded_from_coverage():
+    # 4 calibration images: k = ceil(5 * 0.9) = 5 > 4, the split-conformal quantile is infinite
+    rows = _per_image("calibration", "clean", [0.8, 0.7, 0.9, 0.6], [0.85, 0.7, 0.95, 0.65])
+    rows += _per_image("test", "clean", [0.8, 0.5, 0.3], [0.85, 0.75, 0.9])
+    with_bounds, calibration = conformal.calibrate_dice_bounds(pd.DataFrame(rows), alpha=0.1)
+    assert calibration["q_hat"].iloc[0] == math.inf and calibration["min_calibration"].iloc[0] == 9
+    assert calibration["bound_status"].iloc[0].startswith("undefined: n_calibration = 4 < 9")
+    assert with_bounds["dice_lower_bound"].isna().all()
+    coverage = conformal.coverage_table(with_bounds, calibration, 0.1, 0.05)
+    row = coverage.iloc[0]
+    assert np.isnan(row["coverage"]) and np.isnan(row["coverage_ci_low"])  # not 1.0
+    assert row["status"].startswith("undefined") and row["n_test"] == 3
+    statements = conformal.coverage_statements(coverage)
+    assert statements == [
+        "perturbation / clean: Dice bound undefined in 1 of 1 runs (n_calibration < 9): no "
+        "coverage claim for them."
+    ]
+    assert not any(word in statements[0] for word in ("holds", "consistent"))
+    summary = conformal.conformal_summary(with_bounds, calibration, 0.1).iloc[0]
+    assert summary["n_test"] == 0 and np.isnan(summary["coverage"])
+    assert summary["status"].startswith("undefined: n_calibration = 4 < 9")
+
+
+def test_conformal_summary_pools_in_domain_conditions_per_arch():
+    rng = np.random.default_rng(4)
+    dice = rng.uniform(0.6, 0.9, 60)
+    quality = dice + rng.uniform(0, 0.1, 60)
+    rows = []
+    for seed in (1, 2):
+        run = _per_image("calibration", "clean", dice[:20], quality[:20])
+        run += _per_image("test", "clean", dice[20:], quality[20:])
+        run += _per_image("test", "speckle-s5", dice[20:] - 0.5, quality[20:], "speckle", 5)
+        rows += [dict(r, seed=seed) for r in run]
+    with_bounds, calibration = conformal.calibrate_dice_bounds(pd.DataFrame(rows), alpha=0.1)
+    summary = conformal.conformal_summary(with_bounds, calibration, 0.1)
+    assert list(summary.columns) == conformal.SUMMARY_COLUMNS and len(summary) == 1
+    row = summary.iloc[0]
+    test = with_bounds[(with_bounds["split"] == "test") & (with_bounds["condition"] == "clean")]
+    # only the in-domain (clean) condition; the two seeds share the 40 test images
+    assert row["n_test"] == 40 and row["n_runs"] == 2 and row["n_calibration"] == 20
+    assert row["coverage"] == pytest.approx((test["dice"] >= test["dice_lower_bound"]).mean())
+    assert row["median_dice_lower_bound"] == pytest.approx(test["dice_lower_bound"].median())
+    low, high = conformal.clopper_pearson(row["coverage"] * 40, 40)
+    assert (row["coverage_ci_low"], row["coverage_ci_high"]) == pytest.approx((low, high))
+    assert row["status"] == "defined"
 
 
 def test_coverage_tail_is_beta_binomial():
@@ -146,7 +242,7 @@ def test_coverage_tail_is_beta_binomial():
     law = stats.betabinom(50, 18, 2)
     assert p_value == pytest.approx(law.cdf(40))
     assert slack == pytest.approx(0.9 - law.ppf(0.05) / 50)
-    assert conformal.coverage_tail(0, 50, 5, 0.1, 0.05) == (1.0, 0.0)  # infinite quantile
+    assert np.isnan(conformal.coverage_tail(0, 50, 5, 0.1, 0.05)).all()  # infinite quantile
 
 
 def test_fnr_statements_name_the_conditions_above_the_level():
@@ -157,7 +253,8 @@ def test_fnr_statements_name_the_conditions_above_the_level():
     rows += _fnr_rows("test", "speckle-s5", "t0", [0.1, 0.5, 0.9])
     small = [dict(r, arch="vnet") for r in rows if r["image_id"] in ("c0", "t0")]  # n = 1
     lines = conformal.fnr_statements(conformal.conformal_fnr(pd.DataFrame(rows + small), 0.1))
-    assert any(
-        line.startswith("perturbation / speckle-s5: test FNR at t-hat ABOVE") for line in lines
-    )
-    assert any("1 runs have too few calibration images" in line for line in lines)
+    speckle = next(line for line in lines if line.startswith("perturbation / speckle-s5"))
+    assert "no FNR control in 1 of 2 runs" in speckle
+    assert "test FNR at t-hat ABOVE the level in 1 of 1 controlled runs" in speckle
+    assert any("1 runs achieved no FNR control; 1 of them have fewer than 9" in line
+               for line in lines)  # fmt: skip

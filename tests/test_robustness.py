@@ -86,6 +86,40 @@ def test_corruption_error_and_relative_ce_match_hand_values():
     assert ce.loc[("vnet", "all"), "relative_ce"] == pytest.approx((0.5 + 6) / 2)
     assert ce.loc[("unet", "all"), ["ce", "relative_ce"]].tolist() == pytest.approx([1, 1])
     assert (ce["baseline_arch"] == "unet").all()
+    assert ce.loc[
+        ("vnet", "all"), ["n_perturbations_ce", "n_perturbations_relative_ce"]
+    ].tolist() == [2, 2]
+
+
+def test_relative_ce_is_undefined_where_the_baseline_does_not_degrade():
+    # background blur makes the task easier for the baseline: its summed degradation is < 0
+    table = pd.DataFrame(
+        _rows("unet", "speckle", {1: 0.8, 2: 0.6}, clean=0.9)
+        + _rows("unet", "background_blur", {1: 0.92, 2: 0.93}, clean=0.9)
+        + _rows("unet", "gamma", {1: 0.898, 2: 0.899}, clean=0.9)  # summed 0.003 <= 0.01
+        + _rows("vnet", "speckle", {1: 0.7, 2: 0.7}, clean=0.8)
+        + _rows("vnet", "background_blur", {1: 0.7, 2: 0.6}, clean=0.8)
+        + _rows("vnet", "gamma", {1: 0.7, 2: 0.7}, clean=0.8)
+    )
+    ce = robustness.corruption_errors(table, "unet", 0.01).set_index(["arch", "perturbation"])
+    for perturbation in ("background_blur", "gamma"):
+        row = ce.loc[("vnet", perturbation)]
+        assert np.isnan(row["relative_ce"])  # never +-inf and never sign-flipped
+        assert row["note"].startswith("relative CE undefined: the baseline's summed degradation")
+    assert ce.loc[("vnet", "background_blur"), "baseline_degradation"] == pytest.approx(-0.05)
+    assert np.isfinite(ce["ce"]).all()  # CE itself stays defined
+    mean = ce.loc[("vnet", "all")]
+    assert mean["relative_ce"] == pytest.approx(0.2 / 0.4)  # speckle only
+    assert (mean["n_perturbations_ce"], mean["n_perturbations_relative_ce"]) == (3, 1)
+    assert mean["note"] == "mCE over 3 of 3 perturbations, relative mCE over 1 (where defined)"
+    robust = robustness.perturbation_robustness(table).set_index(["arch", "perturbation"])
+    assert robust.loc[("unet", "background_blur"), "easier"]
+    assert not robust.loc[("vnet", "background_blur"), "easier"]
+    lines = robustness.easier_statements(robust.reset_index())
+    assert lines == [
+        "background_blur makes the task easier (mean Dice over severities above clean) for 1 of "
+        "2 models: busi/unet."
+    ]
 
 
 def test_missing_baseline_arch_is_a_clear_error():
@@ -108,40 +142,70 @@ def test_alpha_auc_is_the_normalised_trapezoid():
     )
 
 
-def test_texture_trends_slope_and_ci_agree_with_linregress():
+def _cluster_robust_slope(x, y, groups, level=0.95):
+    """OLS slope with the CR1 cluster-robust standard error, by hand (numpy)."""
+    X = np.column_stack([np.ones_like(x), x])
+    bread = np.linalg.inv(X.T @ X)
+    beta = bread @ X.T @ y
+    residuals = y - X @ beta
+    meat = sum(
+        np.outer(
+            X[groups == g].T @ residuals[groups == g], X[groups == g].T @ residuals[groups == g]
+        )
+        for g in np.unique(groups)
+    )
+    n, k, g = len(y), 2, len(np.unique(groups))
+    cov = bread @ meat @ bread * (g / (g - 1)) * ((n - 1) / (n - k))
+    half = stats.t.ppf(0.5 + level / 2, g - 1) * np.sqrt(cov[1, 1])
+    return beta[1], beta[1] - half, beta[1] + half
+
+
+def test_texture_trends_slope_uses_in_domain_images_clustered_by_image_index():
     rng = np.random.default_rng(0)
     rows = []
-    for alpha in (0.1, 0.5, 0.9):
-        for i in range(10):
-            complexity = 3 - 2 * alpha + rng.normal(0, 0.1)
-            for seed in (1, 2):
-                rows.append(
-                    dict(
-                        study="texture",
-                        direction="fg",
-                        patch="full",
-                        arch="unet",
-                        split="test",
-                        dataset=f"texture-fg-{alpha:g}",
-                        condition=f"texture-fg-{alpha:g}",
-                        test_dataset=f"texture-fg-{alpha:g}",
-                        image_id=f"i{i}",
-                        train_alpha=alpha,
-                        test_alpha=alpha,
-                        seed=seed,
-                        complexity=complexity,
-                        dice=0.3 + 0.2 * complexity + rng.normal(0, 0.02),
+    effect = rng.normal(0, 0.05, 10)  # an image index is easy or hard at every alpha
+    for train in (0.1, 0.5, 0.9):
+        for alpha in (0.1, 0.5, 0.9):
+            for i in range(10):
+                complexity = 3 - 2 * alpha + rng.normal(0, 0.1)
+                for seed in (1, 2):
+                    rows.append(
+                        dict(
+                            study="texture",
+                            direction="fg",
+                            patch="full",
+                            arch="unet",
+                            split="test",
+                            dataset=f"texture-fg-{train:g}",
+                            condition=f"texture-fg-{alpha:g}",
+                            test_dataset=f"texture-fg-{alpha:g}",
+                            image_id=f"tex_{i:04d}",
+                            train_alpha=train,
+                            test_alpha=alpha,
+                            seed=seed,
+                            complexity=complexity,
+                            # shifted models score 0: they must not enter the slope
+                            dice=(0.3 + 0.2 * complexity + effect[i] + rng.normal(0, 0.02))
+                            if train == alpha
+                            else 0.0,
+                        )
                     )
-                )
     table = pd.DataFrame(rows)
     row = robustness.texture_trends(table).iloc[0]
-    images = table.groupby(["dataset", "image_id"])[["complexity", "dice"]].mean()
-    fit = stats.linregress(images["complexity"], images["dice"])
-    half = stats.t.ppf(0.975, len(images) - 2) * fit.stderr
-    assert row["n_images"] == 30
-    assert row["complexity_slope"] == pytest.approx(fit.slope)
-    assert row["slope_ci_low"] == pytest.approx(fit.slope - half)
+    own = table[table["train_alpha"] == table["test_alpha"]]
+    images = own.groupby(["test_dataset", "image_id"])[["complexity", "dice"]].mean()
+    groups = images.index.get_level_values("image_id").to_numpy()
+    slope, low, high = _cluster_robust_slope(
+        images["complexity"].to_numpy(), images["dice"].to_numpy(), groups
+    )
+    assert row["n_images"] == 10  # image indices, not 30 (test set, image) points
+    assert row["complexity_slope"] == pytest.approx(stats.linregress(*images.to_numpy().T).slope)
+    assert row["complexity_slope"] == pytest.approx(slope)
+    assert (row["slope_ci_low"], row["slope_ci_high"]) == pytest.approx((low, high))
     assert row["slope_ci_low"] < 0.2 < row["slope_ci_high"]
-    curve = table.groupby("test_alpha")["dice"].mean()
+    few = robustness.texture_trends(table[table["image_id"] < "tex_0005"]).iloc[0]
+    assert few["n_images"] == 5 and np.isfinite(few["complexity_slope"])
+    assert np.isnan([few["slope_ci_low"], few["slope_ci_high"], few["slope_p_value"]]).all()
+    curve = own.groupby("test_alpha")["dice"].mean()
     expected = np.trapezoid(curve.to_numpy(), curve.index.to_numpy()) / 0.8
     assert row["alpha_auc"] == pytest.approx(expected)

@@ -1,4 +1,4 @@
-"""Holm, Nemenyi CD, Wilcoxon, Friedman, bootstrap and ranking stability."""
+"""Holm, attainable p, Nemenyi CD, Wilcoxon, Friedman blocks, bootstrap, ranking stability."""
 
 from __future__ import annotations
 
@@ -24,6 +24,32 @@ def test_holm_caps_at_one_and_ignores_nan():
     assert np.isnan(adjusted[1])
     assert adjusted[[0, 2, 3]] == pytest.approx([0.03, 0.04, 0.6])
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert np.isnan(stats.holm([np.nan])).all()
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 5, 6, 8])
+def test_min_attainable_p_is_the_exact_signed_rank_extreme(n):
+    # every difference of one sign, distinct magnitudes: the most extreme exact statistic
+    differences = np.arange(1, n + 1) / 100
+    p = sps.wilcoxon(differences).pvalue
+    assert p == pytest.approx(2 / 2**n if n > 1 else 1.0)
+    assert stats.min_attainable_p(n) == pytest.approx(min(1.0, 2 / 2**n))
+    # Holm over k - 1 rivals with every raw p at that floor: all adjusted p = (k - 1) * floor
+    for rivals in (2, 3, 5):
+        adjusted = stats.holm([p] * rivals)
+        assert adjusted.max() == pytest.approx(stats.min_attainable_p(n, rivals))
+    # ties and zeros never go below it
+    tied = np.array([0.01] * n + [0.0])
+    assert sps.wilcoxon(tied).pvalue >= stats.min_attainable_p(n) - 1e-12
+    assert stats.min_attainable_p(0) == 1.0
+
+
+def test_median_ci_is_seeded_and_collapses_for_constant_differences():
+    rng = np.random.default_rng
+    diffs = np.random.default_rng(0).normal(0.05, 0.02, 40)
+    low, high = stats.median_ci(diffs, 500, rng(1))
+    assert low < np.median(diffs) < high and (low, high) == stats.median_ci(diffs, 500, rng(1))
+    assert stats.median_ci(np.full(7, 0.1), 50, rng(0)) == pytest.approx((0.1, 0.1))
 
 
 def test_demsar_critical_difference_example():
@@ -89,6 +115,8 @@ def test_pairwise_wilcoxon_matches_scipy_on_seed_averaged_dice():
     assert result["p_holm"].tolist() == pytest.approx(stats.holm(raw).tolist())
     assert result.set_index(["arch_a", "arch_b"]).loc[("a", "b"), "significant"]
     assert result["n_images"].eq(15).all()
+    ab = result.set_index(["arch_a", "arch_b"]).loc[("a", "b")]
+    assert ab["median_diff"] == pytest.approx((wide["a"] - wide["b"]).median())
 
 
 def test_identical_architectures_get_p_one():
@@ -107,11 +135,75 @@ def test_friedman_matches_scipy_on_condition_blocks():
     assert result["average_rank"].to_dict() == pytest.approx({"a": 3.0, "b": 2.0, "c": 1.0})
     assert result["n_blocks"].iloc[0] == 4
     assert result["critical_difference"].iloc[0] == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 4)))
+    assert (result["status"] == "computed").all()
+    assert "one block per (test dataset, test condition)" in result["friedman_note"].iloc[0]
+
+
+def _texture_grid(alphas=(0.1, 0.5, 0.9), archs=("unet", "noskip_unet", "vnet"), n=6):
+    """Every arch trained at each alpha of two directions and tested at every alpha."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for direction in ("background", "foreground"):
+        for train in alphas:
+            for test in alphas:
+                for k, arch in enumerate(archs):
+                    for i in range(n):
+                        rows.append(dict(
+                            study="texture", dataset=f"texture-{direction}-{train:g}",
+                            condition=f"texture-{direction}-{test:g}",
+                            test_dataset=f"texture-{direction}-{test:g}", split="test",
+                            perturbation="none", train_alpha=train, test_alpha=test,
+                            arch=arch, seed=1, patch="full", image_id=f"tex_{i:04d}",
+                            # the in-domain ranking is unet > noskip_unet > vnet; shifted
+                            # models rank the other way round
+                            dice=(0.9 - 0.1 * k if train == test else 0.5 + 0.1 * k)
+                            + rng.normal(0, 0.01),
+                        ))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_texture_blocks_are_test_sets_scored_in_domain():
+    grid = _texture_grid()
+    blocks = stats.friedman_blocks(grid, "texture")
+    # 2 directions x 3 alphas = 6 test sets; the old blocks were 2 x 3 x 3 = 18 model x test
+    assert len(blocks) == 6
+    assert blocks.index.get_level_values("test_dataset").is_unique
+    result = stats.friedman(grid).set_index("arch")
+    assert result["n_blocks"].eq(6).all()
+    # only in-domain models score: the shifted models' reversed ranking must not enter
+    assert result["average_rank"].to_dict() == pytest.approx(
+        {"unet": 1.0, "noskip_unet": 2.0, "vnet": 3.0}
+    )
+    assert result.loc["unet", "critical_difference"] == pytest.approx(
+        stats.critical_difference(3, 6)
+    )
+
+
+def test_context_blocks_average_patch_sizes_sharing_one_test_set():
+    rows = []
+    for patch, shift in (("16", 0.0), ("32", 0.2)):
+        for k, arch in enumerate(("unet", "attention_unet", "unetr")):
+            for i in range(5):
+                rows.append(dict(study="context", dataset="spheres", condition="clean",
+                                 test_dataset="spheres", split="test", arch=arch, seed=1,
+                                 patch=patch, image_id=f"c{i}", dice=0.5 + shift - 0.1 * k,
+                                 perturbation="none"))  # fmt: skip
+    table = pd.DataFrame(rows)
+    blocks = stats.friedman_blocks(table, "context")
+    assert blocks.shape == (1, 3)
+    assert blocks.iloc[0].to_dict() == pytest.approx({"unet": 0.6, "attention_unet": 0.5,
+                                                      "unetr": 0.4})  # fmt: skip
+    result = stats.friedman(table)
+    assert result["n_blocks"].eq(1).all() and result["p_value"].isna().all()
+    assert result["critical_difference"].isna().all()
+    assert result["status"].iloc[0] == "not computable: needs N >= 2 independent blocks, got 1"
+    assert "Not computed: needs N >= 2" in result["friedman_note"].iloc[0]
 
 
 def test_friedman_with_two_architectures_reports_ranks_only():
     result = stats.friedman(_paired_table({"a": 0.0, "b": 0.1}, conditions=("x", "y")))
     assert result["statistic"].isna().all() and result["average_rank"].notna().all()
+    assert result["status"].iloc[0] == "not computable: needs k >= 3 architectures, got 2"
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():

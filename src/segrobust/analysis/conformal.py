@@ -8,19 +8,24 @@ in-domain calibration rows (split ``calibration``, clean / own test distribution
     per-image FNR(t) is non-decreasing in t and bounded by B = 1. t-hat is the largest threshold
     with (n / (n + 1)) * mean FNR_cal(t') + B / (n + 1) <= level for every t' <= t, which gives
     E[FNR_test(t-hat)] <= level for an exchangeable test image. If no threshold of the grid
-    qualifies, t-hat = 0: every pixel is foreground and the FNR is 0 by construction.
+    qualifies, t-hat = 0: every pixel is foreground and the FNR is 0 by construction, which is
+    no control at all. Since B / (n + 1) alone must be <= level, that is certain when
+    n < 1 / level - 1; ``fnr_status`` says which case applies and the minimum n.
 
 (b) A per-image lower bound on Dice by split conformal prediction on the model's own quality
     estimate: scores s_i = quality_i - dice_i on calibration, q = the ceil((n + 1)(1 - alpha))-th
-    smallest score (infinite when that exceeds n), bound = clip(quality - q, 0, 1), so that
-    P(dice >= bound) >= 1 - alpha for an exchangeable test image.
+    smallest score, bound = clip(quality - q, 0, 1), so that P(dice >= bound) >= 1 - alpha for
+    an exchangeable test image. When k > n (fewer than (1 - alpha) / alpha calibration images)
+    the quantile is infinite and the bound is vacuous: it is reported as undefined (NaN, status
+    column, the minimum n needed), left out of coverage, and never described as holding.
 
 Coverage under shift is checked, not assumed: conditional on the calibration set the coverage
 of split conformal prediction is Beta(k, n + 1 - k) with k = ceil((n + 1)(1 - alpha)) (Vovk 2012;
 Angelopoulos & Bates, "A gentle introduction to conformal prediction", 2021), so the number of
 covered test images is beta-binomial. A condition is flagged when its covered count falls in the
 lower ``significance`` tail of that distribution, i.e. below 1 - alpha by more than the
-finite-sample slack that exchangeable data would show.
+finite-sample slack that exchangeable data would show. Every coverage is reported with its
+Clopper-Pearson 95% CI and the number of test images it rests on.
 """
 
 from __future__ import annotations
@@ -31,14 +36,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from segrobust.analysis.units import independent_unit
+
 RUN_KEYS = ["study", "dataset", "arch", "seed", "patch"]
 FNR_COLUMNS = [
     *RUN_KEYS,
     "condition",
     "level",
     "n_calibration",
+    "min_calibration",
     "t_hat",
     "certified",
+    "status",
     "calibration_fnr",
     "n_test",
     "test_fnr",
@@ -52,15 +61,37 @@ COVERAGE_COLUMNS = [
     "level",
     "alpha",
     "n_calibration",
+    "min_calibration",
     "q_hat",
     "n_test",
     "covered",
     "coverage",
+    "coverage_ci_low",
+    "coverage_ci_high",
     "target",
     "slack",
     "p_value",
     "below_target",
+    "status",
 ]
+CALIBRATION_COLUMNS = [*RUN_KEYS, "n_calibration", "min_calibration", "q_hat", "bound_status"]
+SUMMARY_COLUMNS = [
+    "study",
+    "arch",
+    "n_runs",
+    "n_runs_defined",
+    "n_calibration",
+    "min_calibration",
+    "n_test",
+    "median_dice_lower_bound",
+    "coverage",
+    "coverage_ci_low",
+    "coverage_ci_high",
+    "target",
+    "status",
+]
+DEFINED = "defined"
+UNDEFINED = "undefined"
 # Tolerance for (n + 1)(1 - alpha) landing a rounding error above an integer (20 * 0.9).
 _CEIL_TOLERANCE = 1e-9
 
@@ -110,12 +141,39 @@ def _mean_fnr_at(rows: pd.DataFrame, t_hat: float) -> float:
     return float(at["fnr"].mean())
 
 
+def min_calibration_for_fnr(level: float, bound: float = 1.0) -> int:
+    """Smallest calibration n with B / (n + 1) <= level: below it no threshold can qualify."""
+    n = max(0, math.floor(bound / level) - 2)
+    while bound / (n + 1) > level + _CEIL_TOLERANCE:
+        n += 1
+    return n
+
+
+def fnr_status(certified: bool, n: int, level: float) -> str:
+    """``controlled`` or why conformal risk control achieved nothing (t-hat = 0)."""
+    if certified:
+        return "controlled"
+    needed = min_calibration_for_fnr(level)
+    if n < needed:
+        return (
+            f"no control: t-hat = 0 (everything foreground); n_calibration = {n} < {needed} "
+            f"needed for level {level:g}"
+        )
+    return (
+        "no control: t-hat = 0 (everything foreground); no threshold of the grid keeps the "
+        f"calibration FNR bound <= {level:g}"
+    )
+
+
 def conformal_fnr(fnr: pd.DataFrame, level: float = 0.1) -> pd.DataFrame:
     """t-hat per run from its calibration rows and the realised test FNR per condition.
 
-    Images with an empty label (FNR undefined, NaN) are left out.
+    Images with an empty label (FNR undefined, NaN) are left out. Where no threshold could be
+    certified (t-hat = 0) ``status`` says there is no control and ``meets_level`` is empty:
+    the test FNR of 0 there is a consequence of predicting everything, not of calibration.
     """
     table = fnr.dropna(subset=["fnr"])
+    needed = min_calibration_for_fnr(level)
     out = []
     for key, run in table.groupby(RUN_KEYS, dropna=False, sort=True):
         cal = calibration_rows(run)
@@ -132,12 +190,14 @@ def conformal_fnr(fnr: pd.DataFrame, level: float = 0.1) -> pd.DataFrame:
                     condition=condition,
                     level=level,
                     n_calibration=n,
+                    min_calibration=needed,
                     t_hat=t_hat,
                     certified=certified,
+                    status=fnr_status(certified, n, level),
                     calibration_fnr=_mean_fnr_at(cal, t_hat),
                     n_test=rows["image_id"].nunique(),
                     test_fnr=test_fnr,
-                    meets_level=bool(test_fnr <= level),
+                    meets_level=bool(test_fnr <= level) if certified else None,
                 )
             )
     return pd.DataFrame(out, columns=FNR_COLUMNS)
@@ -148,6 +208,15 @@ def conformal_rank(n: int, alpha: float) -> int:
     return math.ceil((n + 1) * (1 - alpha) - _CEIL_TOLERANCE)
 
 
+def min_calibration_for_bound(alpha: float) -> int:
+    """Smallest n with k = ceil((n + 1)(1 - alpha)) <= n, i.e. n >= (1 - alpha) / alpha
+    (9 for alpha = 0.1): with fewer calibration images the bound is vacuous."""
+    n = max(1, math.floor((1 - alpha) / alpha) - 1)
+    while conformal_rank(n, alpha) > n:
+        n += 1
+    return n
+
+
 def conformal_quantile(scores, alpha: float) -> float:
     """The k-th smallest score, k = ceil((n + 1)(1 - alpha)); infinite when k > n."""
     s = np.sort(np.asarray(scores, float))
@@ -156,15 +225,30 @@ def conformal_quantile(scores, alpha: float) -> float:
 
 
 def dice_lower_bound(quality, q_hat: float) -> np.ndarray:
-    """clip(quality - q_hat, 0, 1): the per-image Dice lower bound."""
-    return np.clip(np.asarray(quality, float) - q_hat, 0.0, 1.0)
+    """clip(quality - q_hat, 0, 1): the per-image Dice lower bound; NaN where q_hat is
+    infinite (too few calibration images: no finite bound, see the module docstring)."""
+    q = np.asarray(q_hat, float)
+    bound = np.clip(np.asarray(quality, float) - q, 0.0, 1.0)
+    return np.where(np.isfinite(q), bound, np.nan)
+
+
+def bound_status(n_calibration: int, alpha: float) -> str:
+    """``defined`` or why the run's Dice bound is undefined."""
+    needed = min_calibration_for_bound(alpha)
+    if n_calibration >= needed:
+        return DEFINED
+    return (
+        f"{UNDEFINED}: n_calibration = {n_calibration} < {needed} needed for alpha {alpha:g} "
+        f"(the conformal quantile is infinite)"
+    )
 
 
 def calibrate_dice_bounds(per_image: pd.DataFrame, alpha: float = 0.1):
     """Add ``dice_lower_bound`` to every row; return (rows, per-run calibration table).
 
-    The calibration table has the run keys, n_calibration and q_hat. Rows whose quality is
-    missing get a missing bound.
+    The calibration table has the run keys, n_calibration, min_calibration, q_hat (infinite
+    when undefined) and bound_status. Rows whose quality is missing, or whose run has too few
+    calibration images, get a missing (NaN) bound.
     """
     cal = calibration_rows(per_image).dropna(subset=["quality", "dice"])
     runs = per_image[RUN_KEYS].drop_duplicates()
@@ -183,27 +267,85 @@ def calibrate_dice_bounds(per_image: pd.DataFrame, alpha: float = 0.1):
         on=RUN_KEYS,
         how="left",
     )
-    # A run without calibration rows has n = 0: k = 1 > 0, so q is infinite and the bound is 0.
+    # A run without calibration rows has n = 0: k = 1 > 0, so q is infinite (undefined).
     calibration["n_calibration"] = calibration["n_calibration"].fillna(0).astype(int)
     calibration["q_hat"] = calibration["q_hat"].fillna(math.inf)
+    calibration["min_calibration"] = min_calibration_for_bound(alpha)
+    calibration["bound_status"] = [bound_status(n, alpha) for n in calibration["n_calibration"]]
+    calibration = calibration[CALIBRATION_COLUMNS].reset_index(drop=True)
     merged = per_image.merge(calibration, on=RUN_KEYS, how="left")
     out = per_image.copy()
     out["dice_lower_bound"] = dice_lower_bound(merged["quality"], merged["q_hat"].to_numpy())
     return out, calibration
 
 
+def clopper_pearson(covered: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) CI of a proportion covered / n.
+
+    The beta-quantile form, as statsmodels' ``proportion_confint(method="beta")`` computes it,
+    written out because the pooled summary passes a non-integer effective count (coverage
+    times the number of independent images), which that function does not document.
+    """
+    if n <= 0:
+        return np.nan, np.nan
+    tail = (1 - level) / 2
+    low = stats.beta.ppf(tail, covered, n - covered + 1) if covered > 0 else 0.0
+    high = stats.beta.ppf(1 - tail, covered + 1, n - covered) if covered < n else 1.0
+    return float(low), float(high)
+
+
 def coverage_tail(covered: int, n_test: int, n_cal: int, alpha: float, significance: float):
     """(p_value, slack) of a covered count under exchangeability (beta-binomial).
 
     slack is how far below 1 - alpha the empirical coverage may fall before its lower-tail
-    probability drops under ``significance``.
+    probability drops under ``significance``. Undefined (NaN, NaN) when the bound is.
     """
     k = conformal_rank(n_cal, alpha)
-    if k > n_cal or n_test == 0:  # infinite quantile: coverage is 1 by construction
-        return 1.0, 0.0
+    if k > n_cal or n_test == 0:  # infinite quantile: no bound, nothing to test
+        return np.nan, np.nan
     law = stats.betabinom(n_test, k, n_cal + 1 - k)
     slack = (1 - alpha) - law.ppf(significance) / n_test
     return float(law.cdf(covered)), float(max(slack, 0.0))
+
+
+def _coverage_row(rows: pd.DataFrame, alpha: float, significance: float) -> dict:
+    n_cal, q_hat = int(rows["n_calibration"].iloc[0]), rows["q_hat"].iloc[0]
+    n_test = len(rows)
+    common = dict(
+        alpha=alpha,
+        n_calibration=n_cal,
+        min_calibration=min_calibration_for_bound(alpha),
+        q_hat=q_hat,
+        n_test=n_test,
+        target=1 - alpha,
+    )
+    if not np.isfinite(q_hat):
+        return dict(
+            common,
+            covered=np.nan,
+            coverage=np.nan,
+            coverage_ci_low=np.nan,
+            coverage_ci_high=np.nan,
+            slack=np.nan,
+            p_value=np.nan,
+            below_target=None,
+            status=bound_status(n_cal, alpha),
+        )
+    covered = int((rows["dice"] >= rows["dice_lower_bound"]).sum())
+    p_value, slack = coverage_tail(covered, n_test, n_cal, alpha, significance)
+    low, high = clopper_pearson(covered, n_test)
+    below = bool(p_value < significance)
+    return dict(
+        common,
+        covered=covered,
+        coverage=covered / n_test,
+        coverage_ci_low=low,
+        coverage_ci_high=high,
+        slack=slack,
+        p_value=p_value,
+        below_target=below,
+        status="below target" if below else "consistent with target",
+    )
 
 
 def coverage_table(
@@ -212,77 +354,160 @@ def coverage_table(
     alpha: float = 0.1,
     significance: float = 0.05,
 ) -> pd.DataFrame:
-    """Empirical coverage P(dice >= bound) per run and test condition, with the shift flag."""
-    test = rows_with_bounds[rows_with_bounds["split"] == "test"].dropna(
-        subset=["dice", "dice_lower_bound"]
-    )
-    test = test.merge(calibration, on=RUN_KEYS, how="left")
+    """Empirical coverage P(dice >= bound) per run and test condition, with the shift flag.
+
+    Runs whose bound is undefined get a row with ``status`` saying so and no coverage.
+    """
+    test = rows_with_bounds[rows_with_bounds["split"] == "test"].dropna(subset=["dice"])
+    test = test.merge(calibration[[*RUN_KEYS, "n_calibration", "q_hat"]], on=RUN_KEYS, how="left")
+    undefined = ~np.isfinite(test["q_hat"].to_numpy(float))
+    test = test[undefined | test["dice_lower_bound"].notna().to_numpy()]
     keys = [*RUN_KEYS, "condition", "perturbation", "severity", "level"]
     out = []
     for key, rows in test.groupby(keys, dropna=False, sort=True):
-        row = dict(zip(keys, key, strict=True))
-        n_cal, q_hat = rows["n_calibration"].iloc[0], rows["q_hat"].iloc[0]
-        covered = int((rows["dice"] >= rows["dice_lower_bound"]).sum())
-        p_value, slack = coverage_tail(covered, len(rows), int(n_cal), alpha, significance)
-        out.append(
-            dict(
-                row,
-                alpha=alpha,
-                n_calibration=int(n_cal),
-                q_hat=q_hat,
-                n_test=len(rows),
-                covered=covered,
-                coverage=covered / len(rows),
-                target=1 - alpha,
-                slack=slack,
-                p_value=p_value,
-                below_target=bool(p_value < significance),
-            )
-        )
+        out.append(dict(zip(keys, key, strict=True), **_coverage_row(rows, alpha, significance)))
     return pd.DataFrame(out, columns=COVERAGE_COLUMNS)
 
 
+def _pooled_summary(rows: pd.DataFrame, runs: pd.DataFrame, alpha: float) -> dict:
+    """Summary of one (study, arch): see ``conformal_summary``."""
+    defined = runs[runs["bound_status"] == DEFINED]
+    base = dict(
+        n_runs=len(runs),
+        n_runs_defined=len(defined),
+        n_calibration=int(runs["n_calibration"].min()),
+        min_calibration=min_calibration_for_bound(alpha),
+        target=1 - alpha,
+    )
+    rows = rows.dropna(subset=["dice_lower_bound"])
+    if defined.empty or rows.empty:
+        reason = bound_status(base["n_calibration"], alpha)
+        status = reason if reason != DEFINED else "no in-domain test images with a bound"
+        return dict(
+            base,
+            n_test=0,
+            median_dice_lower_bound=np.nan,
+            coverage=np.nan,
+            coverage_ci_low=np.nan,
+            coverage_ci_high=np.nan,
+            status=status,
+        )
+    n_units = independent_unit(rows).nunique()
+    coverage = float((rows["dice"] >= rows["dice_lower_bound"]).mean())
+    low, high = clopper_pearson(coverage * n_units, n_units)
+    status = (
+        DEFINED
+        if len(defined) == len(runs)
+        else (
+            f"{DEFINED} in {len(defined)} of {len(runs)} runs; the others have "
+            f"n_calibration < {base['min_calibration']}"
+        )
+    )
+    return dict(
+        base,
+        n_test=n_units,
+        median_dice_lower_bound=float(rows["dice_lower_bound"].median()),
+        coverage=coverage,
+        coverage_ci_low=low,
+        coverage_ci_high=high,
+        status=status,
+    )
+
+
+def conformal_summary(
+    rows_with_bounds: pd.DataFrame, calibration: pd.DataFrame, alpha: float = 0.1
+) -> pd.DataFrame:
+    """Per (study, arch), over its in-domain test conditions: the report's conformal answer.
+
+    Columns: median Dice lower bound (over the test images of the runs with a defined bound),
+    pooled coverage with its Clopper-Pearson 95% CI, ``n_test`` (independent test images),
+    ``n_calibration`` (the smallest calibration set of its runs: the one that decides whether
+    a bound exists), ``min_calibration`` and ``status``.
+
+    The coverage pools the runs (seeds) of the architecture. Seeds score the same test images,
+    so their coverage events are correlated; the CI therefore counts the independent images
+    as its n (effective count = coverage x images), which is conservative.
+    """
+    test = rows_with_bounds[(rows_with_bounds["split"] == "test")]
+    test = test[in_domain(test)].dropna(subset=["dice"])
+    out = []
+    for (study, arch), runs in calibration.groupby(["study", "arch"], sort=True):
+        rows = test[(test["study"] == study) & (test["arch"] == arch)]
+        out.append(dict(study=study, arch=arch, **_pooled_summary(rows, runs, alpha)))
+    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
 def coverage_statements(coverage: pd.DataFrame) -> list[str]:
-    """Plain sentences on where coverage holds and where it breaks, per (study, condition)."""
+    """Plain sentences per (study, condition): undefined bounds, coverage with its CI, breaks."""
     if coverage.empty:
         return ["No test rows with Dice bounds: coverage not assessed."]
     lines = []
     for (study, condition), rows in coverage.groupby(["study", "condition"], sort=True):
-        broken = rows[rows["below_target"]]
         target = rows["target"].iloc[0]
+        defined = rows[np.isfinite(rows["q_hat"].to_numpy(float))]
+        text = f"{study} / {condition}: "
+        if len(defined) < len(rows):
+            text += (
+                f"Dice bound undefined in {len(rows) - len(defined)} of {len(rows)} runs "
+                f"(n_calibration < {int(rows['min_calibration'].iloc[0])}): no coverage claim "
+                f"for them"
+            )
+            if defined.empty:
+                lines.append(text + ".")
+                continue
+            text += "; "
+        covered, n_test = defined["covered"].sum(), defined["n_test"].sum()
+        broken = defined[defined["below_target"].astype(bool)]
         if broken.empty:
-            lines.append(
-                f"{study} / {condition}: coverage holds (min {rows['coverage'].min():.3f}, "
-                f"target {target:.2f}, {len(rows)} runs)."
+            text += (
+                f"coverage consistent with the {target:.2f} target in {len(defined)} runs "
+                f"(pooled {covered:.0f} of {n_test:.0f} test evaluations = "
+                f"{covered / n_test:.3f}; lowest run {defined['coverage'].min():.3f})."
             )
         else:
             archs = ", ".join(sorted(broken["arch"].astype(str).unique()))
-            lines.append(
-                f"{study} / {condition}: coverage BREAKS in {len(broken)} of {len(rows)} runs "
-                f"(lowest {broken['coverage'].min():.3f} vs target {target:.2f}, beyond the "
+            text += (
+                f"coverage BREAKS in {len(broken)} of {len(defined)} runs (lowest "
+                f"{broken['coverage'].min():.3f} vs target {target:.2f}, beyond the "
                 f"finite-sample slack; archs: {archs})."
             )
+        lines.append(text)
     return lines
 
 
 def fnr_statements(table: pd.DataFrame) -> list[str]:
-    """Plain sentences on the conditions whose realised test FNR exceeds the target level."""
+    """Plain sentences per (study, condition): runs without control, and the realised FNR of the
+    runs with it."""
     if table.empty:
         return ["No FNR rows: risk control not assessed."]
     level = table["level"].iloc[0]
     lines = []
     for (study, condition), rows in table.groupby(["study", "condition"], sort=True):
-        worst = rows["test_fnr"].max()
-        failed = int((~rows["meets_level"]).sum())
-        verdict = "within" if failed == 0 else f"ABOVE the level in {failed} of {len(rows)} runs"
-        lines.append(
-            f"{study} / {condition}: test FNR at t-hat {verdict} (max {worst:.3f}, "
-            f"level {level:.2f})."
+        controlled = rows[rows["certified"].astype(bool)]
+        text = f"{study} / {condition}: "
+        if len(controlled) < len(rows):
+            text += (
+                f"no FNR control in {len(rows) - len(controlled)} of {len(rows)} runs "
+                f"(t-hat = 0: everything predicted foreground)"
+            )
+            if controlled.empty:
+                lines.append(text + ".")
+                continue
+            text += "; "
+        failed = int((~controlled["meets_level"].astype(bool)).sum())
+        verdict = "within" if failed == 0 else f"ABOVE the level in {failed} of"
+        text += (
+            f"test FNR at t-hat {verdict} {len(controlled)} controlled runs "
+            f"(max {controlled['test_fnr'].max():.3f}, level {level:.2f})."
         )
-    uncertified = table.loc[~table["certified"], ["study", "dataset", "arch", "seed", "patch"]]
-    if not uncertified.empty:
+        lines.append(text)
+    uncontrolled = table.loc[~table["certified"].astype(bool)]
+    if not uncontrolled.empty:
+        runs = uncontrolled.drop_duplicates(subset=RUN_KEYS)
+        too_few = runs["n_calibration"] < runs["min_calibration"]
         lines.append(
-            f"{len(uncertified.drop_duplicates())} runs have too few calibration images for "
-            f"the level (1/(n+1) > level): t-hat = 0, everything predicted foreground."
+            f"{len(runs)} runs achieved no FNR control; {int(too_few.sum())} of them have fewer "
+            f"than {int(runs['min_calibration'].iloc[0])} calibration images, the minimum for "
+            f"level {level:g} (1/(n+1) <= level)."
         )
     return lines

@@ -1,13 +1,11 @@
 """Figures of the analysis stage: critical-difference diagrams and conformal coverage.
 
-Both are written atomically (to a temporary file, then renamed) so a failed plot leaves no
-half-written PNG behind.
+Both are written atomically (``segrobust.atomic``: a temporary file, then renamed) so a failed
+plot leaves no half-written PNG behind.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,20 +17,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from segrobust.atomic import atomic_file  # noqa: E402
+
 
 def save_figure(fig, path) -> Path:
     """Save ``fig`` as PNG at ``path`` via a temporary file in the same folder, then close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -123,10 +118,23 @@ def critical_difference_diagrams(panels: dict, path) -> Path:
 
 
 def coverage_plot(coverage_table: pd.DataFrame, alpha: float, path) -> Path:
-    """Coverage per condition (mean over runs, one colour per arch) with the 1 - alpha line."""
+    """Coverage per condition (mean over runs, one colour per arch) with the 1 - alpha line.
+
+    Runs whose bound is undefined (too few calibration images) have no coverage and are not
+    drawn; when no run has a bound the figure says so instead of showing a flat line at 1.
+    """
+    if not coverage_table.empty:
+        coverage_table = coverage_table.dropna(subset=["coverage"])
     if coverage_table.empty:
         fig, ax = plt.subplots(figsize=(6, 1.5))
-        ax.text(0.5, 0.5, "No test rows with conformal Dice bounds.", ha="center", va="center")
+        ax.text(
+            0.5,
+            0.5,
+            "No defined conformal Dice bound (too few calibration images\n"
+            "or no test rows): coverage not assessed.",
+            ha="center",
+            va="center",
+        )
         ax.axis("off")
         return save_figure(fig, path)
     data = coverage_table.assign(

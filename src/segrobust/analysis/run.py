@@ -4,6 +4,12 @@
 temporary name and a rename, so bad input or a failing step leaves no half-written output. Every
 output is always written (the workflow declares them all); a part whose study is absent becomes
 an empty table with its columns, and ``notes.md`` says why.
+
+The structured answer a report leads with is three CSVs (no Markdown to parse):
+``recipe.csv`` (one decision per regime, with effect, CI, n, p and a sentence),
+``conformal_summary.csv`` (per study and architecture: Dice lower bound, coverage with its CI,
+status) and ``findings.csv`` (each published finding: reproduced yes / no / inconclusive /
+not run, with effect, CI, n, p).
 """
 
 from __future__ import annotations
@@ -15,16 +21,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from segrobust.analysis import conformal, context, plots, recipe, robustness, stats
+from segrobust.analysis import conformal, context, findings, plots, recipe, robustness, stats
 
 DEFAULT_SETTINGS = {
     "baseline_arch": "unet",
     "fnr_level": 0.1,
     "conformal_alpha": 0.1,
     "n_bootstrap": 1000,
-    "complexity_bins": 4,
+    "complexity_bins": 3,
     "significance": 0.05,
     "seed": 0,
+    "relative_ce_min_degradation": robustness.MIN_DEGRADATION,
+    "min_cases": 10,
+    "noninferiority_margin": 0.02,
 }
 PER_IMAGE_COLUMNS = [
     "study",
@@ -60,6 +69,10 @@ CSV_OUTPUTS = [
     "coverage.csv",
     "per_image_with_bounds.csv",
     "recipe.csv",
+    "recipe_comparisons.csv",
+    "conformal_summary.csv",
+    "findings.csv",
+    "context_fbr_range.csv",
     "context_out_of_range.csv",
     "context_fbr_bins.csv",
 ]
@@ -85,10 +98,14 @@ def check_settings(settings: dict | None) -> dict:
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
             raise ValueError(f"analysis.{key} must be a number in (0, 1), got {value!r}")
-    for key, minimum in (("n_bootstrap", 1), ("complexity_bins", 1), ("seed", 0)):
+    for key, minimum in (("n_bootstrap", 1), ("complexity_bins", 1), ("seed", 0), ("min_cases", 1)):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
             raise ValueError(f"analysis.{key} must be an integer >= {minimum}, got {value!r}")
+    for key in ("relative_ce_min_degradation", "noninferiority_margin"):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < 1:
+            raise ValueError(f"analysis.{key} must be a number in [0, 1), got {value!r}")
     return merged
 
 
@@ -108,57 +125,105 @@ def _cd_panels(friedman: pd.DataFrame) -> dict:
     for study, rows in friedman.groupby("study", sort=True):
         if len(rows) >= 2:
             first = rows.iloc[0]
-            p_text = (
-                "n/a (needs k >= 3)" if pd.isna(first["p_value"]) else f"{first['p_value']:.3g}"
-            )
-            title = f"{study}: Friedman p = {p_text}, N = {first['n_blocks']} conditions"
+            if first["status"] == "computed":
+                p_text = f"Friedman p = {first['p_value']:.3g}"
+            else:
+                p_text = f"Friedman {first['status']}"
+            title = f"{study}: {p_text}, N = {first['n_blocks']} test-set blocks (notes.md)"
             panels[title] = (rows.set_index("arch")["average_rank"], first["critical_difference"])
     return panels
+
+
+def context_ranges(per_image: pd.DataFrame, patches: pd.DataFrame | None) -> pd.DataFrame:
+    """The one training-FBR range table of the context study (empty without its patches)."""
+    has_context = (per_image["study"] == "context").any()
+    if not has_context or patches is None or patches.empty:
+        return pd.DataFrame(columns=context.FBR_RANGE_COLUMNS)
+    return context.training_fbr_range(patches[patches["study"] == "context"])
+
+
+def _conformal_tables(tables: dict, per_image, fnr, settings) -> None:
+    sig, alpha = settings["significance"], settings["conformal_alpha"]
+    tables["conformal_fnr.csv"] = conformal.conformal_fnr(fnr, settings["fnr_level"])
+    with_bounds, calibration = conformal.calibrate_dice_bounds(per_image, alpha)
+    tables["per_image_with_bounds.csv"] = with_bounds
+    tables["coverage.csv"] = conformal.coverage_table(with_bounds, calibration, alpha, sig)
+    tables["conformal_summary.csv"] = conformal.conformal_summary(with_bounds, calibration, alpha)
+
+
+def _context_tables(tables: dict, per_image, ranges, settings) -> None:
+    tables["context_fbr_range.csv"] = ranges
+    if ranges.empty:
+        tables["context_out_of_range.csv"] = pd.DataFrame(columns=context.OUT_OF_RANGE_COLUMNS)
+    else:
+        tables["context_out_of_range.csv"] = context.out_of_range_table(
+            per_image, ranges, settings["n_bootstrap"], settings["seed"], settings["min_cases"]
+        )
+    tables["context_fbr_bins.csv"] = context.dice_by_fbr_bin(per_image, settings["complexity_bins"])
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    return ["", f"## {title}", ""] + [f"- {line}" for line in lines]
 
 
 def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
     """All tables (name -> DataFrame or text) and the notes, without writing anything."""
     notes: list[str] = []
     tables: dict = {}
+    sig, n_boot, seed = settings["significance"], settings["n_bootstrap"], settings["seed"]
     perturbed = per_image["perturbation"].ne("none") & per_image["split"].eq("test")
     tables["robustness.csv"] = robustness.perturbation_robustness(per_image)
     tables["corruption_errors.csv"] = robustness.corruption_errors(
-        per_image, settings["baseline_arch"]
+        per_image, settings["baseline_arch"], settings["relative_ce_min_degradation"]
     )
     if not perturbed.any():
         notes.append("No perturbed test rows: robustness.csv and corruption_errors.csv are empty.")
-    tables["texture_trends.csv"] = robustness.texture_trends(per_image)
+    tables["texture_trends.csv"] = robustness.texture_trends(per_image, settings["min_cases"])
     if tables["texture_trends.csv"].empty:
         notes.append("No texture-study test rows: texture_trends.csv is empty.")
-    sig, n_boot, seed = settings["significance"], settings["n_bootstrap"], settings["seed"]
     tables["pairwise_wilcoxon.csv"] = stats.pairwise_wilcoxon(per_image, sig)
     tables["friedman.csv"] = stats.friedman(per_image, sig)
     tables["rankings.csv"] = stats.rankings(per_image, n_boot, seed)
     tables["bootstrap_ci.csv"] = stats.bootstrap_ci(per_image, n_boot, seed)
-    tables["conformal_fnr.csv"] = conformal.conformal_fnr(fnr, settings["fnr_level"])
+    _conformal_tables(tables, per_image, fnr, settings)
     if tables["conformal_fnr.csv"].empty:
         notes.append("No FNR rows with a test split: conformal_fnr.csv is empty.")
-    alpha = settings["conformal_alpha"]
-    with_bounds, calibration = conformal.calibrate_dice_bounds(per_image, alpha)
-    tables["per_image_with_bounds.csv"] = with_bounds
-    tables["coverage.csv"] = conformal.coverage_table(with_bounds, calibration, alpha, sig)
-    tables["recipe.csv"] = recipe.recipe(per_image, settings["complexity_bins"], sig)
-    tables["recipe.md"] = recipe.recipe_markdown(tables["recipe.csv"])
-    has_context = (per_image["study"] == "context").any()
-    if has_context and patches is not None and not patches.empty:
-        tables["context_out_of_range.csv"] = context.out_of_range_table(
-            per_image, patches, n_boot, seed
-        )
-    else:
-        tables["context_out_of_range.csv"] = pd.DataFrame(columns=context.OUT_OF_RANGE_COLUMNS)
+    ranges = context_ranges(per_image, patches)
+    if ranges.empty:
         notes.append(
-            "No context-study rows or no training patches: context_out_of_range.csv is empty."
+            "No context-study rows or no training patches: context_fbr_range.csv and "
+            "context_out_of_range.csv are empty, and there are no context regimes."
         )
-    tables["context_fbr_bins.csv"] = context.dice_by_fbr_bin(per_image, settings["complexity_bins"])
-    notes += ["", "## Conformal risk control of the false-negative rate", ""]
-    notes += [f"- {line}" for line in conformal.fnr_statements(tables["conformal_fnr.csv"])]
-    notes += ["", "## Conformal Dice bound coverage", ""]
-    notes += [f"- {line}" for line in conformal.coverage_statements(tables["coverage.csv"])]
+    _context_tables(tables, per_image, ranges, settings)
+    tables["recipe.csv"], tables["recipe_comparisons.csv"] = recipe.recipe_tables(
+        per_image, ranges, settings["complexity_bins"], sig, n_boot, seed, settings["min_cases"]
+    )
+    tables["recipe.md"] = recipe.recipe_markdown(tables["recipe.csv"])
+    tables["findings.csv"] = findings.findings(
+        per_image,
+        ranges,
+        sig,
+        settings["noninferiority_margin"],
+        settings["min_cases"],
+        n_boot,
+        seed,
+    )
+    friedman_notes = tables["friedman.csv"].drop_duplicates("study")["friedman_note"].tolist()
+    notes += _section(
+        "Findings of the papers", findings.findings_statements(tables["findings.csv"])
+    )
+    notes += _section("Friedman / Nemenyi blocks", friedman_notes or ["No study to rank."])
+    notes += _section(
+        "Perturbations that make the task easier",
+        robustness.easier_statements(tables["robustness.csv"]),
+    )
+    notes += _section(
+        "Conformal risk control of the false-negative rate",
+        conformal.fnr_statements(tables["conformal_fnr.csv"]),
+    )
+    notes += _section(
+        "Conformal Dice bound coverage", conformal.coverage_statements(tables["coverage.csv"])
+    )
     return tables, notes
 
 

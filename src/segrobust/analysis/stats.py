@@ -1,18 +1,17 @@
 """Paired statistics between architectures on the same test images.
 
-Every comparison is paired: within one test condition of one model group
-(study, dataset, patch, condition) each architecture is scored on the same test images, so the
-unit is the image (test_dataset, image_id) and its Dice is averaged over seeds first. Only images
-that every compared architecture has are used (complete cases).
+Every comparison is paired and counts independent units (``segrobust.analysis.units``): the
+seed-averaged Dice of one test image (in the texture study one image index), never repeated rows.
 
-* pairwise Wilcoxon signed-rank tests (scipy.stats.wilcoxon) with Holm's step-down correction
-  over the pairs of one condition;
+* pairwise Wilcoxon signed-rank tests (scipy.stats.wilcoxon) per condition, Holm-corrected over
+  the pairs of that condition (statsmodels ``multipletests``);
+* the smallest p-value the exact signed-rank test can reach with n units (``min_attainable_p``),
+  so a regime that cannot support a claim says so instead of reporting "p = 1";
+* a percentile bootstrap CI of the median paired difference (the effect size that goes with the
+  signed-rank test's direction);
 * a Friedman test per study (scipy.stats.friedmanchisquare) with average ranks and the Nemenyi
   critical difference (Demsar, "Statistical comparisons of classifiers over multiple data sets",
-  JMLR 7, 2006). Blocks are the study's conditions (dataset x patch x condition, each the mean
-  Dice over its images and seeds), not individual images: the perturbed copies of one image are
-  not independent blocks, and thousands of near-duplicate image blocks would make any small
-  difference "significant". Conditions are the analogue of Demsar's data sets;
+  JMLR 7, 2006), on one block per independent test set: see ``friedman_blocks``;
 * percentile bootstrap 95% CIs (numpy, seeded) of each architecture's mean Dice and of each
   pairwise mean difference, resampling images jointly for all architectures;
 * a ranking per condition and its bootstrap stability.
@@ -20,15 +19,19 @@ that every compared architecture has are used (complete cases).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from segrobust.analysis.conformal import in_domain
+from segrobust.analysis.units import independent_unit, unit_matrix
 
 CONDITION_KEYS = ["study", "dataset", "patch", "condition"]
-UNIT_KEYS = ["test_dataset", "image_id"]
 
 # Demsar (2006), Table 5(a): critical values q_alpha of the two-tailed Nemenyi test, k = 2..10
 # (studentized range statistic divided by sqrt(2)).
@@ -43,6 +46,7 @@ WILCOXON_COLUMNS = [
     "arch_b",
     "n_images",
     "mean_diff",
+    "median_diff",
     "statistic",
     "p_value",
     "p_holm",
@@ -59,6 +63,8 @@ FRIEDMAN_COLUMNS = [
     "q_alpha",
     "critical_difference",
     "significance",
+    "status",
+    "friedman_note",
 ]
 BOOTSTRAP_COLUMNS = [
     *CONDITION_KEYS,
@@ -84,20 +90,60 @@ RANKING_COLUMNS = [
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm step-down adjusted p-values; NaN entries stay NaN and are not counted in the family.
+    """Holm step-down adjusted p-values (statsmodels); NaN entries stay NaN, outside the family.
 
-    Implemented here (a few lines) because statsmodels, which has it, is not a dependency.
+    statsmodels' Holm branch calls ``gc.collect()`` on every call, which walks every live
+    object: with a large per-image table in memory that costs up to seconds per family, and the
+    analysis corrects thousands of small families. The current heap is frozen around the call
+    (``gc.freeze``) so that collection only sees the few objects the call itself creates.
     """
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(p.shape, np.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    m = len(valid)
-    order = valid[np.argsort(p[valid], kind="stable")]
-    running = 0.0
-    for i, index in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p[index]))
-        adjusted[index] = running
+    valid = ~np.isnan(p)
+    if valid.any():
+        gc.freeze()
+        try:
+            adjusted[valid] = multipletests(p[valid], method="holm")[1]
+        finally:
+            gc.unfreeze()
     return adjusted
+
+
+def min_attainable_p(n_units: int, n_rivals: int = 1) -> float:
+    """Smallest Holm-adjusted two-sided p of exact signed-rank tests over ``n_rivals`` rivals.
+
+    With n non-zero paired differences the exact null distribution puts probability 2^-n on each
+    sign pattern; the most extreme statistic (all differences of one sign) has one-sided
+    probability 2^-n, so the two-sided p is at least 2 / 2^n (zero differences are dropped and
+    only shrink n). Holm multiplies the smallest raw p by the family size m = ``n_rivals`` and
+    takes running maxima, so the largest adjusted p of the family is at least m * min(raw p):
+    a recommendation, which needs every adjusted p below the level, needs
+    min(1, m * 2 / 2^n) < level. scipy uses the exact test up to n = 50; beyond that the bound
+    is astronomically small and never binding.
+    """
+    if n_units <= 0:
+        return 1.0
+    return float(min(1.0, max(n_rivals, 1) * 2.0 * 0.5**n_units))
+
+
+def median_ci(
+    differences,
+    n_bootstrap: int,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    min_cases: int = 1,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the median of ``differences``, resampling the units.
+
+    NaN when there are fewer than ``min_cases`` units (``analysis.min_cases``): with a handful
+    of units the resamples take only a few distinct values and the interval is not a 95% one.
+    """
+    values = np.asarray(differences, dtype=float)
+    if len(values) == 0 or len(values) < min_cases:
+        return np.nan, np.nan
+    index = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
+    low, high = percentile_ci(np.median(values[index], axis=1), level)
+    return float(low), float(high)
 
 
 def nemenyi_q(k: int, alpha: float = 0.05) -> float:
@@ -125,9 +171,9 @@ def average_ranks(scores: pd.DataFrame) -> pd.Series:
 
 
 def image_matrix(rows: pd.DataFrame) -> pd.DataFrame:
-    """Seed-averaged Dice per image (rows) and architecture (columns), complete cases only."""
-    wide = rows.pivot_table(index=UNIT_KEYS, columns="arch", values="dice", aggfunc="mean")
-    return wide.dropna(axis=0, how="any").sort_index(axis=1)
+    """Seed-averaged Dice per independent unit (rows) and architecture (columns), complete
+    cases only (``segrobust.analysis.units.unit_matrix``)."""
+    return unit_matrix(rows, "arch", "dice")
 
 
 def iter_conditions(per_image: pd.DataFrame):
@@ -162,6 +208,7 @@ def pairwise_wilcoxon(per_image: pd.DataFrame, significance: float = 0.05) -> pd
                     arch_b=b,
                     n_images=len(matrix),
                     mean_diff=float((matrix[a] - matrix[b]).mean()),
+                    median_diff=float((matrix[a] - matrix[b]).median()),
                     statistic=statistic,
                     p_value=p,
                     p_holm=p_adj,
@@ -171,32 +218,91 @@ def pairwise_wilcoxon(per_image: pd.DataFrame, significance: float = 0.05) -> pd
     return pd.DataFrame(rows, columns=WILCOXON_COLUMNS)
 
 
-def condition_blocks(per_image: pd.DataFrame, study: str) -> pd.DataFrame:
-    """Mean Dice per condition block (rows) and architecture (columns), complete blocks only."""
+BLOCK_KEYS = ["study", "test_dataset", "condition"]
+BLOCK_NOTES = {
+    "texture": (
+        "one block per texture test set (blend direction x alpha), scored only by the models "
+        "trained on that test set's alpha (in-domain): the cross-alpha tests of the grid are "
+        "not extra blocks. The test sets share image indices (same shapes and texture crops), "
+        "so the blocks are related, not fully independent."
+    ),
+    "perturbation": (
+        "one block per (test dataset, test condition): the clean test set and each "
+        "perturbation x severity. Perturbed copies of one dataset share its source images, so "
+        "its blocks are related, not fully independent."
+    ),
+    "context": (
+        "one block per (test dataset, test condition); the patch sizes share one test set, so "
+        "an architecture's block score is its mean over its patch sizes."
+    ),
+}
+
+
+def _block_rows(per_image: pd.DataFrame, study: str) -> pd.DataFrame:
+    """The test rows that score the blocks of ``study`` (texture: in-domain models only)."""
     rows = per_image[(per_image["split"] == "test") & (per_image["study"] == study)]
-    per_seed = rows.groupby([*CONDITION_KEYS, "arch", "seed"], dropna=False)["dice"].mean()
-    means = per_seed.groupby(level=[*CONDITION_KEYS, "arch"], dropna=False).mean()
-    return means.unstack("arch").dropna(axis=0, how="any").sort_index(axis=1)
+    if study == "texture":
+        rows = rows[in_domain(rows)]
+    return rows
+
+
+def friedman_blocks(per_image: pd.DataFrame, study: str) -> pd.DataFrame:
+    """Block score per independent test set (rows: BLOCK_KEYS) and architecture (columns).
+
+    Demsar (2006) uses data sets as blocks. Here a block is one (study, test dataset, test
+    condition); its score for an architecture is the mean over the block's test images of the
+    seed-averaged per-image Dice, averaged over patch sizes where several share the test set
+    (context study). Blocks of the texture grid use only the models trained at the test set's
+    own alpha, so each test set is one block however many models were tested on it. Only
+    blocks that every architecture scored are kept.
+    """
+    rows = _block_rows(per_image, study)
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(unit=independent_unit(rows))
+    keys = [*BLOCK_KEYS, "arch", "patch"]
+    per_image_dice = rows.groupby([*keys, "unit"], dropna=False)["dice"].mean()
+    per_patch = per_image_dice.groupby(level=keys, dropna=False).mean()
+    per_arch = per_patch.groupby(level=[*BLOCK_KEYS, "arch"], dropna=False).mean()
+    return per_arch.unstack("arch").dropna(axis=0, how="any").sort_index(axis=1)
+
+
+def friedman_note(study: str, k: int, n_blocks: int, reason: str = "") -> str:
+    """The block definition (and why the test was not computed) for the report's CD diagram."""
+    text = f"{study}: Friedman / Nemenyi over N = {n_blocks} blocks, k = {k} architectures; "
+    text += BLOCK_NOTES.get(study, "one block per (test dataset, test condition).")
+    return f"{text} Not computed: {reason}." if reason else text
+
+
+def friedman_not_computable(k: int, n_blocks: int) -> str:
+    """Why the Friedman test cannot be computed on k architectures and N blocks ('' if it can)."""
+    if k < 3:
+        return f"needs k >= 3 architectures, got {k}"
+    if n_blocks < 2:
+        return f"needs N >= 2 independent blocks, got {n_blocks}"
+    return ""
 
 
 def friedman(per_image: pd.DataFrame, significance: float = 0.05) -> pd.DataFrame:
     """Friedman test, average ranks and Nemenyi CD per study (one row per architecture).
 
-    With fewer than 3 architectures or 2 complete blocks the test is undefined: the statistic
-    and p-value are NaN, the average ranks are still reported.
+    N is the number of independent blocks (``friedman_blocks``). With fewer than 3
+    architectures or 2 blocks the test is not computable: statistic, p-value and CD are NaN,
+    ``status`` says why, the average ranks are still reported. ``friedman_note`` states the
+    block definition for the report.
     """
     out = []
     for study in sorted(per_image.loc[per_image["split"] == "test", "study"].unique()):
-        blocks = condition_blocks(per_image, study)
+        blocks = friedman_blocks(per_image, study)
         k, n = blocks.shape[1], blocks.shape[0]
         if n == 0:
             continue
-        statistic = p_value = np.nan
-        if k >= 3 and n >= 2:
+        reason = friedman_not_computable(k, n)
+        statistic = p_value = q = cd = np.nan
+        if not reason:
             result = stats.friedmanchisquare(*(blocks[c].to_numpy() for c in blocks.columns))
             statistic, p_value = float(result.statistic), float(result.pvalue)
-        q = nemenyi_q(k, significance) if k >= 2 else np.nan
-        cd = critical_difference(k, n, significance) if k >= 2 else np.nan
+            q, cd = nemenyi_q(k, significance), critical_difference(k, n, significance)
         for arch, rank in average_ranks(blocks).items():
             out.append(
                 dict(
@@ -210,6 +316,8 @@ def friedman(per_image: pd.DataFrame, significance: float = 0.05) -> pd.DataFram
                     q_alpha=q,
                     critical_difference=cd,
                     significance=significance,
+                    status=f"not computable: {reason}" if reason else "computed",
+                    friedman_note=friedman_note(study, k, n, reason),
                 )
             )
     return pd.DataFrame(out, columns=FRIEDMAN_COLUMNS)
