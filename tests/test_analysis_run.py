@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pandas as pd
 import pytest
+from schema_defaults import default_config
 
 from segrobust.analysis import run as analysis_run
 from segrobust.analysis.conformal import SUMMARY_COLUMNS
@@ -14,6 +15,7 @@ from segrobust.analysis.context import FBR_RANGE_COLUMNS, OUT_OF_RANGE_COLUMNS
 from segrobust.analysis.findings import FINDINGS_COLUMNS
 from segrobust.analysis.recipe import COMPARISON_COLUMNS, RECIPE_COLUMNS
 from segrobust.analysis.robustness import CORRUPTION_COLUMNS, ROBUSTNESS_COLUMNS
+from segrobust.contract import read_table
 
 ARCHS = {"unet": 0.85, "attention_unet": 0.80, "nested_unet": 0.75}
 LEVELS = {1: "Easiest", 2: "Easier", 3: "Harder", 4: "Harder", 5: "Hardest"}
@@ -153,7 +155,8 @@ def _build_tables(seed: int):
     return per_image, fnr.reset_index(drop=True), pd.DataFrame(patches)
 
 
-SETTINGS = dict(n_bootstrap=50, complexity_bins=2, seed=3)
+DEFAULTS = default_config()["analysis"]
+SETTINGS = {**DEFAULTS, "n_bootstrap": 50, "complexity_bins": 2, "seed": 3}
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +244,7 @@ def test_run_analysis_without_perturbations_or_context_writes_empty_tables(tmp_p
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"bootstrap": 10}, "unknown analysis settings"),
+        ({"bootstrap": 10}, r"unknown \['bootstrap'\]"),
         ({"fnr_level": 1.5}, "analysis.fnr_level"),
         ({"n_bootstrap": 0}, "analysis.n_bootstrap"),
         ({"complexity_bins": 2.5}, "analysis.complexity_bins"),
@@ -254,18 +257,33 @@ def test_run_analysis_without_perturbations_or_context_writes_empty_tables(tmp_p
 def test_bad_settings_are_rejected_before_writing(tmp_path, settings, message):
     per_image, fnr, patches = synthetic_tables()
     with pytest.raises(ValueError, match=message):
-        analysis_run.run_analysis(per_image, fnr, patches, settings, tmp_path / "out")
+        analysis_run.run_analysis(
+            per_image, fnr, patches, {**DEFAULTS, **settings}, tmp_path / "out"
+        )
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_settings_are_named(tmp_path):
+    per_image, fnr, patches = synthetic_tables()
+    settings = {k: v for k, v in DEFAULTS.items() if k != "min_cases"}
+    with pytest.raises(ValueError, match=r"missing \['min_cases'\]"):
+        analysis_run.run_analysis(per_image, fnr, patches, settings, tmp_path / "out")
 
 
 def test_missing_columns_and_unknown_baseline_write_nothing(tmp_path):
     per_image, fnr, patches = synthetic_tables()
     with pytest.raises(ValueError, match="lacks columns.*quality"):
-        analysis_run.run_analysis(per_image.drop(columns="quality"), fnr, patches, {}, tmp_path)
+        analysis_run.run_analysis(
+            per_image.drop(columns="quality"), fnr, patches, DEFAULTS, tmp_path
+        )
     with pytest.raises(ValueError, match="patches table lacks columns.*'fg_ratio'"):
-        analysis_run.run_analysis(per_image, fnr, patches.drop(columns="fg_ratio"), {}, tmp_path)
+        analysis_run.run_analysis(
+            per_image, fnr, patches.drop(columns="fg_ratio"), DEFAULTS, tmp_path
+        )
     with pytest.raises(ValueError, match="baseline_arch 'vnet'.*attention_unet"):
-        analysis_run.run_analysis(per_image, fnr, patches, {"baseline_arch": "vnet"}, tmp_path)
+        analysis_run.run_analysis(
+            per_image, fnr, patches, {**DEFAULTS, "baseline_arch": "vnet"}, tmp_path
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -279,13 +297,14 @@ def test_run_analysis_is_deterministic(full_run, tmp_path):
 
 
 def test_tables_read_back_from_csv_give_the_same_results(full_run, tmp_path):
-    """The workflow reads CSVs: empty strings become NaN and patch sizes become integers."""
+    """The workflow reads CSVs with the contract's reader: empty strings become NaN, identifiers
+    stay text."""
     first, _ = full_run
     tables = synthetic_tables()
     paths = [tmp_path / f"{name}.csv" for name in ("per_image", "fnr", "patches")]
     for table, path in zip(tables, paths, strict=True):
         table.to_csv(path, index=False)
-    per_image, fnr, patches = (pd.read_csv(path) for path in paths)
+    per_image, fnr, patches = (read_table(path) for path in paths)
     assert per_image["direction"].isna().any()
     analysis_run.run_analysis(per_image, fnr, patches, SETTINGS, tmp_path / "out")
     for csv in ("recipe.csv", "context_out_of_range.csv", "friedman.csv", "conformal_fnr.csv",

@@ -98,10 +98,14 @@ def read_table(path: str | os.PathLike) -> Any:
 
 
 def in_domain(rows: Any) -> Any:
-    """Boolean mask of the rows tested on the model's own (clean) test distribution: the test
-    dataset is the training dataset and nothing was perturbed (texture: test alpha = training
-    alpha; other studies: condition ``clean``)."""
-    return (rows["test_dataset"] == rows["dataset"]) & (rows["perturbation"] == "none")
+    """Boolean mask of the rows tested on the model's own (clean) test distribution.
+
+    By condition name, so that it works on every per-run table (``per_image.csv`` and
+    ``fnr.csv``): the unperturbed test set of the perturbation and context studies is the
+    condition ``clean``; in the texture grid a test set is named after its dataset, and the
+    in-domain one is the training dataset itself (test alpha = training alpha).
+    """
+    return (rows["condition"] == "clean") | (rows["condition"] == rows["dataset"])
 
 
 # --- figures and analysis outputs ------------------------------------------------------------
@@ -119,8 +123,9 @@ ANALYSIS_FIGURES: tuple[str, ...] = ("cd_diagram", "coverage")
 
 #: Tables of the analysis stage (``results/analysis/<name>.csv``).
 ANALYSIS_TABLES: tuple[str, ...] = (
-    "robustness", "corruption_errors", "texture_trends", "pairwise_wilcoxon", "friedman",
-    "rankings", "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds", "recipe",
+    "recipe", "recipe_comparisons", "conformal_summary", "findings", "robustness",
+    "corruption_errors", "texture_trends", "pairwise_wilcoxon", "friedman", "rankings",
+    "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds", "context_fbr_range",
     "context_out_of_range", "context_fbr_bins",
 )  # fmt: skip
 

@@ -36,9 +36,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from segrobust import contract
 from segrobust.analysis.units import independent_unit
 
-RUN_KEYS = ["study", "dataset", "arch", "seed", "patch"]
+RUN_KEYS = list(contract.RUN_KEYS)
 FNR_COLUMNS = [
     *RUN_KEYS,
     "condition",
@@ -96,18 +97,9 @@ UNDEFINED = "undefined"
 _CEIL_TOLERANCE = 1e-9
 
 
-def in_domain(rows: pd.DataFrame) -> pd.Series:
-    """Rows from the run's own (clean) test distribution: condition ``clean`` or its dataset."""
-    mask = (rows["condition"] == "clean") | (rows["condition"] == rows["dataset"])
-    if "test_dataset" in rows and "perturbation" in rows:
-        own = (rows["test_dataset"] == rows["dataset"]) & (rows["perturbation"] == "none")
-        mask = mask | own
-    return mask
-
-
 def calibration_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The in-domain calibration-split rows."""
-    return rows[(rows["split"] == "calibration") & in_domain(rows)]
+    return rows[(rows["split"] == "calibration") & contract.in_domain(rows)]
 
 
 def crc_threshold(thresholds, mean_fnr, n: int, level: float, bound: float = 1.0):
@@ -429,7 +421,7 @@ def conformal_summary(
     as its n (effective count = coverage x images), which is conservative.
     """
     test = rows_with_bounds[(rows_with_bounds["split"] == "test")]
-    test = test[in_domain(test)].dropna(subset=["dice"])
+    test = test[contract.in_domain(test)].dropna(subset=["dice"])
     out = []
     for (study, arch), runs in calibration.groupby(["study", "arch"], sort=True):
         rows = test[(test["study"] == study) & (test["arch"] == arch)]

@@ -26,10 +26,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from segrobust import contract
 from segrobust.analysis.stats import percentile_ci
 from segrobust.analysis.units import independent_unit
 
-RUN_KEYS = ["study", "dataset", "arch", "seed", "patch"]
+RUN_KEYS = list(contract.RUN_KEYS)
 RANGE_KEYS = ["study", "dataset", "patch"]
 RANGE_QUANTILES = (0.05, 0.95)
 FBR_RANGE_COLUMNS = [

@@ -44,10 +44,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from segrobust.analysis.conformal import in_domain
 from segrobust.analysis.context import label_out_of_range
 from segrobust.analysis.stats import median_ci, min_attainable_p, percentile_ci, wilcoxon_p
 from segrobust.analysis.units import independent_unit, unit_matrix
+from segrobust.contract import in_domain
 
 YES, NO, INCONCLUSIVE, NOT_RUN = "yes", "no", "inconclusive", "not run"
 FINDINGS_COLUMNS = [

@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from segrobust.analysis.conformal import in_domain
 from segrobust.analysis.units import independent_unit
+from segrobust.contract import in_domain
 
 ROOD_WEIGHT_BASE = 2.0 / 3.0
 MODEL_GROUP = ["study", "dataset", "patch"]

@@ -14,82 +14,41 @@ not run, with effect, CI, n, p).
 
 from __future__ import annotations
 
-import os
-import tempfile
+import contextlib
 from numbers import Integral, Real
 from pathlib import Path
 
 import pandas as pd
 
+from segrobust import atomic, contract
 from segrobust.analysis import conformal, context, findings, plots, recipe, robustness, stats
 
-DEFAULT_SETTINGS = {
-    "baseline_arch": "unet",
-    "fnr_level": 0.1,
-    "conformal_alpha": 0.1,
-    "n_bootstrap": 1000,
-    "complexity_bins": 3,
-    "significance": 0.05,
-    "seed": 0,
-    "relative_ce_min_degradation": robustness.MIN_DEGRADATION,
-    "min_cases": 10,
-    "noninferiority_margin": 0.02,
-}
-PER_IMAGE_COLUMNS = [
-    "study",
-    "dataset",
-    "condition",
-    "test_dataset",
-    "split",
-    "perturbation",
-    "severity",
-    "level",
-    "direction",
-    "train_alpha",
-    "test_alpha",
-    "arch",
-    "seed",
-    "patch",
-    "image_id",
-    "dice",
-    "fg_ratio",
-    "complexity",
-    "quality",
-]
-FNR_TABLE_COLUMNS = [*conformal.RUN_KEYS, "condition", "split", "image_id", "threshold", "fnr"]
-CSV_OUTPUTS = [
-    "robustness.csv",
-    "corruption_errors.csv",
-    "texture_trends.csv",
-    "pairwise_wilcoxon.csv",
-    "friedman.csv",
-    "rankings.csv",
-    "bootstrap_ci.csv",
-    "conformal_fnr.csv",
-    "coverage.csv",
-    "per_image_with_bounds.csv",
-    "recipe.csv",
-    "recipe_comparisons.csv",
-    "conformal_summary.csv",
-    "findings.csv",
-    "context_fbr_range.csv",
-    "context_out_of_range.csv",
-    "context_fbr_bins.csv",
-]
-TEXT_OUTPUTS = ["recipe.md", "notes.md"]
-FIGURE_OUTPUTS = ["cd_diagram.png", "coverage.png"]
-OUTPUTS = CSV_OUTPUTS + TEXT_OUTPUTS + FIGURE_OUTPUTS
+#: The settings ``run_analysis`` takes: the config's ``analysis`` section, whose schema states
+#: each one's default and allowed range.
+SETTINGS = (
+    "baseline_arch", "fnr_level", "conformal_alpha", "n_bootstrap", "complexity_bins",
+    "significance", "seed", "relative_ce_min_degradation", "min_cases", "noninferiority_margin",
+)  # fmt: skip
+#: The per-image columns the analysis reads: every identifying column and the Dice.
+ANALYSED_COLUMNS = [c for c in contract.PER_IMAGE_COLUMNS if c not in contract.METRICS] + ["dice"]
+OUTPUTS = (
+    [f"{name}.csv" for name in contract.ANALYSIS_TABLES]
+    + list(contract.ANALYSIS_TEXTS)
+    + [f"{name}.png" for name in contract.ANALYSIS_FIGURES]
+)
 
 
-def check_settings(settings: dict | None) -> dict:
-    """Defaults filled in and every value checked; errors name the key and what is allowed."""
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
-    if unknown:
+def check_settings(settings: dict) -> dict:
+    """Every setting present and checked; errors name the key and what is allowed (the schema
+    checks the config too: this guards callers outside the workflow)."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    missing = sorted(set(SETTINGS) - set(settings))
+    if unknown or missing:
         raise ValueError(
-            f"unknown analysis settings {unknown}; allowed: {sorted(DEFAULT_SETTINGS)}"
+            f"analysis settings: unknown {unknown}, missing {missing}; the keys are "
+            f"{', '.join(SETTINGS)} (the config's analysis section)"
         )
-    merged = {**DEFAULT_SETTINGS, **settings}
+    merged = dict(settings)
     if not isinstance(merged["baseline_arch"], str) or not merged["baseline_arch"]:
         raise ValueError(
             f"analysis.baseline_arch must be an architecture name, got {merged['baseline_arch']!r}"
@@ -113,11 +72,6 @@ def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"{name} table lacks columns {missing}; it needs {columns}")
-
-
-def _normalise_run_keys(table: pd.DataFrame) -> pd.DataFrame:
-    """``patch`` as text (``full`` or an edge length) so tables read from CSV join cleanly."""
-    return table.assign(patch=table["patch"].astype(str))
 
 
 def _cd_panels(friedman: pd.DataFrame) -> dict:
@@ -240,33 +194,27 @@ def run_analysis(
         per_image: per-image rows (contract 4) of every study present.
         fnr: the long-form FNR table with run columns (study, dataset, arch, seed, patch, ...).
         patches: training patches (``patches.csv`` rows with run columns) or None.
-        settings: the config's ``analysis`` section (keys of ``DEFAULT_SETTINGS``).
+        settings: the config's ``analysis`` section (the keys of ``SETTINGS``).
         out_dir: the output folder (created if missing).
     """
     settings = check_settings(settings)
-    _require(per_image, PER_IMAGE_COLUMNS, "per-image")
-    _require(fnr, FNR_TABLE_COLUMNS, "fnr")
-    per_image = _normalise_run_keys(per_image)
-    fnr = _normalise_run_keys(fnr)
+    _require(per_image, ANALYSED_COLUMNS, "per-image")
+    _require(fnr, list(contract.FNR_COLUMNS), "fnr")
     if patches is not None:
-        _require(patches, [*context.RUN_KEYS, "fg_ratio"], "patches")
-        patches = _normalise_run_keys(patches)
+        _require(patches, list(contract.PATCH_COLUMNS), "patches")
     tables, notes = analyse(per_image, fnr, patches, settings)
     tables["notes.md"] = "# Analysis notes\n\n" + "\n".join(notes) + "\n"
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # Everything lands in a scratch folder first and is moved in only when all of it succeeded.
-    with tempfile.TemporaryDirectory(dir=out, prefix=".analysis-") as scratch:
-        staged = Path(scratch)
+    # Every output is staged and moved into place only when all of them succeeded.
+    with contextlib.ExitStack() as outputs:
+        staged = {name: outputs.enter_context(atomic.atomic_file(out / name)) for name in OUTPUTS}
         for name, value in tables.items():
             text = value if isinstance(value, str) else value.to_csv(index=False)
-            (staged / name).write_text(text)
+            staged[name].write_text(text)
         plots.critical_difference_diagrams(
-            _cd_panels(tables["friedman.csv"]), staged / "cd_diagram.png"
+            _cd_panels(tables["friedman.csv"]), staged["cd_diagram.png"]
         )
         plots.coverage_plot(
-            tables["coverage.csv"], settings["conformal_alpha"], staged / "coverage.png"
+            tables["coverage.csv"], settings["conformal_alpha"], staged["coverage.png"]
         )
-        for name in OUTPUTS:
-            os.replace(staged / name, out / name)
     return {name: out / name for name in OUTPUTS}

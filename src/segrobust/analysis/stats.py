@@ -28,8 +28,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from segrobust.analysis.conformal import in_domain
 from segrobust.analysis.units import independent_unit, unit_matrix
+from segrobust.contract import in_domain
 
 CONDITION_KEYS = ["study", "dataset", "patch", "condition"]
 

@@ -32,7 +32,7 @@ from segrobust.report.plotting import (
 )
 
 ALPHA_LABEL = "Blend factor alpha (higher = harder)"
-IN_DOMAIN_COLUMNS = ("dataset", "test_dataset", "perturbation")
+IN_DOMAIN_COLUMNS = ("dataset", "condition")
 """What `contract.in_domain` reads."""
 BOUNDED_METRICS = ("dice", "nsd", "quality")
 """Metrics in [0, 1]: their axes and colour scales span exactly that range."""
