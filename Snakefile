@@ -18,6 +18,9 @@ check_config_files("config/config.yaml", workflow.config_settings.configfiles)
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -37,6 +40,12 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+
+
+onstart:
+    # when this invocation started, for the report's provenance line (not an input of any job)
+    Path(RUN_STARTED).parent.mkdir(parents=True, exist_ok=True)
+    Path(RUN_STARTED).write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z") + "\n")
 
 
 rule all:

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from segrobust.analysis import conformal, stats
+from segrobust.analysis import context as analysis_context
+from segrobust.contract import ANALYSIS_FIGURES, FIGURE_TABLES, PER_IMAGE_COLUMNS, study_of_figure
 from segrobust.contract import FIGURES as CONTRACT_FIGURES
-from segrobust.contract import PER_IMAGE_COLUMNS, study_of_figure
-from segrobust.report.context_figures import training_fbr_range
+from segrobust.report.context_figures import plot_metric_vs_test_fbr
 from segrobust.report.figures import FIGURES, draw_figure
-from segrobust.report.plotting import LEGEND_WIDTH, arch_palette, save_figure
-
-LAYOUT = {"panel_width": 2.0, "panel_height": 1.5, "dpi": 30}
+from segrobust.report.plotting import DPI, LEGEND_WIDTH, Layout, arch_palette, save_figure
+from segrobust.report.texture_figures import plot_texture_heatmap, plot_texture_in_domain
 
 
 def _row(**values):
@@ -145,24 +146,47 @@ def context_tables(archs, patch_sizes, seeds=(1,), n_cases=4):
                     "dataset": "spheres",
                     "arch": arch,
                     "seed": seed,
-                    "patch": patch,
+                    "patch": str(patch),
                 }
             )
     return pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS), pd.DataFrame(patches)
 
 
-RICH = {
-    "texture": texture_table(["unet", "noskip_unet", "unetpp"], [0.1, 0.5, 0.9], ["fg", "bg"],
-                             seeds=(1, 2)),
-    "perturbation": perturbation_table(["unet", "attention_unet"], ["busi", "glas"],
-                                       ["speckle", "background_blur", "gamma"], [1, 2]),
-    "context": context_tables(["unet", "unetr"], [16, 32, 64], seeds=(1, 2)),
-}  # fmt: skip
-TINY = {
-    "texture": texture_table(["unet"], [0.5], ["fg"], n_images=1),
-    "perturbation": perturbation_table(["unet"], ["busi"], ["speckle"], [1], n_images=1),
-    "context": context_tables(["unet"], [32], n_cases=1),
-}
+def _tables(texture, perturbation, context):
+    """Every table a figure is drawn from, by name, the analysis ones computed as the analysis
+    stage computes them."""
+    per_image, patches = context
+    everything = pd.concat([texture, perturbation, per_image], ignore_index=True)
+    with_bounds, calibration = conformal.calibrate_dice_bounds(everything, 0.1)
+    ranges = analysis_context.training_fbr_range(patches)
+    return {
+        "texture": {"per_image": texture},
+        "perturbation": {"per_image": perturbation},
+        "context": {
+            "per_image": per_image,
+            "patches": patches,
+            "context_fbr_range": ranges,
+            "context_fbr_bins": analysis_context.dice_by_fbr_bin(per_image, 3),
+        },
+        "analysis": {
+            "friedman": stats.friedman(everything, 0.05),
+            "coverage": conformal.coverage_table(with_bounds, calibration, 0.1, 0.05),
+        },
+    }
+
+
+RICH = _tables(
+    texture_table(["unet", "noskip_unet", "unetpp"], [0.1, 0.5, 0.9], ["fg", "bg"], seeds=(1, 2),
+                  n_images=12),
+    perturbation_table(["unet", "attention_unet"], ["busi", "glas"],
+                       ["speckle", "background_blur", "gamma"], [1, 2]),
+    context_tables(["unet", "unetr"], [16, 32, 64], seeds=(1, 2)),
+)  # fmt: skip
+TINY = _tables(
+    texture_table(["unet"], [0.5], ["fg"], n_images=1),
+    perturbation_table(["unet"], ["busi"], ["speckle"], [1], n_images=1),
+    context_tables(["unet"], [32], n_cases=1),
+)
 
 # figure -> (rows, cols, legend) of its panel grid for the RICH and TINY tables
 GRIDS = {
@@ -178,43 +202,53 @@ GRIDS = {
 }
 
 
-def _draw(name, tables, path):
-    spec = FIGURES.get(name)
-    data = tables[study_of_figure(name)]
-    if study_of_figure(name) == "context":
-        per_image, patches = data
-        table = patches if spec.table == "patches" else per_image
-        draw_figure(name, table, path, patches=patches if spec.needs_patches else None, **LAYOUT)
-    else:
-        draw_figure(name, data, path, **LAYOUT)
+def _draw(name, tables, path, **options):
+    group = "analysis" if name in ANALYSIS_FIGURES else study_of_figure(name)
+    needed = {t: tables[group][t] for t in FIGURE_TABLES[name]}
+    draw_figure(name, needed, path, **options)
 
 
 def test_every_registered_figure_is_tested_and_named_in_the_contract():
     named = {n for names in CONTRACT_FIGURES.values() for n in names}
-    assert set(FIGURES.names()) == set(GRIDS) == named
+    assert set(GRIDS) == named
+    assert set(FIGURES.names()) == named | set(ANALYSIS_FIGURES) == set(FIGURE_TABLES)
 
 
 @pytest.mark.parametrize("size", ["rich", "tiny"])
 @pytest.mark.parametrize("name", sorted(GRIDS))
 def test_figure_writes_readable_png_of_grid_size(name, size, tmp_path):
     path = tmp_path / "fig" / f"{name}.png"
-    _draw(name, RICH if size == "rich" else TINY, path)
+    layout = Layout(panel_width=2.0, panel_height=1.5, dpi=30)
+    _draw(name, RICH if size == "rich" else TINY, path, layout=layout)
     image = mpimg.imread(path)
     nrows, ncols, legend = GRIDS[name][size]
-    width = (ncols * LAYOUT["panel_width"] + (LEGEND_WIDTH if legend else 0)) * LAYOUT["dpi"]
-    height = nrows * LAYOUT["panel_height"] * LAYOUT["dpi"]
+    width = (ncols * layout.panel_width + (LEGEND_WIDTH if legend else 0)) * layout.dpi
+    height = nrows * layout.panel_height * layout.dpi
     assert image.shape[:2] == (round(height), round(width))
     assert image[..., :3].std() > 0.01  # something was drawn, not a blank canvas
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
 
 
+@pytest.mark.parametrize("size", ["rich", "tiny"])
+@pytest.mark.parametrize("name", ANALYSIS_FIGURES)
+def test_analysis_figure_is_drawn_or_says_why_not(name, size, tmp_path):
+    path = tmp_path / f"{name}.png"
+    _draw(name, RICH if size == "rich" else TINY, path, dpi=30)
+    assert mpimg.imread(path)[..., :3].std() > 0.01
+
+
+def test_draw_figure_names_the_tables_it_needs(tmp_path):
+    with pytest.raises(ValueError, match=r"\['context_fbr_bins', 'context_fbr_range'\]"):
+        draw_figure("context_test_fbr", {"per_image": RICH["context"]["per_image"]}, tmp_path)
+
+
 def test_heatmap_default_panel_grows_with_alphas(tmp_path):
     table = texture_table(["unet"], [0.1 * i for i in range(1, 10)], ["fg"], n_images=1)
     path = tmp_path / "heat.png"
-    FIGURES.get("texture_heatmap").plot(table, path, dpi=20)
+    plot_texture_heatmap(path, per_image=table)
     height, width = mpimg.imread(path).shape[:2]
     # matplotlib truncates a fractional pixel size
-    assert width == int((0.42 * 9 + 1.2) * 20) and height == int((0.36 * 9 + 1.0) * 20)
+    assert width == int((0.42 * 9 + 1.4) * DPI) and height == int((0.36 * 9 + 1.0) * DPI)
 
 
 def test_arch_colours_do_not_depend_on_the_other_archs():
@@ -226,56 +260,48 @@ def test_arch_colours_do_not_depend_on_the_other_archs():
 
 def test_palette_missing_an_arch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="noskip_unet"):
-        FIGURES.get("texture_in_domain").plot(
-            RICH["texture"], tmp_path / "x.png", palette={"unet": "red", "unetpp": "blue"}
+        plot_texture_in_domain(
+            tmp_path / "x.png",
+            per_image=RICH["texture"]["per_image"],
+            palette={"unet": "red", "unetpp": "blue"},
         )
     assert not (tmp_path / "x.png").exists()
 
 
 def test_missing_column_is_named(tmp_path):
-    table = RICH["texture"].drop(columns=["complexity"])
+    table = RICH["texture"]["per_image"].drop(columns=["complexity"])
     with pytest.raises(ValueError, match="complexity"):
-        FIGURES.get("texture_complexity").plot(table, tmp_path / "x.png")
+        draw_figure("texture_complexity", {"per_image": table}, tmp_path / "x.png")
 
 
 def test_unknown_metric_lists_allowed(tmp_path):
-    table = RICH["perturbation"].assign(iou=0.5)
+    table = RICH["perturbation"]["per_image"].assign(iou=0.5)
     with pytest.raises(ValueError, match="allowed: .*hd95"):
-        FIGURES.get("perturbation_dice").plot(table, tmp_path / "x.png", metric="iou", **LAYOUT)
+        draw_figure("perturbation_dice", {"per_image": table}, tmp_path / "x.png", metric="iou")
     assert not (tmp_path / "x.png").exists()
 
 
 def test_calibration_rows_are_not_plotted(tmp_path):
-    table = RICH["texture"]
+    table = RICH["texture"]["per_image"]
     with pytest.raises(ValueError, match="split 'test'"):
-        FIGURES.get("texture_in_domain").plot(
-            table[table["split"] == "calibration"], tmp_path / "x.png"
-        )
+        plot_texture_in_domain(tmp_path / "x.png", per_image=table[table["split"] == "calibration"])
 
 
 def test_perturbation_figure_needs_perturbed_rows(tmp_path):
-    table = RICH["perturbation"]
+    table = RICH["perturbation"]["per_image"]
     with pytest.raises(ValueError, match="no perturbed"):
-        FIGURES.get("perturbation_dice").plot(table[table["severity"] == 0], tmp_path / "x.png")
+        draw_figure("perturbation_dice", {"per_image": table[table["severity"] == 0]}, tmp_path)
 
 
-def test_test_fbr_figure_needs_training_patches_of_every_patch_size(tmp_path):
-    per_image, patches = RICH["context"]
+def test_test_fbr_figure_needs_the_range_of_every_patch_size(tmp_path):
+    tables = RICH["context"]
+    ranges = tables["context_fbr_range"]
     with pytest.raises(ValueError, match=r"patch sizes \['64'\]"):
-        draw_figure("context_test_fbr", per_image, tmp_path / "x.png",
-                    patches=patches[patches["patch"] != 64])  # fmt: skip
-    with pytest.raises(ValueError, match="needs the training-patch table"):
-        draw_figure("context_test_fbr", per_image, tmp_path / "x.png")
-
-
-def test_training_fbr_range_percentiles():
-    patches = pd.DataFrame({"patch": [16] * 101 + ["32"] * 2, "fg_ratio": [*range(101), 5, 7]})
-    ranges = training_fbr_range(patches).set_index("patch")
-    assert ranges.loc["16"].tolist() == pytest.approx([5.0, 95.0])
-    minmax = training_fbr_range(patches, (0, 100)).set_index("patch")
-    assert minmax.loc["32"].tolist() == pytest.approx([5.0, 7.0])
-    with pytest.raises(ValueError, match="percentiles"):
-        training_fbr_range(patches, (90, 10))
+        plot_metric_vs_test_fbr(
+            tmp_path / "x.png",
+            context_fbr_range=ranges[ranges["patch"] != "64"],
+            context_fbr_bins=tables["context_fbr_bins"],
+        )
 
 
 def test_failed_save_leaves_nothing(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from segrobust.analysis import stats
-from segrobust.analysis.plots import insignificant_groups
+from segrobust.report.analysis_figures import insignificant_groups
 
 
 def test_holm_matches_hand_values():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import zipfile
 
 import pandas as pd
 import pytest
 import yaml
 from workflow_helpers import copy_workflow, planned_jobs, planned_wildcards, snakemake
 
+from segrobust.contract import ANALYSIS_FIGURES, ANALYSIS_TABLES, FIGURES
+from segrobust.report.screenshot import find_browser, first_screen
 from segrobust.spec.code_deps import library_files
 
 pytestmark = pytest.mark.workflow
@@ -27,18 +30,18 @@ def finished(tmp_path_factory):
 def test_every_rule_ran_and_report_is_complete(finished):
     html = (finished / "results/report/index.html").read_text()
     figures = sorted((finished / "results/report/figures").glob("*.png"))
-    assert len(figures) == 9  # three per study
-    assert html.count("data:image/png;base64") >= len(figures) + 2  # + CD diagram, coverage
-    for word in (
-        "Wilcoxon",
-        "Holm",
-        "Friedman",
-        "critical difference",
-        "conformal",
-        "coverage",
-        "Degradation",
-    ):
+    assert len(figures) == 3 * 3 + len(ANALYSIS_FIGURES)  # three per study + the analysis ones
+    assert html.count("data:image/png;base64") == len(figures)
+    for word in ("Wilcoxon", "Holm", "Friedman", "critical difference", "conformal", "coverage",
+                 "Degradation"):  # fmt: skip
         assert word.lower() in html.lower(), word
+    # the answer leads; raw tables are folded at the end, each copied beside the page
+    assert html.index('id="answer"') < html.index('id="texture"') < html.index('id="tables"')
+    assert "Which architecture to use" in html and "The papers' findings" in html
+    copies = {p.stem for p in (finished / "results/report/tables").iterdir()}
+    assert set(ANALYSIS_TABLES) <= copies
+    findings = pd.read_csv(finished / "results/report/findings.csv")
+    assert set(findings["reproduced"]) <= {"yes", "no", "inconclusive", "not run"}
     per_image = pd.read_csv(finished / "results/texture/per_image.csv")
     assert set(per_image["arch"]) == {"unet", "noskip_unet"}
     assert set(per_image["split"]) == {"test", "calibration"}
@@ -47,6 +50,30 @@ def test_every_rule_ran_and_report_is_complete(finished):
         finished / "results/texture/models/texture-background-0.2/unet/pfull/seed1/train_log.csv"
     )
     assert list(log["epoch"]) == [1]
+
+
+def test_snakemake_report_packs_every_figure_with_its_caption(finished):
+    snakemake(finished, "--report", "report.zip")
+    with zipfile.ZipFile(finished / "report.zip") as packed:
+        names = packed.namelist()
+        text = " ".join(
+            packed.read(n).decode("utf-8", "replace") for n in names if n.endswith(".html")
+        )
+    for figure in [*[n for names_ in FIGURES.values() for n in names_], *ANALYSIS_FIGURES]:
+        assert any(n.endswith(f"{figure}.png") for n in names), figure
+        caption = (finished / "workflow/report/captions" / f"{figure}.rst").read_text().split()
+        assert " ".join(caption[:6]) in " ".join(text.split()), figure
+    assert "which segmentation architecture to trust" in text
+
+
+def test_report_leads_with_the_answer_on_the_first_screen(finished, tmp_path):
+    if find_browser() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium (apt-get install chromium): .ci/run does")
+        pytest.skip("no Chromium here (apt-get install chromium); CI runs this check")
+    screen = first_screen(finished / "results/report/index.html", screenshot=tmp_path / "s.png")
+    assert screen.answer_visible, screen
+    assert (tmp_path / "s.png").stat().st_size > 0
 
 
 def test_second_run_executes_nothing(finished):

@@ -118,7 +118,7 @@ FIGURES: Mapping[str, tuple[str, ...]] = {
     "context": ("context_patch_size", "context_test_fbr", "context_training_fbr"),
 }
 
-#: Figures of the analysis stage (``results/analysis/<name>.png``).
+#: Report figures drawn from the analysis tables, across studies.
 ANALYSIS_FIGURES: tuple[str, ...] = ("cd_diagram", "coverage")
 
 #: Tables of the analysis stage (``results/analysis/<name>.csv``).
@@ -131,6 +131,34 @@ ANALYSIS_TABLES: tuple[str, ...] = (
 
 #: Text outputs of the analysis stage (``results/analysis/<name>``).
 ANALYSIS_TEXTS: tuple[str, ...] = ("recipe.md", "notes.md")
+
+#: The tables each report figure is drawn from: a study's own tables (``per_image``,
+#: ``patches``) or analysis tables. The plotting function takes them as keyword arguments of the
+#: same names.
+FIGURE_TABLES: Mapping[str, tuple[str, ...]] = {
+    "texture_in_domain": ("per_image",),
+    "texture_heatmap": ("per_image",),
+    "texture_complexity": ("per_image",),
+    "perturbation_dice": ("per_image",),
+    "perturbation_hd95": ("per_image",),
+    "perturbation_complexity_levels": ("per_image",),
+    "context_patch_size": ("per_image",),
+    "context_test_fbr": ("context_fbr_range", "context_fbr_bins"),
+    "context_training_fbr": ("patches", "context_fbr_range"),
+    "cd_diagram": ("friedman",),
+    "coverage": ("coverage",),
+}
+
+
+def figure_table_paths(figure: str) -> dict[str, str]:
+    """Table name -> CSV path of every table ``figure`` is drawn from."""
+    study = None if figure in ANALYSIS_FIGURES else study_of_figure(figure)
+    return {
+        table: f"results/analysis/{table}.csv"
+        if table in ANALYSIS_TABLES
+        else f"results/{study}/{table}.csv"
+        for table in FIGURE_TABLES[figure]
+    }
 
 
 def study_of_figure(figure: str) -> str:

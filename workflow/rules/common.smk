@@ -2,6 +2,7 @@
 
 import os
 import re
+import time
 from pathlib import Path
 
 import yaml
@@ -10,8 +11,10 @@ from snakemake.utils import validate
 from segrobust.contract import (
     ANALYSIS_FIGURES,
     ANALYSIS_TABLES,
+    ANALYSIS_TEXTS,
     FIGURES,
     Run,
+    figure_table_paths,
     study_of_figure,
 )
 from segrobust.spec.code_deps import library_files
@@ -127,15 +130,30 @@ def get_dataset_entry(wildcards):
 
 
 # --- report (rules in report.smk) ---
+ALL_FIGURES = [n for names in FIGURES.values() for n in names] + list(ANALYSIS_FIGURES)
+# written when an invocation starts (onstart in the Snakefile); the report says when it was
+RUN_STARTED = "logs/run_started.txt"
 
 
-def report_figures():
+def report_figure_names():
     """Every figure the report shows, for the enabled studies."""
-    figures = [f"results/report/figures/{n}.png" for s in STUDIES for n in FIGURES[s]]
-    return figures + [f"results/analysis/{n}.png" for n in ANALYSIS_FIGURES]
+    return [n for s in STUDIES for n in FIGURES[s]] + list(ANALYSIS_FIGURES)
 
 
-def report_captions():
-    """The caption files of every figure the report shows (workflow/report/<name>.rst)."""
-    names = [n for s in STUDIES for n in FIGURES[s]] + list(ANALYSIS_FIGURES)
-    return [os.path.relpath(REPO / "workflow" / "report" / f"{n}.rst") for n in names]
+def figure_inputs(wildcards):
+    """The tables a figure is drawn from (contract.FIGURE_TABLES) and the script's code."""
+    return {**figure_table_paths(wildcards.figure), "code": code_of("plot_figure.py")}
+
+
+def figure_category(figure):
+    """The --report category: the figure's study, or "analysis"."""
+    return "analysis" if figure in ANALYSIS_FIGURES else study_of_figure(figure)
+
+
+def caption_file(figure):
+    """The caption of a figure, relative to the working directory (a moved project keeps it)."""
+    return os.path.relpath(REPO / "workflow" / "report" / "captions" / f"{figure}.rst")
+
+
+def caption_text(figure):
+    return " ".join(Path(caption_file(figure)).read_text().split())

@@ -48,7 +48,9 @@ rule perturb_test_split:
     threads: config["threads"]["data"]
     params:
         severities=config["studies"]["perturbation"]["severities"],
-        options=lambda w: config["studies"]["perturbation"]["options"].get(w.perturbation, {}),
+        options=lambda w: config["studies"]["perturbation"]["options"].get(
+            w.perturbation, {}
+        ),
         seed=config["studies"]["perturbation"]["perturbation_seed"],
     script:
         "../scripts/perturb_test_split.py"

@@ -1,25 +1,4 @@
-# Figures per study, the analysis stage, and the self-contained HTML report.
-
-
-rule plot_study:
-    input:
-        per_image=lambda w: f"results/{study_of_figure(w.figure)}/per_image.csv",
-        patches=lambda w: f"results/{study_of_figure(w.figure)}/patches.csv",
-        code=code_of("plot_study.py"),
-    output:
-        report(
-            "results/report/figures/{figure}.png",
-            caption="../report/{figure}.rst",
-            category="figures",
-        ),
-    log:
-        "logs/report/{figure}.log",
-    wildcard_constraints:
-        figure="|".join(n for names in FIGURES.values() for n in names),
-    conda:
-        "../../envs/segrobust.yaml"
-    script:
-        "../scripts/plot_study.py"
+# The analysis stage, every report figure, and the self-contained HTML report.
 
 
 rule analyze:
@@ -30,18 +9,7 @@ rule analyze:
         code=code_of("analyze.py"),
     output:
         tables=[f"results/analysis/{name}.csv" for name in ANALYSIS_TABLES],
-        recipe_text="results/analysis/recipe.md",
-        notes="results/analysis/notes.md",
-        cd_diagram=report(
-            "results/analysis/cd_diagram.png",
-            caption="../report/cd_diagram.rst",
-            category="analysis",
-        ),
-        coverage=report(
-            "results/analysis/coverage.png",
-            caption="../report/coverage.rst",
-            category="analysis",
-        ),
+        texts=[f"results/analysis/{name}" for name in ANALYSIS_TEXTS],
     log:
         "logs/analysis/analyze.log",
     conda:
@@ -52,18 +20,44 @@ rule analyze:
         "../scripts/analyze.py"
 
 
+rule plot_figure:
+    input:
+        unpack(figure_inputs),
+    output:
+        report(
+            "results/report/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category=lambda w: figure_category(w.figure),
+        ),
+    log:
+        "logs/report/{figure}.log",
+    wildcard_constraints:
+        figure=regex_of(ALL_FIGURES),
+    conda:
+        "../../envs/segrobust.yaml"
+    params:
+        # the caption's text (workflow/report/captions/<figure>.rst): shown by --report through
+        # the figure.rst template, and its edits re-draw nothing but this rule's report entry
+        caption=lambda w: caption_text(w.figure),
+    script:
+        "../scripts/plot_figure.py"
+
+
 rule build_report:
     input:
-        figures=report_figures(),
+        figures=[f"results/report/figures/{n}.png" for n in report_figure_names()],
+        captions=[caption_file(n) for n in report_figure_names()],
         summaries=[f"results/{s}/summary.csv" for s in STUDIES],
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
+        train_logs=[f"results/{s}/train_logs.csv" for s in STUDIES],
         analysis=rules.analyze.output.tables,
-        recipe_text=rules.analyze.output.recipe_text,
-        notes=rules.analyze.output.notes,
-        captions=report_captions(),
+        texts=rules.analyze.output.texts,
+        findings="results/analysis/findings.csv",
         code=code_of("build_report.py"),
     output:
-        "results/report/index.html",
+        html="results/report/index.html",
+        findings="results/report/findings.csv",
+        tables=directory("results/report/tables"),
     log:
         "logs/report/build_report.log",
     conda:
@@ -71,5 +65,7 @@ rule build_report:
     params:
         config=config,
         studies=STUDIES,
+        repo=str(REPO),
+        started_file=RUN_STARTED,
     script:
         "../scripts/build_report.py"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from segrobust import atomic, contract
-from segrobust.analysis import conformal, context, findings, plots, recipe, robustness, stats
+from segrobust.analysis import conformal, context, findings, recipe, robustness, stats
 
 #: The settings ``run_analysis`` takes: the config's ``analysis`` section, whose schema states
 #: each one's default and allowed range.
@@ -31,11 +31,7 @@ SETTINGS = (
 )  # fmt: skip
 #: The per-image columns the analysis reads: every identifying column and the Dice.
 ANALYSED_COLUMNS = [c for c in contract.PER_IMAGE_COLUMNS if c not in contract.METRICS] + ["dice"]
-OUTPUTS = (
-    [f"{name}.csv" for name in contract.ANALYSIS_TABLES]
-    + list(contract.ANALYSIS_TEXTS)
-    + [f"{name}.png" for name in contract.ANALYSIS_FIGURES]
-)
+OUTPUTS = [f"{name}.csv" for name in contract.ANALYSIS_TABLES] + list(contract.ANALYSIS_TEXTS)
 
 
 def check_settings(settings: dict) -> dict:
@@ -72,20 +68,6 @@ def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"{name} table lacks columns {missing}; it needs {columns}")
-
-
-def _cd_panels(friedman: pd.DataFrame) -> dict:
-    panels = {}
-    for study, rows in friedman.groupby("study", sort=True):
-        if len(rows) >= 2:
-            first = rows.iloc[0]
-            if first["status"] == "computed":
-                p_text = f"Friedman p = {first['p_value']:.3g}"
-            else:
-                p_text = f"Friedman {first['status']}"
-            title = f"{study}: {p_text}, N = {first['n_blocks']} test-set blocks (notes.md)"
-            panels[title] = (rows.set_index("arch")["average_rank"], first["critical_difference"])
-    return panels
 
 
 def context_ranges(per_image: pd.DataFrame, patches: pd.DataFrame | None) -> pd.DataFrame:
@@ -211,10 +193,4 @@ def run_analysis(
         for name, value in tables.items():
             text = value if isinstance(value, str) else value.to_csv(index=False)
             staged[name].write_text(text)
-        plots.critical_difference_diagrams(
-            _cd_panels(tables["friedman.csv"]), staged["cd_diagram.png"]
-        )
-        plots.coverage_plot(
-            tables["coverage.csv"], settings["conformal_alpha"], staged["coverage.png"]
-        )
     return {name: out / name for name in OUTPUTS}

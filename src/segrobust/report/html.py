@@ -1,8 +1,11 @@
 """The self-contained HTML report: figures inlined as data URIs, tables, the config, versions.
 
-One file a researcher can mail or archive: no external references. Snakemake's own
-``--report`` packs the same figures with their captions; this page adds the tables, the analysis
-text and the provenance (config and package versions) next to them.
+One file a researcher can mail or archive: no external references, except links to the CSV
+copies of the tables written beside it. Snakemake's own ``--report`` packs the same figures with
+their captions; this page leads with the answer and adds the tables and the provenance.
+
+The page is assembled from small HTML fragments (`paragraph`, `bullets`, `figure`, `table`,
+`collapsed_table`) placed in `Section`s; text is always escaped.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import importlib.metadata
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,30 +27,36 @@ import yaml
 from segrobust import atomic
 
 VERSIONED_PACKAGES = (
-    "segrobust", "torch", "monai", "snakemake", "numpy", "scipy", "pandas", "seaborn",
-    "matplotlib", "nibabel", "SimpleITK", "scikit-image",
+    "segrobust", "torch", "monai", "snakemake", "numpy", "scipy", "statsmodels", "pandas",
+    "seaborn", "matplotlib", "nibabel", "SimpleITK", "scikit-image",
 )  # fmt: skip
 
+#: Rows of a table shown in the page; the CSV beside the report has them all.
+MAX_ROWS = 200
+
 STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{border-bottom:2px solid #333}h2{margin-top:2em;border-bottom:1px solid #aaa}
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222}
+h1{border-bottom:2px solid #333;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #aaa}
+.meta{color:#555;font-size:.9em}nav{font-size:.9em;margin:.5em 0 1em}nav a{margin-right:1em}
+#answer{background:#f4f8fc;border:1px solid #c9d9ea;padding:.2em 1.2em 1em;border-radius:6px}
+#answer h2{margin-top:.6em}li{margin:.25em 0}.yes{color:#1a7f37;font-weight:600}
+.no{color:#b42318;font-weight:600}.inconclusive{color:#8a6d00}
 figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#444}
-table{border-collapse:collapse;font-size:.8em;margin:.5em 0 1.5em}
+table{border-collapse:collapse;font-size:.8em;margin:.5em 0 1em}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}
+td:first-child,th:first-child{text-align:left}
 pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.85em}
-.tablewrap{max-height:420px;overflow:auto}
+details{margin:.4em 0}summary{cursor:pointer}.tablewrap{max-height:420px;overflow:auto}
 """
 
 
 @dataclass
 class Section:
-    """One part of the report: prose paragraphs, figures (path, caption), tables (table or CSV
-    path, caption)."""
+    """One part of the report: a heading (with an anchor ``id``) and its HTML fragments."""
 
     title: str
-    text: Sequence[str] = ()
-    figures: Sequence[tuple[str | os.PathLike, str]] = ()
-    tables: Sequence[tuple[pd.DataFrame | str | os.PathLike, str]] = field(default_factory=list)
+    id: str
+    blocks: Sequence[str] = field(default_factory=list)
 
 
 def package_versions() -> dict[str, str]:
@@ -61,7 +70,21 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _figure(path: str | os.PathLike, caption: str) -> str:
+def paragraph(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+def heading(text: str, level: int = 3) -> str:
+    return f"<h{level}>{html.escape(text)}</h{level}>"
+
+
+def bullets(items: Iterable[str]) -> str:
+    """A list of escaped items (plain text)."""
+    return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
+
+
+def figure(path: str | os.PathLike, caption: str) -> str:
+    """A PNG inlined as a data URI, with its caption; a missing file is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"report figure not found: {path}")
@@ -72,51 +95,112 @@ def _figure(path: str | os.PathLike, caption: str) -> str:
     )
 
 
-def _table(table: pd.DataFrame | str | os.PathLike, caption: str) -> str:
-    if not isinstance(table, pd.DataFrame):
-        if not Path(table).is_file():
-            raise FileNotFoundError(f"report table not found: {table}")
-        table = pd.read_csv(table)
-    body = (
-        "<p><em>(empty: the studies run do not provide this table)</em></p>"
-        if table.empty
-        else table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+def table(frame: pd.DataFrame, *, classes: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """A table (first `MAX_ROWS` rows), numbers to 4 significant digits, empty cells blank.
+
+    ``classes`` maps a column to {cell value: CSS class} (e.g. reproduced yes / no).
+    """
+    if frame.empty:
+        return "<p><em>(empty: the studies run do not provide this table)</em></p>"
+    shown = frame.head(MAX_ROWS)
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = []
+    for record in shown.itertuples(index=False):
+        cells = []
+        for column, value in zip(shown.columns, record, strict=True):
+            css = (classes or {}).get(column, {}).get(str(value))
+            attr = f' class="{css}"' if css else ""
+            cells.append(f"<td{attr}>{html.escape(_cell(value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = (
+        f"<p><em>First {MAX_ROWS} of {len(frame)} rows; the CSV has them all.</em></p>"
+        if len(frame) > MAX_ROWS
+        else ""
     )
-    return f"<h3>{html.escape(caption)}</h3><div class='tablewrap'>{body}</div>"
+    return f"<table><tr>{header}</tr>{''.join(rows)}</table>{more}"
 
 
-def _text(paragraph: str) -> str:
-    """A paragraph, or a Markdown-style list / heading block kept as lines."""
-    lines = [html.escape(line) for line in paragraph.strip().splitlines()]
-    return "<p>" + "<br>".join(lines) + "</p>"
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def collapsed_table(frame: pd.DataFrame, caption: str, link: str) -> str:
+    """A table folded under its caption, with a link to its CSV copy beside the report."""
+    return (
+        f"<details><summary>{html.escape(caption)} ({len(frame)} rows, "
+        f'<a href="{html.escape(link)}">{html.escape(link)}</a>)</summary>'
+        f"<div class='tablewrap'>{table(frame)}</div></details>"
+    )
+
+
+def notes(markdown: str) -> str:
+    """The analysis notes (``notes.md``: ``#``/``##`` headings and ``-`` items, as
+    ``segrobust.analysis.run`` writes them) as HTML headings and lists."""
+    parts: list[str] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if items:
+            parts.append(bullets(items))
+            items.clear()
+
+    for line in markdown.splitlines():
+        text = line.strip()
+        if text.startswith("- "):
+            items.append(text[2:])
+        elif text.startswith("#"):
+            flush()
+            if text.lstrip("#").strip() and not text.startswith("# "):
+                parts.append(heading(text.lstrip("#").strip(), 4))
+        elif text:
+            flush()
+            parts.append(paragraph(text))
+    flush()
+    return "".join(parts)
 
 
 def build_html_report(
     out_path: str | os.PathLike,
     *,
     title: str,
+    meta: Sequence[str],
     sections: Sequence[Section],
     config: Mapping[str, Any],
     versions: Mapping[str, str],
 ) -> None:
-    """Write the report to ``out_path`` atomically; a missing figure or table is an error."""
+    """Write the report to ``out_path`` atomically: the title, ``meta`` lines (run provenance), a
+    table of contents, the sections, then the configuration and the package versions.
+
+    A missing figure is an error (nothing is written).
+    """
+    appendix = [
+        Section("Configuration used", "config", [
+            f"<pre>{html.escape(yaml.safe_dump(dict(config), sort_keys=False))}</pre>"
+        ]),
+        Section("Package versions", "versions", [
+            table(pd.DataFrame(versions.items(), columns=["package", "version"]))
+        ]),
+    ]  # fmt: skip
+    everything = [*sections, *appendix]
+    contents = " ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in everything)
     parts = [
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>",
+        *(f"<p class='meta'>{html.escape(line)}</p>" for line in meta),
+        f"<nav>{contents}</nav>",
     ]
-    for section in sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        parts += [_text(p) for p in section.text]
-        parts += [_figure(p, c) for p, c in section.figures]
-        parts += [_table(t, c) for t, c in section.tables]
-    parts.append("<h2>Configuration used</h2>")
-    parts.append(f"<pre>{html.escape(yaml.safe_dump(dict(config), sort_keys=False))}</pre>")
-    parts.append("<h2>Package versions</h2>")
-    parts.append(_table(pd.DataFrame(versions.items(), columns=["package", "version"]), ""))
+    for section in everything:
+        parts.append(f'<section id="{section.id}"><h2>{html.escape(section.title)}</h2>')
+        parts += list(section.blocks)
+        parts.append("</section>")
     page = (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         + "\n".join(parts)
-        + "</body></html>\n"
+        + f"<p class='meta'>Written {time.strftime('%Y-%m-%d %H:%M')}.</p></body></html>\n"
     )
     atomic.write_text(out_path, page)

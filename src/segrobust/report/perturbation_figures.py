@@ -16,9 +16,8 @@ from segrobust.analysis.aggregate import with_named_levels
 from segrobust.contract import LEVEL_ORDER
 from segrobust.report.plotting import (
     COMPLEXITY_LABEL,
-    DPI,
-    PANEL_HEIGHT,
-    PANEL_WIDTH,
+    LAYOUT,
+    Layout,
     add_arch_legend,
     facet_rows,
     facet_values,
@@ -55,14 +54,12 @@ def severity_curves(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_perturbation_severity(
-    df: pd.DataFrame,
     path: str | os.PathLike,
     *,
+    per_image: pd.DataFrame,
     metric: str = "dice",
     palette: Mapping[str, str] | None = None,
-    panel_width: float = PANEL_WIDTH,
-    panel_height: float = PANEL_HEIGHT,
-    dpi: int = DPI,
+    layout: Layout = LAYOUT,
 ) -> None:
     """``metric`` vs perturbation severity per architecture: a row of panels per training
     dataset, a column per perturbation; severity 0 is the clean test split. Points are means over
@@ -71,7 +68,7 @@ def plot_perturbation_severity(
     Call once with ``metric="dice"`` and once with ``metric="hd95"`` for the papers' two views.
     """
     rows = rows_of_test_split(
-        df, ["dataset", "perturbation", "severity", "arch", metric], "perturbation figure"
+        per_image, ["dataset", "perturbation", "severity", "arch", metric], "perturbation figure"
     )
     rows = rows.assign(severity=pd.to_numeric(rows["severity"], errors="raise"))
     curves = severity_curves(rows)
@@ -79,15 +76,7 @@ def plot_perturbation_severity(
     datasets = facet_values(curves, "dataset")
     perturbations = sorted(curves["perturbation"].unique())
     severities = sorted(curves["severity"].unique())
-    fig, axes = new_figure(
-        len(datasets),
-        len(perturbations),
-        panel_width=panel_width,
-        panel_height=panel_height,
-        dpi=dpi,
-        sharex=True,
-        sharey="row",
-    )
+    fig, axes = new_figure(len(datasets), len(perturbations), layout, sharex=True, sharey="row")
     for i, dataset in enumerate(datasets):
         for j, perturbation in enumerate(perturbations):
             ax = axes[i, j]
@@ -103,13 +92,11 @@ def plot_perturbation_severity(
 
 
 def plot_complexity_by_level(
-    df: pd.DataFrame,
     path: str | os.PathLike,
     *,
+    per_image: pd.DataFrame,
     max_columns: int = 4,
-    panel_width: float = PANEL_WIDTH,
-    panel_height: float = PANEL_HEIGHT,
-    dpi: int = DPI,
+    layout: Layout = LAYOUT,
 ) -> None:
     """Distribution (box plot) of test-image LBP complexity per named level, Hardest to
     Easiest, one panel per training dataset (wrapped after ``max_columns``).
@@ -119,7 +106,9 @@ def plot_complexity_by_level(
     clean split is 'Unperturbed'.
     """
     keys = ["dataset", "test_dataset", "condition", "image_id"]
-    rows = rows_of_test_split(df, [*keys, "level", "complexity"], "complexity-by-level figure")
+    rows = rows_of_test_split(
+        per_image, [*keys, "level", "complexity"], "complexity-by-level figure"
+    )
     rows = with_named_levels(rows)
     rows = rows[rows["level"].isin(LEVEL_ORDER)].dropna(subset=["complexity"])
     if rows.empty:
@@ -131,9 +120,7 @@ def plot_complexity_by_level(
     datasets = facet_values(images, "dataset")
     ncols = min(len(datasets), max_columns)
     nrows = -(-len(datasets) // ncols)
-    fig, axes = new_figure(
-        nrows, ncols, panel_width=panel_width, panel_height=panel_height, dpi=dpi, legend=False
-    )
+    fig, axes = new_figure(nrows, ncols, layout, legend=False)
     for ax in axes.flat[len(datasets) :]:
         ax.set_axis_off()
     for ax, dataset in zip(axes.flat, datasets, strict=False):

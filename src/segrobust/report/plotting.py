@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -26,14 +27,24 @@ from matplotlib.lines import Line2D  # noqa: E402
 from segrobust import atomic  # noqa: E402
 from segrobust.analysis.aggregate import require_columns, select_split  # noqa: E402
 
-PANEL_WIDTH = 3.2
-"""Default width of one panel, inches."""
-PANEL_HEIGHT = 2.6
-"""Default height of one panel, inches."""
 LEGEND_WIDTH = 1.6
 """Extra figure width, inches, for the legend column on the right."""
-DPI = 100
-"""Default resolution, dots per inch."""
+DPI = 150
+"""Default resolution, dots per inch (legible when the report is zoomed or printed)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Size of one panel (inches) and the resolution: a figure's PNG has
+    ``(ncols * panel_width + legend) x nrows * panel_height`` inches at ``dpi``."""
+
+    panel_width: float = 3.2
+    panel_height: float = 2.6
+    dpi: int = DPI
+
+
+LAYOUT = Layout()
+"""The report's default layout."""
 
 KNOWN_ARCHS: tuple[str, ...] = (
     "unet",
@@ -43,8 +54,11 @@ KNOWN_ARCHS: tuple[str, ...] = (
     "vnet",
     "noskip_vnet",
     "unetr",
+    "monai_unet",
+    "swin_unetr",
 )
-"""Architectures of the two papers, in the order they take the colours of `ARCH_COLOURS`."""
+"""The registered architectures, in the order they take the colours of `ARCH_COLOURS`: an
+architecture has the same colour in every figure of every report."""
 
 ARCH_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
 """Colour cycle: known archs take the first colours in `KNOWN_ARCHS` order, others the rest."""
@@ -111,17 +125,9 @@ def facet_rows(df: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
     return df if value is None else df[df[column] == value]
 
 
-def patch_text(patch: Any) -> str:
-    """A patch size as the path spells it: ``64``, ``64.0`` and ``"64"`` -> ``"64"``; else as is."""
-    try:
-        number = float(patch)
-    except (TypeError, ValueError):
-        return str(patch)
-    return str(int(number)) if number.is_integer() else str(patch)
-
-
-def patch_order(patches: Iterable[Any]) -> list[str]:
-    """Patch sizes as text (`patch_text`), numeric ones ascending, then others (``full``)."""
+def patch_order(patches: Iterable[str]) -> list[str]:
+    """Distinct patch sizes (text, as in the tables), numeric ones ascending, then others
+    (``full``)."""
 
     def key(p: str) -> tuple[int, float, str]:
         try:
@@ -129,7 +135,7 @@ def patch_order(patches: Iterable[Any]) -> list[str]:
         except ValueError:
             return (1, 0.0, p)
 
-    return sorted({patch_text(p) for p in patches}, key=key)
+    return sorted(set(map(str, patches)), key=key)
 
 
 def patch_label(patch: str) -> str:
@@ -138,27 +144,19 @@ def patch_label(patch: str) -> str:
 
 
 def new_figure(
-    nrows: int,
-    ncols: int,
-    *,
-    panel_width: float = PANEL_WIDTH,
-    panel_height: float = PANEL_HEIGHT,
-    dpi: int = DPI,
-    legend: bool = True,
-    **subplot_kw: Any,
+    nrows: int, ncols: int, layout: Layout, *, legend: bool = True, **subplot_kw: Any
 ) -> tuple[plt.Figure, np.ndarray]:
     """A figure of ``nrows`` x ``ncols`` panels (always a 2D axes array) with room for a legend.
 
-    The size is ``(ncols * panel_width + LEGEND_WIDTH if legend) x nrows * panel_height`` inches;
-    the constrained layout fits labels inside it, so the PNG has exactly that many pixels at
-    ``dpi``.
+    The size follows ``layout``; the constrained layout fits labels inside it, so the PNG has
+    exactly that many pixels.
     """
-    width = ncols * panel_width + (LEGEND_WIDTH if legend else 0.0)
+    width = ncols * layout.panel_width + (LEGEND_WIDTH if legend else 0.0)
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(width, nrows * panel_height),
-        dpi=dpi,
+        figsize=(width, nrows * layout.panel_height),
+        dpi=layout.dpi,
         squeeze=False,
         layout="constrained",
         **subplot_kw,
@@ -197,15 +195,17 @@ def resolve_palette(archs: Iterable[str], palette: Mapping[str, str] | None) -> 
     return dict(palette)
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+def save_figure(fig: plt.Figure, path: str | os.PathLike, *, tight: bool = False) -> None:
     """Write ``fig`` as PNG to ``path`` atomically and close it.
 
-    The figure is closed even when writing fails, so a failed plot leaks no memory in a long
-    Snakemake job, and a failed write leaves no partial file behind.
+    The PNG has the figure's size at its dpi, unless ``tight`` crops it to what was drawn (for
+    figures whose text stands outside the axes). The figure is closed even when writing fails,
+    so a failed plot leaks no memory in a long Snakemake job, and a failed write leaves no
+    partial file behind.
     """
     try:
         with atomic.atomic_file(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=fig.dpi)
+            fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight" if tight else None)
     finally:
         plt.close(fig)
 

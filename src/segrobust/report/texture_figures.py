@@ -17,9 +17,8 @@ from matplotlib.colors import Normalize
 from segrobust.contract import in_domain
 from segrobust.report.plotting import (
     COMPLEXITY_LABEL,
-    DPI,
-    PANEL_HEIGHT,
-    PANEL_WIDTH,
+    LAYOUT,
+    Layout,
     add_arch_legend,
     facet_rows,
     facet_values,
@@ -56,14 +55,12 @@ def _bounded_ylim(ax, metric: str) -> None:
 
 
 def plot_texture_in_domain(
-    df: pd.DataFrame,
     path: str | os.PathLike,
     *,
+    per_image: pd.DataFrame,
     metric: str = "dice",
     palette: Mapping[str, str] | None = None,
-    panel_width: float = PANEL_WIDTH,
-    panel_height: float = PANEL_HEIGHT,
-    dpi: int = DPI,
+    layout: Layout = LAYOUT,
 ) -> None:
     """In-domain ``metric`` vs alpha per architecture, one panel per blend direction.
 
@@ -71,7 +68,7 @@ def plot_texture_in_domain(
     bars their bootstrap 95% confidence interval.
     """
     rows = rows_of_test_split(
-        df,
+        per_image,
         [*IN_DOMAIN_COLUMNS, "direction", "train_alpha", "test_alpha", "arch", metric],
         "texture in-domain figure",
     )
@@ -80,9 +77,7 @@ def plot_texture_in_domain(
         raise ValueError("texture in-domain figure: no test rows with train_alpha == test_alpha")
     colours = resolve_palette(rows["arch"].unique(), palette)
     directions = facet_values(rows, "direction")
-    fig, axes = new_figure(
-        1, len(directions), panel_width=panel_width, panel_height=panel_height, dpi=dpi, sharey=True
-    )
+    fig, axes = new_figure(1, len(directions), layout, sharey=True)
     for ax, direction in zip(axes[0], directions, strict=True):
         mean_ci_lines(ax, facet_rows(rows, "direction", direction), "test_alpha", metric, colours)
         ax.set(title=_direction_title(direction), xlabel=ALPHA_LABEL, ylabel=metric_label(metric))
@@ -92,22 +87,21 @@ def plot_texture_in_domain(
 
 
 def plot_texture_heatmap(
-    df: pd.DataFrame,
     path: str | os.PathLike,
     *,
+    per_image: pd.DataFrame,
     metric: str = "dice",
     cmap: str = "viridis",
-    panel_width: float | None = None,
-    panel_height: float | None = None,
-    dpi: int = DPI,
+    layout: Layout | None = None,
 ) -> None:
-    """Mean ``metric`` per (training alpha, test alpha): a row of panels per architecture, a
-    column per blend direction, each cell annotated with its value, one shared colour bar.
+    """Mean ``metric`` per (training alpha, test alpha): a row of panels per architecture (named
+    on the left), a column per blend direction (named on top), each cell annotated with its
+    value, one shared colour bar.
 
-    Panel size defaults grow with the number of alphas so annotations stay readable.
+    Without a ``layout`` the panels grow with the number of alphas so annotations stay readable.
     """
     rows = rows_of_test_split(
-        df, ["direction", "train_alpha", "test_alpha", "arch", metric], "texture heatmap"
+        per_image, ["direction", "train_alpha", "test_alpha", "arch", metric], "texture heatmap"
     )
     rows = rows.assign(
         train_alpha=pd.to_numeric(rows["train_alpha"], errors="coerce"),
@@ -115,9 +109,12 @@ def plot_texture_heatmap(
     ).dropna(subset=["train_alpha", "test_alpha", metric])
     if rows.empty:
         raise ValueError("texture heatmap: no test rows with both a train_alpha and a test_alpha")
-    n_alpha = max(rows["train_alpha"].nunique(), rows["test_alpha"].nunique())
-    panel_width = panel_width or max(PANEL_WIDTH, 0.42 * n_alpha + 1.2)
-    panel_height = panel_height or max(PANEL_HEIGHT, 0.36 * n_alpha + 1.0)
+    if layout is None:
+        n_alpha = max(rows["train_alpha"].nunique(), rows["test_alpha"].nunique())
+        layout = Layout(
+            panel_width=max(LAYOUT.panel_width, 0.42 * n_alpha + 1.4),
+            panel_height=max(LAYOUT.panel_height, 0.36 * n_alpha + 1.0),
+        )
     archs = sorted(rows["arch"].unique())
     directions = facet_values(rows, "direction")
     means = rows.groupby(["arch", "direction", "train_alpha", "test_alpha"], dropna=False)[
@@ -127,14 +124,7 @@ def plot_texture_heatmap(
         norm = Normalize(0.0, 1.0)
     else:
         norm = Normalize(float(means.min()), float(means.max()))
-    fig, axes = new_figure(
-        len(archs),
-        len(directions),
-        panel_width=panel_width,
-        panel_height=panel_height,
-        dpi=dpi,
-        legend=False,
-    )
+    fig, axes = new_figure(len(archs), len(directions), layout, legend=False)
     for i, arch in enumerate(archs):
         for j, direction in enumerate(directions):
             cells = facet_rows(rows[rows["arch"] == arch], "direction", direction)
@@ -142,9 +132,11 @@ def plot_texture_heatmap(
                 index="train_alpha", columns="test_alpha", values=metric, aggfunc="mean"
             )
             ax = axes[i, j]
+            if i == 0:
+                ax.set_title(_direction_title(direction))
             if grid.empty:  # this arch was not trained in this direction
                 ax.set_axis_off()
-                ax.set_title(f"{arch}, {_direction_title(direction)}: no runs")
+                ax.text(0.5, 0.5, f"{arch}: no runs", ha="center", transform=ax.transAxes)
                 continue
             sns.heatmap(
                 grid,
@@ -157,9 +149,8 @@ def plot_texture_heatmap(
                 cbar=False,
             )
             ax.set(
-                title=f"{arch}, {_direction_title(direction)}",
-                xlabel="Test alpha",
-                ylabel="Training alpha",
+                xlabel="Test alpha" if i == len(archs) - 1 else "",
+                ylabel=f"{arch}\nTraining alpha" if j == 0 else "",
             )
             ax.set_xticklabels([f"{a:g}" for a in grid.columns], rotation=0)
             ax.set_yticklabels([f"{a:g}" for a in grid.index], rotation=0)
@@ -167,28 +158,35 @@ def plot_texture_heatmap(
     save_figure(fig, path)
 
 
+def complexity_bins(complexity: pd.Series, n_bins: int) -> pd.Series:
+    """The centre (median) of each value's quantile bin of ``complexity``: equal-count bins, so
+    every point of a binned curve rests on the same number of images."""
+    codes = pd.qcut(complexity, q=n_bins, labels=False, duplicates="drop")
+    return complexity.groupby(codes).transform("median")
+
+
 def plot_metric_vs_complexity(
-    df: pd.DataFrame,
     path: str | os.PathLike,
     *,
+    per_image: pd.DataFrame,
     metric: str = "dice",
     in_domain_only: bool = True,
+    n_bins: int = 5,
     palette: Mapping[str, str] | None = None,
-    panel_width: float = PANEL_WIDTH,
-    panel_height: float = PANEL_HEIGHT,
-    dpi: int = DPI,
+    layout: Layout = LAYOUT,
 ) -> None:
-    """``metric`` of each test image vs its LBP complexity, coloured by architecture, with a
-    least-squares trend line per architecture; one panel per blend direction.
+    """``metric`` of each test image vs its LBP complexity, coloured by architecture, with the
+    mean (and bootstrap 95% CI) per quantile bin of complexity; one panel per blend direction.
 
+    Binned means rather than a straight-line fit: a line extrapolates above a Dice of 1 and hides
+    a curve; the slope with its CI is in the analysis table ``texture_trends.csv``.
     ``in_domain_only`` keeps images tested at the model's training alpha (the papers' view);
-    False plots every test condition. An architecture with a single complexity value gets its
-    points but no trend line.
+    False plots every test condition.
     """
     needed = ["arch", "complexity", metric]
     if in_domain_only:
         needed += [*IN_DOMAIN_COLUMNS, "train_alpha", "test_alpha"]
-    rows = rows_of_test_split(df, needed, "metric vs complexity figure")
+    rows = rows_of_test_split(per_image, needed, "metric vs complexity figure")
     if in_domain_only:
         rows = in_domain_rows(rows)
     rows = rows.dropna(subset=["complexity", metric])
@@ -196,9 +194,7 @@ def plot_metric_vs_complexity(
         raise ValueError("metric vs complexity figure: no test rows with a complexity and a value")
     colours = resolve_palette(rows["arch"].unique(), palette)
     directions = facet_values(rows, "direction")
-    fig, axes = new_figure(
-        1, len(directions), panel_width=panel_width, panel_height=panel_height, dpi=dpi, sharey=True
-    )
+    fig, axes = new_figure(1, len(directions), layout, sharey=True)
     for ax, direction in zip(axes[0], directions, strict=True):
         panel = facet_rows(rows, "direction", direction)
         sns.scatterplot(
@@ -207,25 +203,14 @@ def plot_metric_vs_complexity(
             y=metric,
             hue="arch",
             palette=colours,
-            s=10,
-            alpha=0.5,
+            s=8,
+            alpha=0.35,
             linewidth=0,
             legend=False,
             ax=ax,
         )
-        for arch, points in panel.groupby("arch"):
-            if points["complexity"].nunique() >= 2:
-                sns.regplot(
-                    data=points,
-                    x="complexity",
-                    y=metric,
-                    scatter=False,
-                    ci=None,
-                    truncate=True,
-                    color=colours[arch],
-                    line_kws={"linewidth": 1.5},
-                    ax=ax,
-                )
+        binned = panel.assign(complexity=complexity_bins(panel["complexity"], n_bins))
+        mean_ci_lines(ax, binned, "complexity", metric, colours)
         ax.set(
             title=_direction_title(direction), xlabel=COMPLEXITY_LABEL, ylabel=metric_label(metric)
         )

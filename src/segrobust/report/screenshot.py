@@ -1,0 +1,109 @@
+"""Open the HTML report as a reader would: headless Chromium, a laptop-sized window.
+
+Used by the tests and by ``python -m segrobust.report.screenshot results/report/index.html``:
+it says where the "Answer" section starts on the page (it must be within the first screen) and
+can save a screenshot of that first screen. Chromium runs with ``--no-sandbox`` because CI runs
+as root, where its sandbox refuses to start; the page is a local file with no scripts of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+#: Injected into a copy of the page: the Answer section's position, written into the title.
+_PROBE = (
+    "<script>const a=document.getElementById('answer');"
+    "document.title='answer-top='+(a?Math.round(a.getBoundingClientRect().top):-1)"
+    "+';viewport='+window.innerHeight;</script>"
+)
+
+
+@dataclass(frozen=True)
+class FirstScreen:
+    """Where the Answer starts (pixels from the top; -1 when the page has none) in a window of
+    ``viewport`` pixels height."""
+
+    answer_top: int
+    viewport: int
+
+    @property
+    def answer_visible(self) -> bool:
+        return 0 <= self.answer_top < self.viewport
+
+
+def find_browser() -> str | None:
+    """The first headless-capable Chromium on PATH (Debian's package is ``chromium``)."""
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+def _chromium(browser: str, *args: str) -> str:
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    done = subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{browser} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def first_screen(
+    page: str | Path,
+    *,
+    width: int = 1280,
+    height: int = 800,
+    screenshot: str | Path | None = None,
+    browser: str | None = None,
+) -> FirstScreen:
+    """Load ``page`` in a ``width`` x ``height`` window; optionally save the first screen.
+
+    Raises:
+        FileNotFoundError: no Chromium on PATH (the message says how to install it).
+    """
+    browser = browser or find_browser()
+    if browser is None:
+        raise FileNotFoundError(
+            "no Chromium found (looked for " + ", ".join(BROWSERS) + "); on Debian or Ubuntu: "
+            "apt-get install chromium"
+        )
+    page = Path(page).resolve()
+    window = f"--window-size={width},{height}"
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / page.name
+        probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+        dom = _chromium(browser, window, "--dump-dom", probe.as_uri())
+    found = re.search(r"answer-top=(-?\d+);viewport=(\d+)", dom)
+    if found is None:
+        raise RuntimeError(f"{page}: the browser did not run the position probe")
+    if screenshot is not None:
+        _chromium(browser, window, f"--screenshot={Path(screenshot).resolve()}", page.as_uri())
+    return FirstScreen(int(found.group(1)), int(found.group(2)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("page", help="the report, e.g. results/report/index.html")
+    parser.add_argument("--screenshot", help="save the first screen as this PNG")
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=800)
+    args = parser.parse_args(argv)
+    screen = first_screen(
+        args.page, width=args.width, height=args.height, screenshot=args.screenshot
+    )
+    where = "within" if screen.answer_visible else "NOT within"
+    print(
+        f"{args.page}: the Answer section starts {screen.answer_top} px from the top, "
+        f"{where} the first screen ({args.width} x {screen.viewport} px)"
+    )
+    return 0 if screen.answer_visible else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The report leads with the answer: sentences and tables from the analysis, in the right order,
+with the raw tables folded last and copied beside the page."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from schema_defaults import default_config  # noqa: E402
+from test_analysis_run import synthetic_tables  # noqa: E402
+
+from segrobust import contract  # noqa: E402
+from segrobust.analysis.run import run_analysis  # noqa: E402
+from segrobust.report import answer  # noqa: E402
+from segrobust.report.assemble import (  # noqa: E402
+    TABLE_CAPTIONS,
+    ReportInputs,
+    git_version,
+    pipeline_sections,
+    run_lines,
+)
+
+
+def test_every_analysis_table_has_a_caption():
+    assert set(TABLE_CAPTIONS) == set(contract.ANALYSIS_TABLES)
+
+
+def _recipe(**rows):
+    columns = ["study", "decision", "sentence"]
+    return pd.DataFrame([(s, d, text) for s, d, text in rows.values()], columns=columns)
+
+
+def test_recommendations_come_first_and_the_others_are_folded_with_their_reason():
+    recipe = _recipe(
+        a=("texture", "no recommendation", "For regime A, no recommendation: n = 4."),
+        b=("texture", "recommended", "For regime B, use unet: median Dice +0.04."),
+        c=("context", "recommended", "For patch 32, use unet."),
+    )
+    html = "".join(answer.recommendation_blocks(recipe, ["texture", "context"]))
+    assert "Texture study: a recommendation in 1 of 2 regimes" in html
+    assert html.index("use unet: median Dice +0.04") < html.index("<details>")
+    assert "No recommendation in 1 regimes: why" in html and "n = 4" in html
+    assert html.index("Texture study") < html.index("Context study")
+
+
+SUMMARY = dict(
+    study="texture", arch="unet", target=0.9, n_calibration=100, n_test=300, coverage=0.91,
+    coverage_ci_low=0.873, coverage_ci_high=0.94, median_dice_lower_bound=0.8234, status="defined",
+)  # fmt: skip
+
+
+def test_conformal_sentence_reads_as_a_confidence_statement():
+    text = answer.conformal_sentence(SUMMARY)
+    assert text.startswith("unet (texture study): Dice >= 0.82 with 90% confidence")
+    assert "measured coverage 0.91 (95% CI 0.87 to 0.94) on 300" in text
+    undefined = dict(SUMMARY, median_dice_lower_bound=np.nan, status="undefined: n = 4 < 9")
+    assert answer.conformal_sentence(undefined) == (
+        "unet (texture study): no guarantee: undefined: n = 4 < 9."
+    )
+
+
+def test_findings_table_marks_what_was_reproduced():
+    findings = pd.DataFrame(
+        {
+            "finding": ["(a) skips help", "(d) flat"],
+            "comparison": ["unet - noskip_unet", "unet"],
+            "expected_direction": ["> 0", ">= 0"],
+            "measured_effect": [0.031, np.nan],
+            "ci_low": [0.01, np.nan],
+            "ci_high": [0.05, np.nan],
+            "n": [100, 3],
+            "p_value": [0.0012, np.nan],
+            "reproduced": ["yes", "inconclusive"],
+        }
+    )
+    html = "".join(answer.findings_blocks(findings))
+    assert "(1 yes, 1 inconclusive)" in html
+    assert '<td class="yes">yes</td>' in html and "0.010 to 0.050" in html and "0.0012" in html
+    assert "no CI" in html
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The analysis of the synthetic studies, dummy figures, and the report's sections."""
+    root = tmp_path_factory.mktemp("report")
+    per_image, fnr, patches = synthetic_tables()
+    run_analysis(per_image, fnr, patches, default_config()["analysis"], root / "analysis")
+    figures, captions = root / "figures", root / "captions"
+    figures.mkdir()
+    captions.mkdir()
+    names = [n for s in contract.STUDIES for n in contract.FIGURES[s]]
+    for name in [*names, *contract.ANALYSIS_FIGURES]:
+        fig = plt.figure(figsize=(1, 1))
+        fig.savefig(figures / f"{name}.png")
+        plt.close(fig)
+        (captions / f"{name}.rst").write_text(f"Caption of\n{name}.\n")
+    for study in contract.STUDIES:
+        rows = per_image[per_image["study"] == study]
+        (root / "results" / study).mkdir(parents=True)
+        rows.assign(dice_mean=rows["dice"]).head(3).to_csv(
+            root / "results" / study / "summary.csv", index=False
+        )
+        rows.to_csv(root / "results" / study / "per_image.csv", index=False)
+    inputs = ReportInputs(
+        results=root / "results",
+        analysis=root / "analysis",
+        figures=figures,
+        captions=captions,
+        tables_out=root / "tables",
+    )
+    return inputs, pipeline_sections(list(contract.STUDIES), inputs)
+
+
+def test_sections_lead_with_the_answer_and_end_with_the_tables(built):
+    _, sections = built
+    assert [s.id for s in sections] == ["answer", *contract.STUDIES, "statistics", "tables"]
+    answer_html = "".join(sections[0].blocks)
+    for heading in ("Which architecture to use", "conformal Dice bounds", "findings"):
+        assert heading in answer_html
+    texture = "".join(sections[1].blocks)
+    assert "Caption of texture_in_domain." in texture  # the .rst text, as one paragraph
+
+
+def test_raw_tables_are_folded_and_copied_beside_the_report(built):
+    inputs, sections = built
+    tables_html = "".join(sections[-1].blocks)
+    copies = sorted(p.stem for p in inputs.tables_out.iterdir())
+    expected = sorted(
+        [*contract.ANALYSIS_TABLES, *(f"{s}_summary" for s in contract.STUDIES)]
+        + ["perturbation_levels"]
+    )
+    assert copies == expected
+    assert tables_html.count("<details>") == len(expected)
+    for name in expected:
+        assert f'href="tables/{name}.csv"' in tables_html
+
+
+def test_run_lines_name_the_code_devices_and_start(tmp_path):
+    logs = pd.DataFrame(
+        {
+            "study": ["texture"] * 3, "dataset": ["d"] * 3, "arch": ["unet", "unet", "vnet"],
+            "seed": [1, 1, 1], "patch": ["full"] * 3, "epoch": [1, 2, 1],
+            "seconds": [30.0, 30.0, 60.0], "device": ["cpu", "cpu", "cuda:1"],
+            "amp": ["off", "off", "bfloat16"],
+        }
+    )  # fmt: skip
+    (tmp_path / "texture").mkdir()
+    logs.to_csv(tmp_path / "texture" / "train_logs.csv", index=False)
+    lines = run_lines(tmp_path, ["texture"], tmp_path, "2026-11-28 10:00:00 UTC")
+    assert lines[0] == "Code: not a git checkout (no commit recorded)."
+    assert "2 models trained: 1 on cpu (mixed precision off), 1 on cuda:1" in lines[1]
+    assert "2.0 min of training epochs" in lines[1]
+    assert lines[2] == "This invocation of the workflow started 2026-11-28 10:00:00 UTC."
+    assert git_version(contract_repo()).startswith("commit ")
+
+
+def contract_repo():
+    from pathlib import Path
+
+    return Path(contract.__file__).resolve().parents[2]
