@@ -199,6 +199,15 @@ def test_finding_d_unet_dice_with_patch_size(gain, verdict):
     assert row["reproduced"] == verdict and row["n"] == 40
 
 
+def test_context_findings_compare_against_monai_unet_when_the_study_ran_it():
+    per_image, ranges, _ = _context({"monai_unet": 0.05, "attention_unet": 0.2})
+    table = findings.findings(per_image, ranges, **SETTINGS)
+    d = table[table["finding"].str.startswith("(d)")].iloc[0]
+    assert d["comparison"] == "monai_unet: Dice(patch 32) - Dice(patch 16)"
+    e = table[table["finding"].str.startswith("(e)")].set_index("comparison")
+    assert e.loc["spheres, patch 16: drop attention_unet - drop monai_unet", "reproduced"] == "yes"
+
+
 def test_empty_table_runs_nothing():
     columns = ["study", "split", "dataset", "condition", "test_dataset", "perturbation",
                "severity", "level", "direction", "train_alpha", "test_alpha", "arch", "seed",

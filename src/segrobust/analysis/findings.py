@@ -66,6 +66,18 @@ FINDINGS_COLUMNS = [
 ]
 SKIP_PAIRS = [("unet", "noskip_unet"), ("vnet", "noskip_vnet")]
 ATTENTION_ARCHS = ["attention_unet", "unetr"]
+#: The context study's U-Net: the skip-connection study's ``unet``, or MONAI's residual UNet
+#: (``monai_unet``, the context paper's network) when a config runs that one instead.
+CONTEXT_UNETS = ("unet", "monai_unet")
+
+
+def context_unet(per_image: pd.DataFrame) -> str:
+    """The U-Net the context findings compare against: the first of ``CONTEXT_UNETS`` that the
+    context study ran (``unet`` when it ran none, so the finding says what is missing)."""
+    ran = set(per_image.loc[per_image["study"] == "context", "arch"])
+    return next((name for name in CONTEXT_UNETS if name in ran), CONTEXT_UNETS[0])
+
+
 #: Finding (a)'s "easy textures": the alphas in the lowest third of the study's alphas.
 EASY_ALPHA_QUANTILE = 1 / 3
 #: The papers' levels for finding (c), with the expected sign of Dice(level) - Dice(clean).
@@ -310,10 +322,11 @@ def finding_d(per_image: pd.DataFrame, settings: dict) -> list[dict]:
     """(d) U-Net Dice is flat to rising with patch size (largest - smallest >= 0)."""
     finding = "(d) U-Net Dice is flat to rising with patch size"
     expected = f">= 0 (non-inferior, margin {settings['margin']:g})"
+    unet = context_unet(per_image)
     rows = per_image[
         (per_image["study"] == "context")
         & (per_image["split"] == "test")
-        & (per_image["arch"] == "unet")
+        & (per_image["arch"] == unet)
     ]
     sizes = pd.to_numeric(rows["patch"], errors="coerce")
     rows = rows.assign(patch=sizes)[sizes.notna()]
@@ -325,14 +338,14 @@ def finding_d(per_image: pd.DataFrame, settings: dict) -> list[dict]:
             _not_run(
                 finding,
                 "context",
-                "unet: largest - smallest patch",
+                f"{unet}: largest - smallest patch",
                 expected,
                 statistic,
                 "fewer than two U-Net patch sizes",
             )
         ]
     small, large = rows["patch"].min(), rows["patch"].max()
-    comparison = f"unet: Dice(patch {large:g}) - Dice(patch {small:g})"
+    comparison = f"{unet}: Dice(patch {large:g}) - Dice(patch {small:g})"
     statistic = (
         f"median over test images of the paired U-Net Dice difference patch {large:g} - patch "
         f"{small:g} (seeds averaged); {PAIRED_TEST}"
@@ -384,28 +397,31 @@ def finding_e(per_image: pd.DataFrame, fbr_ranges, settings: dict) -> list[dict]
     finding = "(e) attention models lose more than U-Net outside the training FBR range"
     has_ranges = fbr_ranges is not None and not fbr_ranges.empty
     rows = label_out_of_range(per_image, fbr_ranges) if has_ranges else pd.DataFrame()
+    unet = context_unet(per_image)
     out = []
     for model in ATTENTION_ARCHS:
         statistic = (
-            f"(out-of-range drop of {model}) - (that of unet) = mean over outside images - "
-            f"mean over inside images of d = Dice_unet - Dice_{model} (seeds averaged); "
+            f"(out-of-range drop of {model}) - (that of {unet}) = mean over outside images - "
+            f"mean over inside images of d = Dice_{unet} - Dice_{model} (seeds averaged); "
             "two-sided permutation test p; bootstrap 95% CI resampling each side"
         )
-        pair = rows[rows["arch"].isin(["unet", model])] if len(rows) else rows
-        if len(pair) == 0 or {"unet", model} - set(pair["arch"]):
+        pair = rows[rows["arch"].isin([unet, model])] if len(rows) else rows
+        if len(pair) == 0 or {unet, model} - set(pair["arch"]):
             missing = (
                 "no training-patch FBR ranges"
                 if not has_ranges
-                else (f"no context test rows of both unet and {model}")
+                else f"no context test rows of both {unet} and {model}"
             )
             out.append(
-                _not_run(finding, "context", f"drop {model} - drop unet", "> 0", statistic, missing)
+                _not_run(
+                    finding, "context", f"drop {model} - drop {unet}", "> 0", statistic, missing
+                )
             )
             continue
         for (dataset, patch), group in pair.groupby(["dataset", "patch"], sort=True):
-            comparison = f"{dataset}, patch {patch}: drop {model} - drop unet"
+            comparison = f"{dataset}, patch {patch}: drop {model} - drop {unet}"
             matrix = unit_matrix(group, "arch", "dice")
-            if {"unet", model} - set(matrix.columns) or matrix.empty:
+            if {unet, model} - set(matrix.columns) or matrix.empty:
                 out.append(
                     _not_run(
                         finding,
@@ -413,13 +429,13 @@ def finding_e(per_image: pd.DataFrame, fbr_ranges, settings: dict) -> list[dict]
                         comparison,
                         "> 0",
                         statistic,
-                        f"no test image scored by both unet and {model}",
+                        f"no test image scored by both {unet} and {model}",
                     )
                 )
                 continue
             flags = group.assign(unit=independent_unit(group)).groupby("unit")["outside"].first()
             outside = flags.reindex(matrix.index).astype(bool)
-            d = matrix["unet"] - matrix[model]
+            d = matrix[unet] - matrix[model]
             out.append(_group_row(finding, comparison, statistic, d, outside, settings))
     return out
 
