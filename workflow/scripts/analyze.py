@@ -17,7 +17,7 @@ def main(snakemake):
             tables["fnr"],
             tables["patches"],
             snakemake.params.settings,
-            Path(snakemake.output.notes).parent,
+            Path(snakemake.output.texts[0]).parent,
         )
         log(f"wrote {len(written)} analysis outputs")
 
