@@ -52,7 +52,6 @@ from segrobust.data.sources import (
 
 _LOG = logging.getLogger(__name__)
 
-VARIANTS = ("2d", "3d")
 NORMALIZATIONS = ("auto", "window", "percentile")
 GRAY_MODES = ("luminance", "mean")
 BUSI_CLASSES = ("benign", "malignant", "normal")
