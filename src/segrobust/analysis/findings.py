@@ -217,22 +217,23 @@ def finding_a(per_image: pd.DataFrame, settings: dict) -> list[dict]:
             f"seeds averaged); {PAIRED_TEST}"
         )
         rows = texture[texture["_test"].isin(easy) & texture["arch"].isin([skip, noskip])]
-        matrix = unit_matrix(rows, "arch", "dice")
-        if {skip, noskip} - set(matrix.columns) or matrix.empty:
-            out.append(
-                _not_run(
-                    finding,
-                    "texture",
-                    comparison,
-                    "> 0",
-                    statistic,
-                    f"no in-domain texture rows of both {skip} and {noskip}",
-                )
-            )
-            continue
-        diff = matrix[skip] - matrix[noskip]
-        out.append(_paired_row(finding, "texture", comparison, "> 0", statistic, diff, settings))
+        missing = f"no in-domain texture rows of both {skip} and {noskip}"
+        row = (finding, "texture", comparison, "> 0", statistic)
+        out.append(_pair_difference(*row, rows, "dice", (skip, noskip), missing, settings))
     return out
+
+
+def _pair_difference(
+    finding, study, comparison, expected, statistic, rows, value, pair, missing, settings
+) -> dict:
+    """The paired row of ``value`` of ``pair[0]`` minus ``pair[1]`` per independent unit, or a
+    "not run" row saying what is ``missing`` when the two were not both evaluated."""
+    first, second = pair
+    matrix = unit_matrix(rows, "arch", value)
+    if {first, second} - set(matrix.columns) or matrix.empty:
+        return _not_run(finding, study, comparison, expected, statistic, missing)
+    diff = matrix[first] - matrix[second]
+    return _paired_row(finding, study, comparison, expected, statistic, diff, settings)
 
 
 def shifted_degradation(texture: pd.DataFrame) -> pd.DataFrame:
@@ -259,21 +260,9 @@ def finding_b(per_image: pd.DataFrame, settings: dict) -> list[dict]:
             f"minus {noskip}; {PAIRED_TEST}"
         )
         rows = harder[harder["arch"].isin([skip, noskip])]
-        matrix = unit_matrix(rows, "arch", "degradation")
-        if {skip, noskip} - set(matrix.columns) or matrix.empty:
-            out.append(
-                _not_run(
-                    finding,
-                    "texture",
-                    comparison,
-                    "> 0",
-                    statistic,
-                    f"no harder-alpha texture rows of both {skip} and {noskip}",
-                )
-            )
-            continue
-        diff = matrix[skip] - matrix[noskip]
-        out.append(_paired_row(finding, "texture", comparison, "> 0", statistic, diff, settings))
+        missing = f"no harder-alpha texture rows of both {skip} and {noskip}"
+        row = (finding, "texture", comparison, "> 0", statistic)
+        out.append(_pair_difference(*row, rows, "degradation", (skip, noskip), missing, settings))
     return out
 
 

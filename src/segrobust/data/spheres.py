@@ -241,12 +241,9 @@ def generate_sphere_dataset(
         raise ValueError(
             f"volume_size must be an integer >= {MIN_VOLUME_SIZE}, got {volume_size!r}"
         )
-    counts = {
-        "n_train": n_train,
-        "n_validation": n_validation,
-        "n_calibration": n_calibration,
-        "n_test": n_test,
-    }
+    counts = dict(
+        n_train=n_train, n_validation=n_validation, n_calibration=n_calibration, n_test=n_test
+    )
     splits = split_by_index(counts)
     parameter = noise_parameter(noise_model, noise, noise_max)
     check_choice(radius_sampling, "radius_sampling", RADIUS_SAMPLINGS)

@@ -312,12 +312,9 @@ def generate_texture_dataset(
     """
     if not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}")
-    counts = {
-        "n_train": n_train,
-        "n_validation": n_validation,
-        "n_calibration": n_calibration,
-        "n_test": n_test,
-    }
+    counts = dict(
+        n_train=n_train, n_validation=n_validation, n_calibration=n_calibration, n_test=n_test
+    )
     splits = split_by_index(counts)
     _texture_source(foreground, "foreground")
     _texture_source(background, "background")

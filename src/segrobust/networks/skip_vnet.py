@@ -57,6 +57,15 @@ class ResidualStage(nn.Module):
         return self.act(self.convs(x) + residual)
 
 
+def _resample(spatial_dims: int, cin: int, cout: int, norm: str, *, up: bool) -> nn.Module:
+    """V-Net's level transition: a 2x2 convolution of stride 2 (down), or its transpose (up),
+    with norm and PReLU."""
+    return Convolution(
+        spatial_dims, cin, cout, strides=2, kernel_size=2, norm=norm, act="prelu", padding=0,
+        is_transposed=up, output_padding=0 if up else None,
+    )  # fmt: skip
+
+
 class SkipVNet(nn.Module):
     """A V-Net (Milletari et al. 2016) with residual stages whose skip connections are a switch.
 
@@ -113,37 +122,13 @@ class SkipVNet(nn.Module):
                 ResidualStage(spatial_dims, 1 if i == 0 else c, c, convs[i], **opts)
             )
             if i < len(channels) - 1:
-                self.downs.append(
-                    Convolution(
-                        spatial_dims,
-                        c,
-                        channels[i + 1],
-                        strides=2,
-                        kernel_size=2,
-                        norm=norm,
-                        act="prelu",
-                        padding=0,
-                    )
-                )
+                self.downs.append(_resample(spatial_dims, c, channels[i + 1], norm, up=False))
         self.ups = nn.ModuleList()
         self.merges = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in reversed(range(len(channels) - 1)):
             c = channels[level]
-            self.ups.append(
-                Convolution(
-                    spatial_dims,
-                    channels[level + 1],
-                    c,
-                    strides=2,
-                    kernel_size=2,
-                    norm=norm,
-                    act="prelu",
-                    is_transposed=True,
-                    padding=0,
-                    output_padding=0,
-                )
-            )
+            self.ups.append(_resample(spatial_dims, channels[level + 1], c, norm, up=True))
             merge = SkipMerge(skip, spatial_dims, c)
             self.merges.append(merge)
             self.decoders.append(
