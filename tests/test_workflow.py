@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import zipfile
+from html import unescape
 
 import pandas as pd
 import pytest
@@ -28,7 +29,7 @@ def finished(tmp_path_factory):
 
 
 def test_every_rule_ran_and_report_is_complete(finished):
-    html = (finished / "results/report/index.html").read_text()
+    html = unescape((finished / "results/report/index.html").read_text())
     figures = sorted((finished / "results/report/figures").glob("*.png"))
     assert len(figures) == 3 * 3 + len(ANALYSIS_FIGURES)  # three per study + the analysis ones
     assert html.count("data:image/png;base64") == len(figures)
