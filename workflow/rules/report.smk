@@ -65,7 +65,7 @@ rule build_report:
     params:
         config=config,
         studies=STUDIES,
-        repo=str(REPO),
+        repo=os.path.relpath(REPO),
         started_file=RUN_STARTED,
     script:
         "../scripts/build_report.py"
