@@ -71,7 +71,7 @@ def _per_image(rng, n_cal, n_test=30, shift=0.0):
                     quality=quality,
                     complexity=rng.uniform(0, 2),
                     fg_ratio=rng.uniform(0.05, 0.3),
-                )  # fmt: skip
+                )
             )
     return pd.DataFrame(rows).reindex(columns=list(PER_IMAGE_COLUMNS))
 
@@ -83,9 +83,15 @@ def _fnr(rng, per_image):
         curve = (p[None, :] < FNR_THRESHOLDS[:, None]).mean(axis=1)
         for t, f in zip(FNR_THRESHOLDS, curve, strict=True):
             rows.append(
-                dict(RUN.columns, condition=r.condition, split=r.split, image_id=r.image_id,
-                     threshold=t, fnr=f)
-            )  # fmt: skip
+                dict(
+                    RUN.columns,
+                    condition=r.condition,
+                    split=r.split,
+                    image_id=r.image_id,
+                    threshold=t,
+                    fnr=f,
+                )
+            )
     return pd.DataFrame(rows, columns=list(FNR_COLUMNS))
 
 
@@ -99,10 +105,17 @@ def _statistics(per_image):
 
 def _document(per_image, fnr, alpha=0.1, level=0.1):
     return cal.build_calibration(
-        per_image, fnr, run=RUN, model_info=dict(arch="unet", spatial_dims=2, img_size=[16, 16]),
-        model_sha256="0" * 64, preprocessing={"size": [16, 16]}, statistics=_statistics(per_image),
-        window=None, alpha=alpha, fnr_level=level,
-    )  # fmt: skip
+        per_image,
+        fnr,
+        run=RUN,
+        model_info=dict(arch="unet", spatial_dims=2, img_size=[16, 16]),
+        model_sha256="0" * 64,
+        preprocessing={"size": [16, 16]},
+        statistics=_statistics(per_image),
+        window=None,
+        alpha=alpha,
+        fnr_level=level,
+    )
 
 
 def test_dice_bound_scores_are_the_sorted_in_domain_calibration_scores():
@@ -181,10 +194,17 @@ def test_range_problems_name_the_statistic_and_the_calibrated_range():
 def test_without_calibration_images_nothing_is_claimed():
     per_image = _per_image(np.random.default_rng(1), n_cal=0)
     document = cal.build_calibration(
-        per_image, _fnr(np.random.default_rng(2), per_image), run=RUN,
-        model_info=dict(arch="unet", spatial_dims=2), model_sha256="0" * 64, preprocessing={},
-        statistics={}, window=None, alpha=0.1, fnr_level=0.1,
-    )  # fmt: skip
+        per_image,
+        _fnr(np.random.default_rng(2), per_image),
+        run=RUN,
+        model_info=dict(arch="unet", spatial_dims=2),
+        model_sha256="0" * 64,
+        preprocessing={},
+        statistics={},
+        window=None,
+        alpha=0.1,
+        fnr_level=0.1,
+    )
     calibration = cal.Calibration("x", document)
     assert document["ranges"] == dict.fromkeys(cal.RANGE_STATISTICS)
     assert document["mean_dice"] is None and math.isnan(calibration.mean_dice)
@@ -255,16 +275,30 @@ def _dataset(path, shape, n_test=3, n_calibration=12, seed=0, spacing=None):
             label[tuple(slice(c, c + 6) for c in corner)] = 1
             image = (label + 0.3 * rng.standard_normal(shape)).astype(np.float32)
             split = "test" if i < n_test else "calibration"
-            ds.add(f"case{i}", image, label, split=split, spacing=spacing or (1.0,) * len(shape),
-                   complexity=0.1 * i, fg_ratio=float(label.mean()))  # fmt: skip
+            ds.add(
+                f"case{i}",
+                image,
+                label,
+                split=split,
+                spacing=spacing or (1.0,) * len(shape),
+                complexity=0.1 * i,
+                fg_ratio=float(label.mean()),
+            )
     return path
 
 
 def _model(path, spatial_dims=2, patch_size=None, seed=0):
     torch.manual_seed(seed)
     model = build_model("unet", spatial_dims, **UNET)
-    save_model_file(path, model, arch="unet", spatial_dims=spatial_dims, model_kwargs=UNET,
-                    img_size=[16] * spatial_dims, patch_size=patch_size)  # fmt: skip
+    save_model_file(
+        path,
+        model,
+        arch="unet",
+        spatial_dims=spatial_dims,
+        model_kwargs=UNET,
+        img_size=[16] * spatial_dims,
+        patch_size=patch_size,
+    )
     return path, model
 
 
@@ -275,18 +309,32 @@ def evaluated(tmp_path_factory):
     model_path, model = _model(root / "run" / "model.pt")
     conditions = [TestCondition("clean", data, "test"), TestCondition("clean", data, "calibration")]
     evaluate_run(
-        model_path, conditions, run=RUN, nsd_tolerance=1.0, nsd_unit="px",
-        out_per_image=root / "m" / "per_image.csv", out_fnr=root / "m" / "fnr.csv",
+        model_path,
+        conditions,
+        run=RUN,
+        nsd_tolerance=1.0,
+        nsd_unit="px",
+        out_per_image=root / "m" / "per_image.csv",
+        out_fnr=root / "m" / "fnr.csv",
         log=lambda line: None,
-    )  # fmt: skip
+    )
     return root, data, model_path, model
 
 
 def _calibrate(root, data, model_path, out, **kwargs):
     return cal.calibrate_run(
-        model_path, root / "m" / "per_image.csv", root / "m" / "fnr.csv", data, run=RUN,
-        alpha=0.1, fnr_level=0.1, window=None, out=out, log=lambda line: None, **kwargs,
-    )  # fmt: skip
+        model_path,
+        root / "m" / "per_image.csv",
+        root / "m" / "fnr.csv",
+        data,
+        run=RUN,
+        alpha=0.1,
+        fnr_level=0.1,
+        window=None,
+        out=out,
+        log=lambda line: None,
+        **kwargs,
+    )
 
 
 def test_calibrate_run_writes_strict_json_with_the_calibration_images_statistics(evaluated):
@@ -303,9 +351,13 @@ def test_calibrate_run_writes_strict_json_with_the_calibration_images_statistics
     assert on_disk["run"] == RUN.columns
     assert on_disk["model"]["sha256"] == cal.file_sha256(model_path)
     assert on_disk["preprocessing"] == {
-        "dataset": "shapes", "source": "synthetic-texture", "orientation": "closest_canonical",
-        "intensity": {"method": "none"}, "size": [16, 16], "spacing": None,
-    }  # fmt: skip
+        "dataset": "shapes",
+        "source": "synthetic-texture",
+        "orientation": "closest_canonical",
+        "intensity": {"method": "none"},
+        "size": [16, 16],
+        "spacing": None,
+    }
     cases = {c.case_id: c for c in load_split(data, "calibration")}
     images = on_disk["calibration_images"]
     assert sorted(images["image_id"]) == sorted(cases)
