@@ -543,6 +543,17 @@ def test_recommended_falls_back_to_the_best_calibrated_model_and_says_why(runs, 
     assert predictions.model_choice.str.contains("highest calibration Dice").all()
 
 
+def test_no_model_or_a_folder_without_models_is_refused(tmp_path):
+    images = _good_images(tmp_path / "images", 1)
+    with pytest.raises(PredictError, match="no model given"):
+        predict_folder(images, tmp_path / "out", model_paths=[], log=lambda s: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PredictError, match=r"empty: no model\.pt in this folder or below it"):
+        predict_folder(
+            images, tmp_path / "out", model_paths=[tmp_path / "empty"], log=lambda s: None
+        )
+
+
 def test_several_models_need_the_recipe(runs, tmp_path):
     images = _good_images(tmp_path / "images", 1)
     with pytest.raises(PredictError, match="needs the recipe table"):

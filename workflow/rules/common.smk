@@ -167,5 +167,5 @@ def predict_run_files(filename):
 
 
 def predict_targets():
-    """What rule all adds: every calibration file, and the predict folder when it is on."""
+    """The default target's additions: every calibration file, and the predict folder when on."""
     return calibration_files() + ([PREDICT_DIR] if PREDICT is not None else [])

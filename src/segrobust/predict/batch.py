@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ from segrobust.predict.inputs import (
     write_like_input,
 )
 from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
+from segrobust.predict.summary import ThumbnailCanvas, write_summary
 from segrobust.training.modelfile import load_model_file
 
 #: ``predictions.csv``: one row per segmented image.
@@ -118,6 +119,10 @@ class CalibratedModel:
 def find_model_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """The ``model.pt`` files named by ``paths``: a model file, a run directory holding one, or
     a directory searched recursively (every run below it)."""
+    if not paths:
+        raise PredictError(
+            "no model given: name a model run folder, a model.pt or a folder of runs"
+        )
     found: list[Path] = []
     for given in map(Path, paths):
         if given.is_file():
@@ -131,8 +136,7 @@ def find_model_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
             found.extend(below)
         else:
             raise PredictError(f"{given}: no such model file or folder")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
@@ -146,8 +150,8 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
     if not calibration_path.is_file():
         raise PredictError(
             f"{model_path}: no calibration file {calibration_path} beside it, so no confidence "
-            f"can be given; create it with `snakemake {calibration_path}` (rule calibrate_model, "
-            "after the run's evaluation)"
+            "can be given; the workflow writes it after the run's evaluation (rule "
+            "calibrate_model: re-run snakemake in the project)"
         )
     try:
         calibration = Calibration.read(calibration_path)
@@ -208,7 +212,6 @@ class Segmentation:
     row: dict[str, Any]
     canonical_prob: np.ndarray
     fnr: FnrControl
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def percent(level: float) -> str:
@@ -380,6 +383,58 @@ def _entry_problem(entry: Path, names_seen: dict[str, str]) -> str | None:
     return None
 
 
+#: Output folder of each written array -> the row column holding its path.
+OUTPUT_COLUMNS = {"masks": "mask", "fnr_masks": "fnr_mask", "probabilities": "probabilities"}
+
+
+def write_outputs(staged: Path, seg: Segmentation, save_probabilities: bool) -> None:
+    """Write the image's arrays below ``staged`` and put their relative paths in its row."""
+    for folder, array in output_arrays(seg, save_probabilities).items():
+        relative = f"{folder}/{seg.image.name}.nii.gz"
+        write_like_input(staged / relative, array, seg.image)
+        seg.row[OUTPUT_COLUMNS[folder]] = relative
+
+
+def failure_row(entry: Path, exc: Exception) -> dict[str, str]:
+    """A failures.csv row whose message names the file."""
+    message = str(exc) if str(entry) in str(exc) else f"{entry}: {exc}"
+    return dict(image=nifti_name(entry) or "", file=entry.name, error=message)
+
+
+def batch_settings(
+    first: Calibration,
+    confidence: float | None,
+    fnr_level: float | None,
+    save_probabilities: bool,
+    device: torch.device,
+) -> Settings:
+    """The batch's levels, checked; None takes the level the calibration was written with."""
+    return Settings(
+        confidence=check_level(
+            first.default_confidence if confidence is None else confidence, "confidence"
+        ),
+        fnr_level=check_level(
+            first.default_fnr_level if fnr_level is None else fnr_level, "FNR level"
+        ),
+        save_probabilities=save_probabilities,
+        device=device,
+        amp=device.type == "cuda",
+    )
+
+
+def read_recipe(recipe_path: str | os.PathLike | None, n_models: int) -> ComplexityRecipe | None:
+    """The recipe's complexity regimes (None without a path; required for several models)."""
+    if n_models > 1 and recipe_path is None:
+        raise PredictError(
+            f"{n_models} models given: choosing one per image needs the recipe table "
+            "(results/analysis/recipe.csv)"
+        )
+    try:
+        return ComplexityRecipe.read(recipe_path) if recipe_path is not None else None
+    except (OSError, ValueError) as exc:
+        raise PredictError(str(exc)) from None
+
+
 def predict_folder(
     images_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -420,31 +475,11 @@ def predict_folder(
     entries = _input_files(images_dir)
     device = torch.device(device)
     models = load_models(model_paths, device)
-    if len(models) > 1 and recipe_path is None:
-        raise PredictError(
-            f"{len(models)} models given: choosing one per image needs the recipe table "
-            "(results/analysis/recipe.csv)"
-        )
-    try:
-        recipe = ComplexityRecipe.read(recipe_path) if recipe_path is not None else None
-    except (OSError, ValueError) as exc:
-        raise PredictError(str(exc)) from None
-    first = models[0].calibration
-    settings = Settings(
-        confidence=check_level(
-            first.default_confidence if confidence is None else confidence, "confidence"
-        ),
-        fnr_level=check_level(
-            first.default_fnr_level if fnr_level is None else fnr_level, "FNR level"
-        ),
-        save_probabilities=save_probabilities,
-        device=device,
-        amp=device.type == "cuda",
+    recipe = read_recipe(recipe_path, len(models))
+    settings = batch_settings(
+        models[0].calibration, confidence, fnr_level, save_probabilities, device
     )
-    from segrobust.predict.summary import ThumbnailCanvas, write_summary
-
     canvas = ThumbnailCanvas()
-
     rows, failures, thumbnails, names_seen = [], [], {}, {}
     with atomic.atomic_dir(out_dir) as staged:
         for entry in entries:
@@ -454,15 +489,11 @@ def predict_folder(
                     raise DataError(problem)
                 seg = segment(entry, models, recipe, settings)
             except Exception as exc:  # one bad file must not stop the batch; its reason is kept
-                message = str(exc) if str(entry) in str(exc) else f"{entry}: {exc}"
-                failures.append(dict(image=nifti_name(entry) or "", file=entry.name, error=message))
-                log(f"FAILED {message}")
+                failures.append(failure_row(entry, exc))
+                log(f"FAILED {failures[-1]['error']}")
                 continue
             names_seen[seg.image.name] = entry.name
-            for folder, array in output_arrays(seg, save_probabilities).items():
-                relative = f"{folder}/{seg.image.name}.nii.gz"
-                write_like_input(staged / relative, array, seg.image)
-                seg.row[{"masks": "mask", "fnr_masks": "fnr_mask"}.get(folder, folder)] = relative
+            write_outputs(staged, seg, save_probabilities)
             rows.append(seg.row)
             thumbnails[seg.image.name] = canvas.png(
                 seg.image.canonical, seg.canonical_prob >= MASK_THRESHOLD, seg.image.spacing

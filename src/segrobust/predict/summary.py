@@ -129,9 +129,10 @@ def explanation(confidence: float, fnr_level: float) -> str:
         'this one on average; it is not a certainty about one image. "No guarantee" means '
         "the image lies outside what the calibration images covered (its complexity, predicted "
         "foreground or noise level), or the model had too few calibration images: check the "
-        f"mask by eye. The FNR-controlled mask (the probabilities at the stated threshold) misses "
-        f"on average at most {f} of the object. The recipe column names the architecture the study recommends "
-        "for images of this complexity, where it recommends one.</p>"
+        "mask by eye. The FNR-controlled mask (the probabilities at the stated threshold) "
+        f"misses on average at most {f} of the object. The recipe column names the "
+        "architecture the study recommends for images of this complexity, where it recommends "
+        "one.</p>"
     )
 
 
