@@ -20,7 +20,9 @@ Model choice. With one model run, every image is segmented by it. With several (
 each image is first segmented by all of them; the recipe regime of the complexity under their
 mean mask decides: the run of the architecture the recipe recommends for that regime (the first
 such run by patch and seed), else the run with the highest mean calibration Dice, and the row's
-``model_choice`` says which case applied and why.
+``model_choice`` says which case applied and why. The recipe's complexity regimes come from the
+2D texture study; a volume's complexity is the same measure (the mean over its axial slices,
+``segrobust.data.complexity``) and is mapped the same way.
 
 A bad file fails alone (its reason, naming it, goes to failures.csv) and the others complete; a
 setup problem (a model without calibration, a calibration of another model, an unreadable
