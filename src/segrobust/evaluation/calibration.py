@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 import segrobust
 from segrobust import atomic
@@ -47,7 +48,9 @@ from segrobust.contract import RUN_KEYS, Run, read_table
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import PROVENANCE, DataError, load_split
 from segrobust.data.sources import SOURCES
+from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import FNR_THRESHOLDS, foreground_ratio, soft_quality
+from segrobust.training.modelfile import load_model_file
 
 #: Version of the calibration file layout; bump it whenever a key changes meaning.
 FORMAT_VERSION = 1
@@ -96,8 +99,6 @@ def noise_sigma(image: np.ndarray) -> float:
     Haar diagonal coefficient of a 2 x 2 (x 2) block is its signed sum / 2^(ndim / 2), so pure
     noise of standard deviation sigma gives coefficients of standard deviation sigma.
     """
-    from scipy.stats import norm
-
     detail = np.asarray(image, dtype=np.float64)
     if min(detail.shape) < 2:
         return float("nan")
@@ -408,9 +409,6 @@ def calibrate_run(
             or whose calibration split does not match the tables.
         segrobust.data.dataset.DataError: an unreadable calibration image.
     """
-    from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
-    from segrobust.training.modelfile import load_model_file
-
     model, info = load_model_file(model_path, device=device)
     cases = load_split(dataset_dir, "calibration")
     ndim = int(info["spatial_dims"])
