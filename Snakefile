@@ -40,6 +40,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 onstart:
@@ -52,3 +53,4 @@ rule all:
     default_target: True
     input:
         "results/report/index.html",
+        predict_targets(),

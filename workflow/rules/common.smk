@@ -157,3 +157,33 @@ def caption_file(figure):
 
 def caption_text(figure):
     return " ".join(Path(caption_file(figure)).read_text().split())
+
+
+# --- calibration and predict (rules in predict.smk) ---
+from segrobust.predict.targets import PREDICT_DIR, predict_plan
+
+PREDICT = predict_plan(config, RUNS)
+
+
+def calibration_files():
+    """calibration.json of every model run (beside its model.pt)."""
+    return [f"{run.model_dir}/calibration.json" for s in STUDIES for run in RUNS[s]]
+
+
+def required_predict_plan():
+    """The predict plan; an error naming the key when predict.images is null."""
+    if PREDICT is None:
+        raise ValueError(
+            f"{PREDICT_DIR} needs config key predict.images (a folder of NIfTI images); it is null"
+        )
+    return PREDICT
+
+
+def predict_run_files(filename):
+    """``filename`` of every model run the predict job may use."""
+    return [f"{run.model_dir}/{filename}" for run in required_predict_plan().runs]
+
+
+def predict_targets():
+    """The default target's additions: every calibration file, and the predict folder when on."""
+    return calibration_files() + ([PREDICT_DIR] if PREDICT is not None else [])

@@ -3,7 +3,10 @@
 Regimes (``regime_kind``):
 
 * ``complexity`` (texture study): quantile bins of the test images' LBP complexity (bits), over
-  the in-domain test rows only (models tested on their own training alpha);
+  the in-domain test rows only (models tested on their own training alpha); the bin's edges are
+  the numeric columns ``low`` and ``high`` (the first bin includes ``low``, every bin its
+  ``high``: ``pandas.qcut``), so an image can be mapped to its regime by its complexity (empty
+  for the other regime kinds);
 * ``shift`` (texture study): one regime per (blend direction, train alpha -> test alpha) with
   train != test: the models trained at one alpha, tested at another;
 * ``perturbation``: one regime per (perturbation, severity) of the perturbation study, with the
@@ -56,6 +59,8 @@ RECIPE_COLUMNS = [
     "study",
     "regime_kind",
     "regime",
+    "low",
+    "high",
     "decision",
     "recommended",
     "leader",
@@ -96,6 +101,8 @@ class Regime:
     kind: str
     label: str
     rows: pd.DataFrame
+    low: float = np.nan  # numeric bin edges of a complexity regime (NaN for other kinds)
+    high: float = np.nan
 
 
 def pairwise_tests(matrix: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -265,6 +272,7 @@ def sentence(regime: str, d: dict, significance: float) -> str:
 
 def _decide(regime: Regime, significance: float, n_bootstrap: int, rng, min_cases: int):
     head = dict(study=regime.study, regime_kind=regime.kind, regime=regime.label)
+    edges = dict(low=regime.low, high=regime.high)
     matrix = unit_matrix(regime.rows, "arch", "dice")
     if matrix.empty:  # no image has a Dice from every architecture
         k = regime.rows["arch"].nunique()
@@ -287,7 +295,7 @@ def _decide(regime: Regime, significance: float, n_bootstrap: int, rng, min_case
         comparisons = []
     else:
         decision, comparisons = compare(matrix, significance, n_bootstrap, rng, min_cases)
-    row = dict(head, **decision, sentence=sentence(regime.label, decision, significance))
+    row = dict(head, **edges, **decision, sentence=sentence(regime.label, decision, significance))
     return row, [dict(head, **c) for c in comparisons]
 
 
@@ -316,7 +324,8 @@ def complexity_regimes(texture: pd.DataFrame, n_bins: int) -> list[Regime]:
     regimes = []
     for code in sorted(set(row_bins)):
         label = f"complexity {edges[code]:.2f}-{edges[code + 1]:.2f} bits"
-        regimes.append(Regime("texture", "complexity", label, rows[row_bins == code]))
+        low, high = float(edges[code]), float(edges[code + 1])
+        regimes.append(Regime("texture", "complexity", label, rows[row_bins == code], low, high))
     return regimes
 
 

@@ -1,0 +1,521 @@
+"""Segment a folder of new images with calibrated model runs: masks, a table, a summary page.
+
+For each NIfTI file of the folder (``segrobust.predict.inputs`` brings it to the model's input
+and back) the output folder receives
+
+    masks/<image>.nii.gz          the mask (probability >= 0.5) in the input's own geometry
+    fnr_masks/<image>.nii.gz      the mask at the FNR-controlled threshold (when certified)
+    probabilities/<image>.nii.gz  the probability map (optional)
+    predictions.csv               one row per segmented image (``PREDICTION_COLUMNS``)
+    failures.csv                  one row per file that could not be segmented, with the reason
+    summary.html                  the one-page summary (``segrobust.predict.summary``)
+
+Each row carries the image's label-free statistics (``label_free_statistics``), the conformal
+Dice lower bound at the confidence level and the FNR-controlled threshold at the FNR level (both
+from the run's calibration file, ``segrobust.evaluation.calibration``), whether the image lies in
+the range the calibration images covered (the guarantee is not claimed when it does not, and
+``range_reason`` says why), and the recipe's answer for the image's complexity regime.
+
+Model choice. With one model run, every image is segmented by it. With several (``recommended``)
+each image is first segmented by all of them; the recipe regime of the complexity under their
+mean mask decides: the run of the architecture the recipe recommends for that regime (the first
+such run by patch and seed), else the run with the highest mean calibration Dice, and the row's
+``model_choice`` says which case applied and why. The recipe's complexity regimes come from the
+2D texture study; a volume's complexity is the same measure (the mean over its axial slices,
+``segrobust.data.complexity``) and is mapped the same way.
+
+A bad file fails alone (its reason, naming it, goes to failures.csv) and the others complete; a
+setup problem (a model without calibration, a calibration of another model, an unreadable
+recipe) or the failure of every file stops the batch with :class:`PredictError`, and then
+nothing is written. The output folder is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from segrobust import atomic
+from segrobust.analysis import conformal
+from segrobust.data.complexity import lbp_complexity
+from segrobust.data.dataset import DataError
+from segrobust.evaluation.calibration import (
+    CALIBRATION_FILE,
+    MASK_THRESHOLD,
+    Calibration,
+    CalibrationError,
+    DiceBound,
+    FnrControl,
+    check_level,
+    label_free_statistics,
+)
+from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
+from segrobust.predict.inputs import (
+    InputImage,
+    nifti_name,
+    read_input,
+    to_file_layout,
+    to_input_grid,
+    write_like_input,
+)
+from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
+from segrobust.predict.summary import ThumbnailCanvas, write_summary
+from segrobust.training.modelfile import load_model_file
+
+#: ``predictions.csv``: one row per segmented image.
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "image", "file", "model", "arch", "model_choice", "complexity", "noise_sigma",
+    "predicted_fg_ratio", "quality", "confidence", "dice_lower_bound", "bound_status",
+    "in_calibration_range", "range_reason", "guarantee", "fnr_level", "fnr_threshold",
+    "fnr_status", "regime", "recipe_decision", "recommended_arch", "recipe_note", "mask",
+    "fnr_mask", "probabilities",
+)  # fmt: skip
+
+#: ``failures.csv``: one row per file that could not be segmented.
+FAILURE_COLUMNS: tuple[str, ...] = ("image", "file", "error")
+
+MODEL_FILE = "model.pt"
+
+
+class PredictError(RuntimeError):
+    """The batch cannot run or produced nothing; the message names the file(s) and why."""
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CalibratedModel:
+    """A trained network with its calibration file."""
+
+    path: Path
+    calibration: Calibration
+    network: torch.nn.Module
+    info: dict[str, Any]
+    window: SlidingWindow | None
+
+    @property
+    def name(self) -> str:
+        return self.calibration.run_name
+
+    @property
+    def arch(self) -> str:
+        return self.calibration.arch
+
+    def probabilities(self, image: np.ndarray, device: Any, amp: bool) -> np.ndarray:
+        """Sigmoid probabilities on a model-space image, inferred as in evaluation."""
+        return predict_probabilities(
+            self.network, image, patch_size=self.info.get("patch_size"), window=self.window,
+            device=device, amp=amp,
+        )  # fmt: skip
+
+
+def find_model_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The ``model.pt`` files named by ``paths``: a model file, a run directory holding one, or
+    a directory searched recursively (every run below it)."""
+    if not paths:
+        raise PredictError(
+            "no model given: name a model run folder, a model.pt or a folder of runs"
+        )
+    found: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_file():
+            found.append(given)
+        elif (given / MODEL_FILE).is_file():
+            found.append(given / MODEL_FILE)
+        elif given.is_dir():
+            below = sorted(given.rglob(MODEL_FILE))
+            if not below:
+                raise PredictError(f"{given}: no {MODEL_FILE} in this folder or below it")
+            found.extend(below)
+        else:
+            raise PredictError(f"{given}: no such model file or folder")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
+    """Load a model file with the calibration file beside it.
+
+    Raises:
+        PredictError: naming the files, when the calibration is missing, unreadable or was
+            computed for another model file.
+    """
+    calibration_path = model_path.with_name(CALIBRATION_FILE)
+    if not calibration_path.is_file():
+        raise PredictError(
+            f"{model_path}: no calibration file {calibration_path} beside it, so no confidence "
+            "can be given; the workflow writes it after the run's evaluation (rule "
+            "calibrate_model: re-run snakemake in the project)"
+        )
+    try:
+        calibration = Calibration.read(calibration_path)
+        calibration.check_model(model_path)
+    except CalibrationError as exc:
+        raise PredictError(str(exc)) from None
+    network, info = load_model_file(model_path, device=device)
+    inference = calibration.document["inference"]
+    window = SlidingWindow.from_config(inference) if inference else None
+    return CalibratedModel(model_path, calibration, network, info, window)
+
+
+def _run_order(model: CalibratedModel) -> tuple:
+    run = model.calibration.document["run"]
+    patch = str(run["patch"])
+    return (model.arch, patch != "full", int(patch) if patch.isdigit() else 0, int(run["seed"]))
+
+
+def load_models(paths: Sequence[str | os.PathLike], device: Any) -> list[CalibratedModel]:
+    """Every model named by ``paths`` (:func:`find_model_files`), ordered by architecture,
+    patch and seed; several must share their preprocessing (one training dataset)."""
+    models = sorted(
+        (load_calibrated_model(p, device) for p in find_model_files(paths)), key=_run_order
+    )
+    first = models[0]
+    for other in models[1:]:
+        same = (
+            other.calibration.spatial_dims == first.calibration.spatial_dims
+            and other.calibration.preprocessing == first.calibration.preprocessing
+        )
+        if not same:
+            raise PredictError(
+                f"{other.path} and {first.path} need different input preprocessing (other "
+                "training datasets); models compared per image must share one"
+            )
+    return models
+
+
+# --- one image ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Levels and outputs of a batch."""
+
+    confidence: float
+    fnr_level: float
+    save_probabilities: bool
+    device: Any
+    amp: bool
+
+
+@dataclass
+class Segmentation:
+    """One segmented image: its table row and the probabilities on its canonical grid."""
+
+    image: InputImage
+    row: dict[str, Any]
+    canonical_prob: np.ndarray
+    fnr: FnrControl
+
+
+def percent(level: float) -> str:
+    """``0.9`` -> ``90%``, ``0.975`` -> ``97.5%``."""
+    return f"{level * 100:.10g}%"
+
+
+def floor_to_hundredths(value: float) -> float:
+    """``value`` rounded down to 2 decimals, so a stated bound never exceeds the computed one."""
+    return math.floor(value * 100 + 1e-9) / 100
+
+
+def guarantee_text(bound: DiceBound, problems: Sequence[str], n_calibration: int) -> str:
+    """The Dice bound as a clinician reads it, or why no guarantee is given."""
+    if not bound.defined:
+        needed = conformal.min_calibration_for_bound(1.0 - bound.confidence)
+        return (
+            f"no guarantee: the model was calibrated on {n_calibration} images; "
+            f"{needed} are needed for {percent(bound.confidence)} confidence"
+        )
+    if problems:
+        return "no guarantee: outside calibration range (" + "; ".join(problems) + ")"
+    stated = floor_to_hundredths(bound.bound)
+    return f"Dice >= {stated:.2f} with {percent(bound.confidence)} confidence"
+
+
+def recommended_model(
+    models: Sequence[CalibratedModel],
+    probs: Sequence[np.ndarray],
+    image: np.ndarray,
+    recipe: ComplexityRecipe,
+) -> tuple[int, str]:
+    """Index of the model to use for ``image`` and the reason (see the module docstring)."""
+    mean_mask = np.mean(np.stack(probs), axis=0) >= MASK_THRESHOLD
+    complexity = lbp_complexity(image, mean_mask)
+    answer = recipe.answer(complexity)
+    where = f"complexity {complexity:.3g} bits under the mean mask of {len(models)} models"
+    arch = answer.recommended_arch
+    matching = [i for i, m in enumerate(models) if m.arch == arch]
+    if arch and matching:
+        return matching[0], f"{where}: regime '{answer.regime.label}' recommends {arch}"
+    if arch:
+        why = f"regime '{answer.regime.label}' recommends {arch}, not among the models given"
+    elif answer.regime is not None:
+        why = f"regime '{answer.regime.label}': {answer.regime.decision}"
+    else:
+        why = answer.note
+    dice = [m.calibration.mean_dice for m in models]
+    best = int(np.argmax([d if math.isfinite(d) else -np.inf for d in dice]))
+    return best, (
+        f"{where}; {why}; used the model with the highest calibration Dice ({dice[best]:.3f})"
+    )
+
+
+def recipe_columns(answer: RecipeAnswer | None) -> dict[str, str]:
+    """The row's recipe columns (empty without a recipe)."""
+    if answer is None:
+        return dict(
+            regime="", recipe_decision="", recommended_arch="", recipe_note="no recipe given"
+        )
+    regime = answer.regime
+    return dict(
+        regime=regime.label if regime else "",
+        recipe_decision=regime.decision if regime else "",
+        recommended_arch=answer.recommended_arch,
+        recipe_note=answer.note,
+    )
+
+
+def segment(
+    path: Path,
+    models: Sequence[CalibratedModel],
+    recipe: ComplexityRecipe | None,
+    settings: Settings,
+) -> Segmentation:
+    """Segment one file and fill its row (output paths are added when written).
+
+    Raises:
+        DataError: naming the file (see ``segrobust.predict.inputs.read_input``).
+    """
+    first = models[0].calibration
+    image = read_input(path, first.preprocessing, first.spatial_dims)
+    if len(models) == 1:
+        chosen, choice = 0, "the only model given"
+        prob = models[0].probabilities(image.model_image, settings.device, settings.amp)
+    else:
+        probs = [m.probabilities(image.model_image, settings.device, settings.amp) for m in models]
+        chosen, choice = recommended_model(models, probs, image.model_image, recipe)
+        prob = probs[chosen]
+    model = models[chosen]
+    calibration = model.calibration
+    stats = label_free_statistics(image.model_image, prob)
+    bound = calibration.dice_bound(stats["quality"], settings.confidence)
+    fnr = calibration.fnr_control(settings.fnr_level)
+    problems = calibration.range_problems(stats)
+    row = dict(
+        image=image.name,
+        file=path.name,
+        model=model.name,
+        arch=model.arch,
+        model_choice=choice,
+        complexity=stats["complexity"],
+        noise_sigma=stats["noise_sigma"],
+        predicted_fg_ratio=stats["predicted_fg_ratio"],
+        quality=stats["quality"],
+        confidence=settings.confidence,
+        dice_lower_bound=bound.bound,
+        bound_status=bound.status,
+        in_calibration_range=not problems,
+        range_reason="; ".join(problems),
+        guarantee=guarantee_text(bound, problems, calibration.n_calibration),
+        fnr_level=settings.fnr_level,
+        fnr_threshold=fnr.threshold,
+        fnr_status=fnr.status,
+        **recipe_columns(recipe.answer(stats["complexity"]) if recipe else None),
+    )
+    return Segmentation(image, row, to_input_grid(prob, image), fnr)
+
+
+def output_arrays(seg: Segmentation, save_probabilities: bool) -> dict[str, np.ndarray]:
+    """The arrays to write (folder -> array in the input file's layout)."""
+    prob = seg.canonical_prob
+    arrays = {"masks": (prob >= MASK_THRESHOLD).astype(np.uint8)}
+    if seg.fnr.certified:
+        arrays["fnr_masks"] = (prob >= seg.fnr.threshold).astype(np.uint8)
+    if save_probabilities:
+        arrays["probabilities"] = prob.astype(np.float32)
+    return {folder: to_file_layout(array, seg.image) for folder, array in arrays.items()}
+
+
+# --- the batch ------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What a batch produced: the rows, the failures and where they were written."""
+
+    predictions: pd.DataFrame
+    failures: pd.DataFrame
+    out_dir: Path
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PredictError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise PredictError(
+            f"{out_dir}: folder exists and is not empty; choose a new output folder or allow "
+            "overwriting it"
+        )
+
+
+def _input_files(images_dir: Path) -> list[Path]:
+    if not images_dir.is_dir():
+        raise PredictError(f"{images_dir}: images folder not found")
+    entries = sorted(images_dir.iterdir())
+    if not entries:
+        raise PredictError(f"{images_dir}: the images folder is empty")
+    return entries
+
+
+def _entry_problem(entry: Path, names_seen: dict[str, str]) -> str | None:
+    """Why a folder entry cannot be an input image before reading it (None: read it)."""
+    if entry.is_dir():
+        return f"{entry}: a folder; only NIfTI files directly inside the images folder are read"
+    name = nifti_name(entry)
+    if name is not None and name in names_seen:
+        return f"{entry}: the same image name as {names_seen[name]} (outputs would collide)"
+    return None
+
+
+#: Output folder of each written array -> the row column holding its path.
+OUTPUT_COLUMNS = {"masks": "mask", "fnr_masks": "fnr_mask", "probabilities": "probabilities"}
+
+
+def write_outputs(staged: Path, seg: Segmentation, save_probabilities: bool) -> None:
+    """Write the image's arrays below ``staged`` and put their relative paths in its row."""
+    for folder, array in output_arrays(seg, save_probabilities).items():
+        relative = f"{folder}/{seg.image.name}.nii.gz"
+        write_like_input(staged / relative, array, seg.image)
+        seg.row[OUTPUT_COLUMNS[folder]] = relative
+
+
+def failure_row(entry: Path, exc: Exception) -> dict[str, str]:
+    """A failures.csv row whose message names the file."""
+    message = str(exc) if str(entry) in str(exc) else f"{entry}: {exc}"
+    return dict(image=nifti_name(entry) or "", file=entry.name, error=message)
+
+
+def batch_settings(
+    first: Calibration,
+    confidence: float | None,
+    fnr_level: float | None,
+    save_probabilities: bool,
+    device: torch.device,
+) -> Settings:
+    """The batch's levels, checked; None takes the level the calibration was written with."""
+    return Settings(
+        confidence=check_level(
+            first.default_confidence if confidence is None else confidence, "confidence"
+        ),
+        fnr_level=check_level(
+            first.default_fnr_level if fnr_level is None else fnr_level, "FNR level"
+        ),
+        save_probabilities=save_probabilities,
+        device=device,
+        amp=device.type == "cuda",
+    )
+
+
+def read_recipe(recipe_path: str | os.PathLike | None, n_models: int) -> ComplexityRecipe | None:
+    """The recipe's complexity regimes (None without a path; required for several models)."""
+    if n_models > 1 and recipe_path is None:
+        raise PredictError(
+            f"{n_models} models given: choosing one per image needs the recipe table "
+            "(results/analysis/recipe.csv)"
+        )
+    try:
+        return ComplexityRecipe.read(recipe_path) if recipe_path is not None else None
+    except (OSError, ValueError) as exc:
+        raise PredictError(str(exc)) from None
+
+
+def predict_folder(
+    images_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    model_paths: Sequence[str | os.PathLike],
+    recipe_path: str | os.PathLike | None = None,
+    confidence: float | None = None,
+    fnr_level: float | None = None,
+    save_probabilities: bool = False,
+    device: Any = "cpu",
+    overwrite: bool = False,
+    log: Callable[[str], Any] = print,
+) -> BatchResult:
+    """Segment every file of ``images_dir`` and write the outputs to ``out_dir``.
+
+    Args:
+        images_dir: folder of NIfTI images (2D or 3D, any orientation and spacing).
+        out_dir: output folder (layout in the module docstring), written atomically.
+        model_paths: model files, run folders or folders of runs; several means
+            ``recommended`` (per-image choice by the recipe), which needs ``recipe_path``.
+        recipe_path: ``results/analysis/recipe.csv``; optional with one model (then only the
+            recipe columns use it).
+        confidence: confidence of the Dice lower bound; None = the one the first model's
+            calibration was written with (1 - ``analysis.conformal_alpha``).
+        fnr_level: FNR level of the controlled mask; None = the calibration's
+            (``analysis.fnr_level``).
+        save_probabilities: also write the probability maps.
+        device: where the networks run (mixed precision on CUDA, as in evaluation).
+        overwrite: replace a non-empty ``out_dir``.
+        log: receives one progress line per image.
+
+    Raises:
+        PredictError: a setup problem or every file failed (the message lists each failure);
+            nothing is written then.
+    """
+    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    entries = _input_files(images_dir)
+    device = torch.device(device)
+    models = load_models(model_paths, device)
+    recipe = read_recipe(recipe_path, len(models))
+    settings = batch_settings(
+        models[0].calibration, confidence, fnr_level, save_probabilities, device
+    )
+    canvas = ThumbnailCanvas()
+    rows, failures, thumbnails, names_seen = [], [], {}, {}
+    with atomic.atomic_dir(out_dir) as staged:
+        for entry in entries:
+            problem = _entry_problem(entry, names_seen)
+            try:
+                if problem:
+                    raise DataError(problem)
+                seg = segment(entry, models, recipe, settings)
+            except Exception as exc:  # one bad file must not stop the batch; its reason is kept
+                failures.append(failure_row(entry, exc))
+                log(f"FAILED {failures[-1]['error']}")
+                continue
+            names_seen[seg.image.name] = entry.name
+            write_outputs(staged, seg, save_probabilities)
+            rows.append(seg.row)
+            thumbnails[seg.image.name] = canvas.png(
+                seg.image.canonical, seg.canonical_prob >= MASK_THRESHOLD, seg.image.spacing
+            )
+            log(f"{entry.name}: {seg.row['model']}; {seg.row['guarantee']}")
+        if not rows:
+            listed = "\n".join(f"  {f['error']}" for f in failures)
+            raise PredictError(f"no image of {images_dir} could be segmented:\n{listed}")
+        predictions = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+        failed = pd.DataFrame(failures, columns=list(FAILURE_COLUMNS))
+        atomic.write_csv(staged / "predictions.csv", predictions)
+        atomic.write_csv(staged / "failures.csv", failed)
+        write_summary(
+            staged / "summary.html",
+            predictions,
+            failed,
+            thumbnails,
+            models=[m.name for m in models],
+            settings=settings,
+            images_dir=images_dir,
+        )
+    log(f"{len(rows)} of {len(entries)} files segmented, {len(failures)} failed -> {out_dir}")
+    return BatchResult(predictions, failed, out_dir)

@@ -1,0 +1,430 @@
+"""The calibration file beside model.pt: its numbers equal the analysis' at every level, it is
+strict versioned JSON, it refuses the wrong model or tables, and its noise estimate is right."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from schema_defaults import model_kwargs
+
+from segrobust.analysis import conformal
+from segrobust.contract import FNR_COLUMNS, PER_IMAGE_COLUMNS, Run
+from segrobust.data.dataset import DatasetWriter, load_split
+from segrobust.data.prepare import PrepareOptions
+from segrobust.evaluation import calibration as cal
+from segrobust.evaluation.evaluate import TestCondition, evaluate_run
+from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.metrics import FNR_THRESHOLDS
+from segrobust.networks import build_model
+from segrobust.training.modelfile import save_model_file
+
+torch.set_num_threads(1)
+
+RUN = Run("perturbation", "shapes", "unet", "full", 1)
+UNET = model_kwargs("unet", channels=(4, 8))
+
+
+# --- the noise estimate ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(96, 96), (40, 40, 24)])
+@pytest.mark.parametrize("sigma", [0.02, 0.1, 0.3])
+def test_noise_sigma_recovers_gaussian_noise_on_a_smooth_image(shape, sigma):
+    rng = np.random.default_rng(0)
+    grids = np.meshgrid(*[np.linspace(0, 1, n) for n in shape], indexing="ij")
+    smooth = np.sin(3 * grids[0]) + grids[1] ** 2  # structure the diagonal band barely sees
+    estimate = cal.noise_sigma(smooth + sigma * rng.standard_normal(shape))
+    assert estimate == pytest.approx(sigma, rel=0.08)
+
+
+def test_noise_sigma_of_a_constant_or_too_thin_image():
+    assert cal.noise_sigma(np.ones((8, 8))) == 0.0
+    assert math.isnan(cal.noise_sigma(np.ones((1, 8))))
+
+
+# --- numbers equal to the analysis' ---------------------------------------------------------
+
+
+def _per_image(rng, n_cal, n_test=30, shift=0.0):
+    """Calibration and test rows of RUN (plus rows the calibration must ignore)."""
+    rows = []
+    for split, condition, n in (
+        ("calibration", "clean", n_cal),
+        ("test", "clean", n_test),
+        ("calibration", "speckle-s3", 5),  # not in-domain: never calibrated on
+    ):
+        for i in range(n):
+            quality = rng.uniform(0.6, 1.0)
+            dice = float(np.clip(quality - rng.normal(0.05, 0.05) - shift, 0, 1))
+            rows.append(
+                dict(
+                    RUN.columns,
+                    condition=condition,
+                    split=split,
+                    image_id=f"{split}{i}",
+                    dice=dice,
+                    quality=quality,
+                    complexity=rng.uniform(0, 2),
+                    fg_ratio=rng.uniform(0.05, 0.3),
+                )
+            )
+    return pd.DataFrame(rows).reindex(columns=list(PER_IMAGE_COLUMNS))
+
+
+def _fnr(rng, per_image):
+    rows = []
+    for r in per_image.itertuples():
+        p = rng.beta(2, 1, size=50)
+        curve = (p[None, :] < FNR_THRESHOLDS[:, None]).mean(axis=1)
+        for t, f in zip(FNR_THRESHOLDS, curve, strict=True):
+            rows.append(
+                dict(
+                    RUN.columns,
+                    condition=r.condition,
+                    split=r.split,
+                    image_id=r.image_id,
+                    threshold=t,
+                    fnr=f,
+                )
+            )
+    return pd.DataFrame(rows, columns=list(FNR_COLUMNS))
+
+
+def _statistics(per_image):
+    cal_rows = conformal.calibration_rows(per_image)
+    return {
+        i: dict(complexity=0.1 * k, predicted_fg_ratio=0.01 * k, noise_sigma=0.2, quality=0.9)
+        for k, i in enumerate(cal_rows["image_id"])
+    }
+
+
+def _document(per_image, fnr, alpha=0.1, level=0.1):
+    return cal.build_calibration(
+        per_image,
+        fnr,
+        run=RUN,
+        model_info=dict(arch="unet", spatial_dims=2, img_size=[16, 16]),
+        model_sha256="0" * 64,
+        preprocessing={"size": [16, 16]},
+        statistics=_statistics(per_image),
+        window=None,
+        alpha=alpha,
+        fnr_level=level,
+    )
+
+
+def test_dice_bound_scores_are_the_sorted_in_domain_calibration_scores():
+    per_image = _per_image(np.random.default_rng(1), n_cal=40)
+    block = cal.dice_bound_block(per_image, alpha=0.1)
+    own = per_image[(per_image.split == "calibration") & (per_image.condition == "clean")]
+    assert block["scores"] == sorted((own.quality - own.dice).tolist())
+    assert block["n"] == 40
+    # k = ceil(41 * 0.9) = 37: the 37th smallest score
+    assert block["q_hat"] == pytest.approx(sorted(own.quality - own.dice)[36])
+    assert block["status"] == "defined" and block["min_calibration"] == 9
+
+
+def test_too_few_calibration_images_is_undefined_with_the_minimum_n():
+    per_image = _per_image(np.random.default_rng(1), n_cal=5)
+    document = _document(per_image, _fnr(np.random.default_rng(2), per_image))
+    assert document["dice_bound"]["q_hat"] is None
+    assert "n_calibration = 5 < 9" in document["dice_bound"]["status"]
+    assert not document["fnr"]["certified"] and "5 < 9" in document["fnr"]["status"]
+    bound = cal.Calibration("x", document).dice_bound(0.9, 0.9)
+    assert math.isnan(bound.bound) and not bound.defined and "5 < 9" in bound.status
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.9, 0.95])
+def test_bound_at_any_level_equals_the_analysis_bound(confidence):
+    """Stored at alpha 0.1, the file gives at another level what the analysis gives there."""
+    rng = np.random.default_rng(3)
+    per_image = _per_image(rng, n_cal=60)
+    calibration = cal.Calibration("x", _document(per_image, _fnr(rng, per_image), alpha=0.1))
+    alpha = 1 - confidence
+    expected, _ = conformal.calibrate_dice_bounds(per_image, alpha=alpha)
+    test = expected[expected.split == "test"]
+    got = [calibration.dice_bound(q, confidence).bound for q in test.quality]
+    assert np.allclose(got, test.dice_lower_bound)
+
+
+@pytest.mark.parametrize("level", [0.05, 0.1, 0.2])
+def test_fnr_threshold_at_any_level_equals_the_analysis_threshold(level):
+    rng = np.random.default_rng(4)
+    per_image = _per_image(rng, n_cal=60)
+    fnr = _fnr(rng, per_image)
+    calibration = cal.Calibration("x", _document(per_image, fnr, level=0.1))
+    expected = conformal.conformal_fnr(fnr, level)
+    control = calibration.fnr_control(level)
+    assert control.threshold == expected["t_hat"].iloc[0]
+    assert control.certified == bool(expected["certified"].iloc[0])
+    assert control.status == expected["status"].iloc[0]
+
+
+def test_tables_of_another_run_are_refused():
+    per_image = _per_image(np.random.default_rng(1), n_cal=12)
+    other = per_image.assign(arch="vnet")
+    with pytest.raises(cal.CalibrationError, match="no rows of run"):
+        _document(other, _fnr(np.random.default_rng(2), per_image))
+
+
+def test_range_problems_name_the_statistic_and_the_calibrated_range():
+    per_image = _per_image(np.random.default_rng(1), n_cal=12)
+    calibration = cal.Calibration(
+        "x", _document(per_image, _fnr(np.random.default_rng(2), per_image))
+    )
+    # calibrated: complexity 0..1.1, predicted fg ratio 0..0.11, noise 0.2..0.2
+    inside = dict(complexity=0.5, predicted_fg_ratio=0.05, noise_sigma=0.2)
+    assert calibration.range_problems(inside) == []
+    outside = calibration.range_problems(dict(inside, complexity=2.5, noise_sigma=0.3))
+    assert outside == [
+        "complexity 2.5 outside the calibrated 0 to 1.1",
+        "noise estimate 0.3 outside the calibrated 0.2 to 0.2",
+    ]
+    undefined = calibration.range_problems(dict(inside, complexity=float("nan")))
+    assert undefined == [
+        "complexity undefined (the predicted mask is empty or covers the whole image)"
+    ]
+
+
+def test_without_calibration_images_nothing_is_claimed():
+    per_image = _per_image(np.random.default_rng(1), n_cal=0)
+    document = cal.build_calibration(
+        per_image,
+        _fnr(np.random.default_rng(2), per_image),
+        run=RUN,
+        model_info=dict(arch="unet", spatial_dims=2),
+        model_sha256="0" * 64,
+        preprocessing={},
+        statistics={},
+        window=None,
+        alpha=0.1,
+        fnr_level=0.1,
+    )
+    calibration = cal.Calibration("x", document)
+    assert document["ranges"] == dict.fromkeys(cal.RANGE_STATISTICS)
+    assert document["mean_dice"] is None and math.isnan(calibration.mean_dice)
+    problems = calibration.range_problems(dict(complexity=1, predicted_fg_ratio=0.1, noise_sigma=0))
+    assert problems[0] == "no calibration image has a defined complexity"
+    assert not calibration.dice_bound(0.9, 0.9).defined
+    assert not calibration.fnr_control(0.1).certified
+
+
+# --- preprocessing from the provenance ------------------------------------------------------
+
+
+WINDOW = {"normalize": "window", "window": [-100, 200]}
+AUTO = {"normalize": "auto", "window": [-200, 300], "percentiles": [2, 98]}
+
+
+@pytest.mark.parametrize(
+    ("provenance", "expected"),
+    [
+        ({"source": "synthetic-texture"}, {"method": "none"}),
+        ({"source": "synthetic-spheres"}, {"method": "none"}),
+        (
+            {"source": "msd_spleen", "modality": "CT", "preparation": WINDOW},
+            {"method": "window", "window": [-100.0, 200.0]},
+        ),
+        (
+            {"source": "msd_import", "modality": "CT", "preparation": AUTO},
+            {"method": "window", "window": [-200.0, 300.0]},
+        ),
+        (
+            {"source": "msd_import", "modality": "MRI", "preparation": AUTO},
+            {"method": "percentile", "percentiles": [2.0, 98.0]},
+        ),
+        ({"source": "busi", "preparation": {}}, {"method": "gray"}),
+        ({"source": "glas", "preparation": {}}, {"method": "gray"}),
+    ],
+)
+def test_intensity_normalisation_follows_the_source(provenance, expected):
+    assert cal.intensity_normalisation(provenance, "provenance.json") == expected
+
+
+def test_msd_defaults_are_what_preparation_records():
+    """A prepared MSD dataset's provenance holds the PrepareOptions as a dict: its keys work."""
+    options = vars(PrepareOptions(normalize="percentile"))
+    provenance = {"source": "msd_heart", "modality": "MRI", "preparation": options}
+    assert cal.intensity_normalisation(provenance, "p") == {
+        "method": "percentile",
+        "percentiles": [1.0, 99.0],
+    }
+
+
+def test_unknown_source_is_refused_naming_the_file():
+    with pytest.raises(
+        cal.CalibrationError, match=r"data/provenance.json: source 'scanner'.*known"
+    ):
+        cal.intensity_normalisation({"source": "scanner"}, "data/provenance.json")
+
+
+# --- calibrate_run end to end ---------------------------------------------------------------
+
+
+def _dataset(path, shape, n_test=3, n_calibration=12, seed=0, spacing=None):
+    rng = np.random.default_rng(seed)
+    with DatasetWriter(path, provenance={"source": "synthetic-texture"}) as ds:
+        for i in range(n_test + n_calibration):
+            label = np.zeros(shape, dtype=np.uint8)
+            corner = rng.integers(1, 6, size=len(shape))
+            label[tuple(slice(c, c + 6) for c in corner)] = 1
+            image = (label + 0.3 * rng.standard_normal(shape)).astype(np.float32)
+            split = "test" if i < n_test else "calibration"
+            ds.add(
+                f"case{i}",
+                image,
+                label,
+                split=split,
+                spacing=spacing or (1.0,) * len(shape),
+                complexity=0.1 * i,
+                fg_ratio=float(label.mean()),
+            )
+    return path
+
+
+def _model(path, spatial_dims=2, patch_size=None, seed=0):
+    torch.manual_seed(seed)
+    model = build_model("unet", spatial_dims, **UNET)
+    save_model_file(
+        path,
+        model,
+        arch="unet",
+        spatial_dims=spatial_dims,
+        model_kwargs=UNET,
+        img_size=[16] * spatial_dims,
+        patch_size=patch_size,
+    )
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calibrate")
+    data = _dataset(root / "shapes", (16, 16))
+    model_path, model = _model(root / "run" / "model.pt")
+    conditions = [TestCondition("clean", data, "test"), TestCondition("clean", data, "calibration")]
+    evaluate_run(
+        model_path,
+        conditions,
+        run=RUN,
+        nsd_tolerance=1.0,
+        nsd_unit="px",
+        out_per_image=root / "m" / "per_image.csv",
+        out_fnr=root / "m" / "fnr.csv",
+        log=lambda line: None,
+    )
+    return root, data, model_path, model
+
+
+def _calibrate(root, data, model_path, out, **kwargs):
+    return cal.calibrate_run(
+        model_path,
+        root / "m" / "per_image.csv",
+        root / "m" / "fnr.csv",
+        data,
+        run=RUN,
+        alpha=0.1,
+        fnr_level=0.1,
+        window=None,
+        out=out,
+        log=lambda line: None,
+        **kwargs,
+    )
+
+
+def test_calibrate_run_writes_strict_json_with_the_calibration_images_statistics(evaluated):
+    root, data, model_path, model = evaluated
+    out = root / "run" / cal.CALIBRATION_FILE
+    document = _calibrate(root, data, model_path, out)
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    on_disk = json.loads(out.read_text(), parse_constant=refuse)
+    assert on_disk == json.loads(json.dumps(document))
+    assert on_disk["format_version"] == cal.FORMAT_VERSION
+    assert on_disk["run"] == RUN.columns
+    assert on_disk["model"]["sha256"] == cal.file_sha256(model_path)
+    assert on_disk["preprocessing"] == {
+        "dataset": "shapes",
+        "source": "synthetic-texture",
+        "orientation": "closest_canonical",
+        "intensity": {"method": "none"},
+        "size": [16, 16],
+        "spacing": None,
+    }
+    cases = {c.case_id: c for c in load_split(data, "calibration")}
+    images = on_disk["calibration_images"]
+    assert sorted(images["image_id"]) == sorted(cases)
+    for i, case_id in enumerate(images["image_id"]):
+        prob = predict_probabilities(model, cases[case_id].image)
+        expected = cal.label_free_statistics(cases[case_id].image, prob)
+        for key in (*cal.RANGE_STATISTICS, "quality"):
+            stored = math.nan if images[key][i] is None else images[key][i]  # JSON null = NaN
+            assert stored == pytest.approx(expected[key], nan_ok=True), key
+    for key in cal.RANGE_STATISTICS:
+        finite = [v for v in images[key] if v is not None]
+        assert on_disk["ranges"][key] == ([min(finite), max(finite)] if finite else None)
+    per_image = pd.read_csv(root / "m" / "per_image.csv")
+    own = per_image[per_image.split == "calibration"]
+    assert on_disk["label_ranges"]["fg_ratio"] == pytest.approx(
+        [own.fg_ratio.min(), own.fg_ratio.max()]
+    )
+    assert on_disk["mean_dice"] == pytest.approx(own.dice.mean())
+    assert on_disk["dice_bound"]["n"] == 12
+
+
+def test_calibration_of_another_split_is_refused_and_nothing_written(evaluated, tmp_path):
+    root, _, model_path, _ = evaluated
+    other = _dataset(tmp_path / "shapes", (16, 16), seed=5, n_calibration=10)
+    out = tmp_path / cal.CALIBRATION_FILE
+    with pytest.raises(cal.CalibrationError, match="different images"):
+        _calibrate(root, other, model_path, out)
+    assert not out.exists()
+
+
+def test_read_refuses_missing_unknown_version_and_incomplete_files(evaluated, tmp_path):
+    root, data, model_path, _ = evaluated
+    path = root / "run" / cal.CALIBRATION_FILE
+    if not path.exists():
+        _calibrate(root, data, model_path, path)
+    document = json.loads(path.read_text())
+    with pytest.raises(cal.CalibrationError, match=r"nowhere\.json: calibration file not found"):
+        cal.Calibration.read(tmp_path / "nowhere.json")
+    (tmp_path / "v9.json").write_text(json.dumps(dict(document, format_version=9)))
+    with pytest.raises(cal.CalibrationError, match=r"v9\.json: calibration format_version 9"):
+        cal.Calibration.read(tmp_path / "v9.json")
+    (tmp_path / "short.json").write_text(json.dumps({"format_version": 1, "run": {}}))
+    with pytest.raises(cal.CalibrationError, match=r"short\.json: calibration file lacks model"):
+        cal.Calibration.read(tmp_path / "short.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(cal.CalibrationError, match=r"bad\.json: not a readable"):
+        cal.Calibration.read(tmp_path / "bad.json")
+
+
+def test_a_calibration_never_applies_to_another_model_file(evaluated, tmp_path):
+    root, data, model_path, _ = evaluated
+    path = root / "run" / cal.CALIBRATION_FILE
+    if not path.exists():
+        _calibrate(root, data, model_path, path)
+    calibration = cal.Calibration.read(path)
+    calibration.check_model(model_path)
+    other, _ = _model(tmp_path / "model.pt", seed=1)
+    with pytest.raises(cal.CalibrationError, match="another model file"):
+        calibration.check_model(other)
+
+
+def test_3d_datasets_record_their_spacing_and_mixed_spacings_are_refused(tmp_path):
+    data = _dataset(
+        tmp_path / "vol", (12, 12, 12), n_test=1, n_calibration=3, spacing=(1.5, 1.5, 2.0)
+    )
+    cases = load_split(data, "calibration")
+    assert cal.dataset_preprocessing(data, cases, 3)["spacing"] == [1.5, 1.5, 2.0]
+    cases[0].spacing = (1.0, 1.0, 1.0)
+    with pytest.raises(cal.CalibrationError, match="differ in spacing"):
+        cal.dataset_preprocessing(data, cases, 3)
