@@ -19,6 +19,9 @@ rule aggregate_study:
     wildcard_constraints:
         study="texture|perturbation|context",
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
+    resources:
+        runtime=runtime_of("aggregate_study"),
+        mem_mb=mem_mb_of("aggregate_study"),
     script:
         "../scripts/aggregate_study.py"

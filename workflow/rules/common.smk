@@ -139,3 +139,25 @@ def report_captions():
     """The caption files of every figure the report shows (workflow/report/<name>.rst)."""
     names = [n for s in STUDIES for n in FIGURES[s]] + list(ANALYSIS_FIGURES)
     return [os.path.relpath(REPO / "workflow" / "report" / f"{n}.rst") for n in names]
+
+
+# --- cluster resources (segrobust.spec.resources; docs/cluster.md) ---
+from segrobust.spec.resources import request, rule_cost
+
+
+def job_request(rule, wildcards, attempt):
+    """The runtime (minutes) and mem_mb of one job of ``rule``, from the config and the job's
+    wildcards (and, for real data, its prepared dataset), scaled by the attempt number.
+    """
+    cost = rule_cost(config, rule, dict(wildcards.items()))
+    return request(cost, config["resources"], attempt)
+
+
+def runtime_of(rule):
+    """``resources: runtime=`` of ``rule``: minutes, re-evaluated per job and attempt."""
+    return lambda wildcards, attempt: job_request(rule, wildcards, attempt).runtime
+
+
+def mem_mb_of(rule):
+    """``resources: mem_mb=`` of ``rule``: MB, re-evaluated per job and attempt."""
+    return lambda wildcards, attempt: job_request(rule, wildcards, attempt).mem_mb

@@ -9,8 +9,11 @@ rule generate_texture_dataset:
     log:
         "logs/data/texture-{direction}-{alpha}.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
     threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("generate_texture_dataset"),
+        mem_mb=mem_mb_of("generate_texture_dataset"),
     params:
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
     script:
@@ -27,8 +30,11 @@ rule generate_synthetic_dataset:
     wildcard_constraints:
         name=regex_of(synthetic_dataset_names(config)),
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
     threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("generate_synthetic_dataset"),
+        mem_mb=mem_mb_of("generate_synthetic_dataset"),
     params:
         spec=lambda w: config["datasets"][w.name],
     script:
@@ -44,11 +50,16 @@ rule perturb_test_split:
     log:
         "logs/perturbation/conditions/{dataset}/{perturbation}.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
     threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("perturb_test_split"),
+        mem_mb=mem_mb_of("perturb_test_split"),
     params:
         severities=config["studies"]["perturbation"]["severities"],
-        options=lambda w: config["studies"]["perturbation"]["options"].get(w.perturbation, {}),
+        options=lambda w: config["studies"]["perturbation"]["options"].get(
+            w.perturbation, {}
+        ),
         seed=config["studies"]["perturbation"]["perturbation_seed"],
     script:
         "../scripts/perturb_test_split.py"

@@ -10,6 +10,11 @@
 from segrobust.spec.config import with_context_min_shape
 
 
+# Downloads run where Snakemake runs (a login node): cluster compute nodes often have no internet.
+localrules:
+    download_source,
+
+
 # No `retries`: fetch() retries transient network failures itself (resuming the partial file),
 # and a checksum mismatch or an unreadable archive is final -- a rule-level retry only
 # downloaded the same bad file again.
@@ -22,7 +27,7 @@ rule download_source:
         source=regex_of(downloadable_sources()),
         filename=regex_of(SOURCES.get(n).filename for n in downloadable_sources()),
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
     threads: 1
     params:
         settings=lambda wildcards: get_download_settings(wildcards.source),
@@ -41,8 +46,11 @@ rule prepare_dataset:
     wildcard_constraints:
         name=regex_of(real_datasets()),
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
     threads: 1
+    resources:
+        runtime=runtime_of("prepare_dataset"),
+        mem_mb=mem_mb_of("prepare_dataset"),
     params:
         entry=lambda wildcards: with_context_min_shape(
             get_dataset_entry(wildcards), config, wildcards.name

@@ -18,10 +18,12 @@ rule evaluate_model:
     benchmark:
         "results/{study}/benchmarks/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
     threads: config["threads"]["evaluate"]
     resources:
         gpu=1,
+        runtime=runtime_of("evaluate_model"),
+        mem_mb=mem_mb_of("evaluate_model"),
     params:
         conditions=get_conditions,
         window=lambda w: window_settings(config, w.study),

@@ -17,7 +17,10 @@ rule plot_study:
     wildcard_constraints:
         figure="|".join(n for names in FIGURES.values() for n in names),
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
+    resources:
+        runtime=runtime_of("plot_study"),
+        mem_mb=mem_mb_of("plot_study"),
     script:
         "../scripts/plot_study.py"
 
@@ -45,7 +48,10 @@ rule analyze:
     log:
         "logs/analysis/analyze.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
+    resources:
+        runtime=runtime_of("analyze"),
+        mem_mb=mem_mb_of("analyze"),
     params:
         settings=config["analysis"],
     script:
@@ -67,7 +73,10 @@ rule build_report:
     log:
         "logs/report/build_report.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
+    resources:
+        runtime=runtime_of("build_report"),
+        mem_mb=mem_mb_of("build_report"),
     params:
         config=config,
         studies=STUDIES,

@@ -14,10 +14,12 @@ rule train_model:
     benchmark:
         "results/{study}/benchmarks/train/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
     conda:
-        "../../envs/segrobust.yaml"
+        "segrobust"
     threads: config["threads"]["train"]
     resources:
         gpu=1,
+        runtime=runtime_of("train_model"),
+        mem_mb=mem_mb_of("train_model"),
     params:
         spec=get_train_spec,
         device=config["device"],
