@@ -3,10 +3,11 @@
 Prints each measurement and the values to put into ``segrobust/spec/resources.py``:
 
 - seconds per training / inference multiply-add of every architecture in 2D and 3D, timed on the
-  library's own loops (``train_epoch``, ``predict_probabilities``) over in-memory samples at the
-  default study's sizes and widths, divided by the samples' voxels times the network's counted
-  MACs per voxel (``segrobust.spec.network_cost``); the minimum of ``--rounds`` rounds after a
-  warm-up round, so other load on a shared machine inflates nothing;
+  library's own loops (``train_epoch``; ``predict_probabilities`` on a whole 2D image, or with
+  sliding windows of the patch size over a volume of twice its edge in 3D) at the default
+  study's sizes, widths and window settings, divided by the voxels the network saw times its
+  counted MACs per voxel (``segrobust.spec.network_cost``); the minimum of ``--rounds`` rounds
+  after a warm-up round, so other load on a shared machine inflates nothing;
 - seconds per voxel of scoring a test image besides the network (reading it, the metrics, the
   false-negative-rate curve), of generating texture images and sphere volumes
   (written to disk as a job does), and of perturbing a test split (the slowest perturbation);
@@ -58,12 +59,14 @@ def network_constants(rounds: int) -> dict[str, dict[str, float]]:
     from monai.losses import DiceLoss
     from schema_defaults import default_config
 
-    from segrobust.evaluation.infer import predict_probabilities
+    from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
     from segrobust.networks import build_model
     from segrobust.spec.network_cost import macs_per_voxel
+    from segrobust.spec.resources import window_count
     from segrobust.training.train import train_epoch
 
     models = default_config()["models"]
+    inference = default_config()["studies"]["context"]["inference"]
     CPU = torch.device("cpu")  # noqa: N806 (a constant of this function)
     out: dict[str, dict[str, float]] = {"train": {}, "infer": {}}
     for dims, (edge, batch) in SIZES.items():
@@ -83,15 +86,24 @@ def network_constants(rounds: int) -> dict[str, dict[str, float]]:
                 train_epoch(model, optimizer, loss, scaler, images, labels, order, batch,
                             CPU, None)  # fmt: skip
 
-            image = images[0, 0].numpy()
+            macs = macs_per_voxel(arch, dims, kwargs, size)
+            if dims == 2:  # whole images, as the 2D studies predict
+                image, window, seen = images[0, 0].numpy(), None, math.prod(size)
+            else:  # sliding windows over a volume of twice the patch edge, as the context study
+                image = torch.rand(*(2 * e for e in size)).numpy()
+                window = SlidingWindow.from_config(inference)
+                windows = window_count(image.shape, size[0], window.overlap)
+                seen = windows * math.prod(size)
 
-            def infer(model=model, image=image) -> None:
-                predict_probabilities(model, image)
+            def infer(model=model, image=image, window=window, size=size) -> None:
+                patch = size if window is not None else None
+                predict_probabilities(model, image, patch_size=patch, window=window)
 
-            work = macs_per_voxel(arch, dims, kwargs, size) * float(torch.tensor(size).prod())
             key = f"{arch},{dims}"
-            out["train"][key] = _best_of(rounds, epoch) / TRAIN_SAMPLES / work * 1e9
-            out["infer"][key] = _best_of(rounds, infer) / work * 1e9
+            out["train"][key] = (
+                _best_of(rounds, epoch) / TRAIN_SAMPLES / (macs * math.prod(size)) * 1e9
+            )
+            out["infer"][key] = _best_of(rounds, infer) / (macs * seen) * 1e9
             print(f"{key:18s} train {out['train'][key]:.3f} s/GMAC  "
                   f"infer {out['infer'][key]:.3f} s/GMAC", flush=True)  # fmt: skip
     return out

@@ -133,6 +133,7 @@ def round_constants(monkeypatch):
     monkeypatch.setattr(resources, "TRAIN_S_PER_GMAC", {("unet", 2): 2.0})
     monkeypatch.setattr(resources, "INFER_S_PER_GMAC", {("unet", 2): 1.0})
     monkeypatch.setattr(resources, "SCORE_S_PER_VOXEL", {2: 1e-6})
+    monkeypatch.setattr(resources, "DATASET_BYTES_PER_VOXEL", 13)
 
 
 HAND = {
@@ -157,27 +158,29 @@ HAND_JOB = {"study": "texture", "dataset": "texture-background-0.2", "arch": "un
 UNET_4_8 = {"channels": [4, 8], "norm": "batch", "dropout": 0.0}
 
 
-def _hand_train() -> tuple[float, float, int]:
-    """(CPU compute seconds, MB without the GPU host share, calls) of the HAND training job."""
+def _hand_train() -> tuple[float, float, float, int]:
+    """(CPU compute seconds, MB without activations or CUDA context, activation MB, calls) of
+    the HAND training job."""
     train = 3 * 10 * 1024 * 864 * 2.0 / 1e9  # epochs x images x voxels x MACs x s/GMAC
     validation = 2 * 2 * 1024 * 864 * 1.0 / 1e9  # ceil(3 / 2) validations x 2 images
     weights_mb = parameter_count("unet", 2, UNET_4_8, (32, 32)) * 4 / 2**20
     activations = sum(layer.activations for layer in network_layers("unet", 2, UNET_4_8, (32, 32)))
-    data_mb = (10 + 2) * 1024 * 8 / 2**20
-    mb = 500 + data_mb + 8 * weights_mb + 4 * 1024 * activations * 10 / 2**20
+    data_mb = (10 + 2) * 1024 * 13 / 2**20
+    activation_mb = 4 * 1024 * activations * 10 / 2**20
     calls = 3 * math.ceil(10 / 4) + 2 * 2  # optimisation steps + validation forward passes
-    return train + validation, mb, calls
+    return train + validation, 500 + data_mb + 8 * weights_mb, activation_mb, calls
 
 
 def test_train_cost_by_hand_on_cpu(round_constants):
-    compute, mb, _ = _hand_train()
+    compute, mb, activation_mb, _ = _hand_train()
     cost = rule_cost(config_with(HAND), "train_model", HAND_JOB)
     assert cost.seconds == pytest.approx(10 + compute)
-    assert cost.mb == pytest.approx(mb)
+    assert cost.mb == pytest.approx(mb + activation_mb)
 
 
 def test_train_cost_by_hand_on_a_gpu(round_constants):
-    compute, mb, calls = _hand_train()
+    # the activations live in GPU memory; the host holds the CUDA context instead
+    compute, mb, _, calls = _hand_train()
     config = config_with({**HAND, "device": "auto", "resources": {"gpu_speedup": 4}})
     cost = rule_cost(config, "train_model", HAND_JOB)
     assert cost.seconds == pytest.approx(10 + 60 + compute / 4 + calls * 0.5)
@@ -193,11 +196,18 @@ def test_evaluate_cost_by_hand(round_constants):
 
 
 def test_request_applies_factor_floor_and_attempt():
-    settings = {"safety_factor": 3, "min_runtime": 10}
+    settings = {"safety_factor": 3, "min_runtime": 10, "max_runtime": None}
     assert request(Cost(1200, 1000), settings) == resources.Request(60, 3000)
     assert request(Cost(1200, 1000), settings, attempt=2) == resources.Request(120, 6000)
     assert request(Cost(30, 100), settings).runtime == 10  # 1.5 minutes -> the floor
     assert request(Cost(1201, 100.1), settings) == resources.Request(61, 301)  # rounded up
+
+
+def test_request_is_capped_at_max_runtime():
+    settings = {"safety_factor": 3, "min_runtime": 10, "max_runtime": 90}
+    assert request(Cost(1200, 1000), settings) == resources.Request(60, 3000)
+    assert request(Cost(1200, 1000), settings, attempt=2).runtime == 90
+    assert request(Cost(36000, 1000), settings).runtime == 90
 
 
 def _train_seconds(overrides: dict) -> float:
@@ -344,5 +354,11 @@ def test_every_rule_with_resources_has_a_cost_model():
 def test_measured_constants_cover_every_architecture():
     pairs = {(arch, dims) for arch in DEFAULTS["models"] for dims in (2, 3)}
     assert set(resources.TRAIN_S_PER_GMAC) == pairs == set(resources.INFER_S_PER_GMAC)
-    assert all(v > 0 for v in (*resources.TRAIN_S_PER_GMAC.values(), resources.START_S,
-                               resources.BASE_MB, resources.ACTIVATION_BYTES))  # fmt: skip
+    measured = (
+        *resources.TRAIN_S_PER_GMAC.values(), *resources.INFER_S_PER_GMAC.values(),
+        *resources.SCORE_S_PER_VOXEL.values(), resources.START_S, resources.BASE_MB,
+        resources.ACTIVATION_BYTES, resources.TEXTURE_S_PER_VOXEL, resources.SPHERES_S_PER_VOXEL,
+        resources.PERTURB_S_PER_VOXEL, resources.PREPARE_S_PER_VOXEL, resources.TABLE_S_PER_ROW,
+        resources.TABLE_BYTES_PER_ROW, resources.ANALYSIS_S_PER_ROW_RESAMPLE,
+    )  # fmt: skip
+    assert all(value > 0 for value in measured)

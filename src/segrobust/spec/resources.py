@@ -5,7 +5,8 @@ kills paper-scale training and over-books memory for table jobs. Each rule's req
 here from what the job will process, by one formula:
 
     cost      = (seconds, MB) the job needs on its device, from the config and measured constants
-    runtime   = max(resources.min_runtime, ceil(resources.safety_factor * seconds / 60)) * attempt
+    runtime   = max(resources.min_runtime, ceil(resources.safety_factor * seconds / 60)) * attempt,
+                at most resources.max_runtime (when set)
     mem_mb    = ceil(resources.safety_factor * MB) * attempt
 
 ``attempt`` is Snakemake's attempt number: a job killed for its time or memory limit and
@@ -20,18 +21,23 @@ for the architecture at its configured width:
     val MACs   = validations * (sum over validation images of the voxels the network sees)
                  validations = ceil(epochs / val_interval); a sliding window sees
                  n_windows * patch voxels (MONAI's window grid at the configured overlap)
-    CPU s      = START_S + train MACs * TRAIN_S_PER_GMAC[arch, dims] / 1e9
-                 + val MACs * INFER_S_PER_GMAC[arch, dims] / 1e9 + epochs * checkpoint s
-    GPU s      = GPU_START_S + (CPU s - START_S) / resources.gpu_speedup
-                 + (steps + validation images) * GPU_STEP_S
-    MB         = BASE_MB (+ GPU_HOST_MB on a GPU) + dataset bytes (8 per voxel: image and label)
-                 + PARAM_COPIES * 4 bytes * weights + batch * sample voxels * activations/voxel
-                 * ACTIVATION_BYTES
+    compute    = train MACs * TRAIN_S_PER_GMAC[arch, dims] / 1e9
+                 + val MACs * INFER_S_PER_GMAC[arch, dims] / 1e9
+    CPU s      = START_S + compute + checkpoints
+    GPU s      = START_S + GPU_START_S + compute / resources.gpu_speedup
+                 + (optimisation steps + validation forward passes) * GPU_STEP_S + checkpoints
+                 checkpoints = epochs * 3 copies of the weights (weights, Adam moments) written
+                 at 1 / CHECKPOINT_S_PER_MB MB/s
+    MB         = BASE_MB (+ GPU_HOST_MB on a GPU) + DATASET_BYTES_PER_VOXEL * training and
+                 validation voxels + PARAM_COPIES * 4 bytes * weights + (on a CPU: the
+                 activations live in GPU memory otherwise) batch * sample voxels
+                 * activations/voxel * ACTIVATION_BYTES
 
 Evaluation (one model run on every test condition of ``segrobust.spec.runs``): per image, the
 network's MACs on the voxels it sees at INFER_S_PER_GMAC, plus SCORE_S_PER_VOXEL[dims] for
-reading the image and scoring it (metrics, false-negative-rate curve); MB as training with batch
-1 and no optimizer, plus SCORE_BYTES_PER_VOXEL of the largest image.
+reading the image and scoring it (metrics, false-negative-rate curve); MB: the base, two copies
+of the weights, one input's activations (on a CPU) and SCORE_BYTES_PER_VOXEL of the largest
+image.
 
 Data rules: generated or perturbed voxels times the measured seconds per voxel; preparing a real
 dataset: its volumes' voxels (bounded before the archive is unpacked). Tables (aggregate,
@@ -73,7 +79,7 @@ from segrobust.spec.runs import enabled_studies, evaluation_conditions, spatial_
 
 #: Seconds per 10^9 training MACs (forward MACs; backward and optimizer included), per
 #: (architecture, spatial dims), at the default study's widths and sizes (64^2 images, batch 2;
-#: 32^3 patches, batch 4; Swin UNETR 3D at 64^3).
+#: 32^3 patches, batch 4; Swin UNETR 3D at 64^3): the larger of two runs.
 TRAIN_S_PER_GMAC: dict[tuple[str, int], float] = {
     ("unet", 2): 0.261,
     ("noskip_unet", 2): 0.261,
@@ -94,26 +100,28 @@ TRAIN_S_PER_GMAC: dict[tuple[str, int], float] = {
     ("swin_unetr", 3): 0.631,
     ("monai_unet", 3): 0.487,
 }
-#: Seconds per 10^9 inference MACs (one whole image or window, no gradient).
+#: Seconds per 10^9 inference MACs, no gradient: whole 64^2 images (2D, the larger of two runs),
+#: sliding windows of the patch over a volume of twice its edge at the default window settings
+#: (3D).
 INFER_S_PER_GMAC: dict[tuple[str, int], float] = {
     ("unet", 2): 0.089,
     ("noskip_unet", 2): 0.093,
     ("attention_unet", 2): 0.096,
-    ("vnet", 2): 0.038,
+    ("vnet", 2): 0.039,
     ("noskip_vnet", 2): 0.090,
     ("unetpp", 2): 0.114,
     ("unetr", 2): 0.139,
     ("swin_unetr", 2): 0.249,
     ("monai_unet", 2): 0.178,
-    ("unet", 3): 0.218,
-    ("noskip_unet", 3): 0.235,
-    ("attention_unet", 3): 0.352,
-    ("vnet", 3): 0.031,
-    ("noskip_vnet", 3): 0.031,
-    ("unetpp", 3): 0.092,
-    ("unetr", 3): 0.152,
-    ("swin_unetr", 3): 0.553,
-    ("monai_unet", 3): 0.300,
+    ("unet", 3): 0.032,
+    ("noskip_unet", 3): 0.025,
+    ("attention_unet", 3): 0.026,
+    ("vnet", 3): 0.012,
+    ("noskip_vnet", 3): 0.011,
+    ("unetpp", 3): 0.051,
+    ("unetr", 3): 0.033,
+    ("swin_unetr", 3): 0.450,
+    ("monai_unet", 3): 0.103,
 }
 #: Seconds to start a job: Python, torch, MONAI and the library imported.
 START_S = 4.8
@@ -124,37 +132,40 @@ BASE_MB = 381.0
 ACTIVATION_BYTES = 12.2
 #: Seconds per voxel of reading and scoring one test image (metrics, FNR curve, soft quality).
 SCORE_S_PER_VOXEL: dict[int, float] = {2: 3.7e-8, 3: 3.5e-8}
-#: Seconds per voxel of generating synthetic data (images written) and of perturbing a test
-#: split (per severity; the slowest perturbation).
-TEXTURE_S_PER_VOXEL = 0.0
-SPHERES_S_PER_VOXEL = 0.0
-PERTURB_S_PER_VOXEL = 0.0
+#: Seconds per voxel of generating synthetic data (images written, texture complexity computed)
+#: and of perturbing a test split (per severity; the slowest perturbation, speckle).
+TEXTURE_S_PER_VOXEL = 3.3e-6
+SPHERES_S_PER_VOXEL = 6.3e-7
+PERTURB_S_PER_VOXEL = 4.4e-6
+#: Seconds per source voxel of preparing a real dataset (read, resample or resize, normalise,
+#: write), on a synthetic MSD-layout directory (the slower of the 2D and 3D variants).
+PREPARE_S_PER_VOXEL = 4.8e-7
+#: Seconds and peak bytes per per-image row of joining per-run tables (the per-image table and
+#: the FNR table's 51 rows per image: read, concatenate, write), and seconds per row and
+#: bootstrap resample of the analysis (the larger of two runs).
+TABLE_S_PER_ROW = 2.0e-4
+TABLE_BYTES_PER_ROW = 11100.0
+ANALYSIS_S_PER_ROW_RESAMPLE = 1.9e-6
 
 # ---- stated, not measured ---------------------------------------------------------------------
 
+#: Bytes per voxel of a training job's images in memory: each image (float32) and label (uint8)
+#: as loaded, plus the float32 image and label tensors stacked for whole-image training.
+DATASET_BYTES_PER_VOXEL = 13
 #: Copies of the weights a training job holds: weights, gradients, two Adam moments, the best
 #: state, and the checkpoint's serialised copy of weights and moments.
 PARAM_COPIES = 8
 #: Seconds per MB of writing the per-epoch checkpoint (100 MB/s: a slow network file system).
 CHECKPOINT_S_PER_MB = 0.01
-#: A GPU job's start (CUDA context, cuDNN autotuning) and its fixed cost per optimisation step or
-#: inference call (kernel launches, host-device copies, synchronisation) in seconds; the host
-#: memory a CUDA context adds (MB).
+#: Not measured (no GPU was available): a GPU job's start (CUDA context, cuDNN autotuning) and
+#: its fixed cost per optimisation step or forward pass (kernel launches, host-device copies,
+#: synchronisation) in seconds, both generous; the host memory the CUDA context and libraries add
+#: (MB; CUDA loads kernels lazily, so about 1-2 GB).
 GPU_START_S = 60.0
 GPU_STEP_S = 0.02
-GPU_HOST_MB = 3000.0
+GPU_HOST_MB = 2000.0
 #: Bytes per voxel of scoring one image: probabilities, masks, distance maps and FNR thresholds.
 SCORE_BYTES_PER_VOXEL = 64.0
-#: Seconds and bytes per per-image table row of the table jobs (read, concatenate, write; the
-#: FNR table has 51 rows per image); the analysis repeats its statistics per bootstrap resample.
-TABLE_S_PER_ROW = 2e-4
-TABLE_BYTES_PER_ROW = 4000.0
-ANALYSIS_S_PER_ROW_RESAMPLE = 2e-6
-
-#: Seconds per source voxel of preparing a real dataset (read, resample or resize, normalise,
-#: write), measured on a synthetic MSD-layout directory.
-PREPARE_S_PER_VOXEL = 0.0
-
 #: Before a real dataset is prepared (a dry run), the largest it can be: labelled cases, the
 #: voxels of the largest raw scan or image, its physical extent in mm (x, y, z; 3D variants are
 #: resampled to the entry's spacing) and its slices (a 2D variant counts every slice; those
@@ -430,20 +441,20 @@ def train_cost(config: Mapping[str, Any], run: Run, size: DatasetSize, on_gpu: b
     overlap = _overlap(config, run.study)
     validations = math.ceil(train["epochs"] / train["val_interval"])
     val_voxels = n_val.count * seen_voxels(n_val.voxels, dims, patch, overlap)
-    checkpoint_s = 4 * net.weight_mb * CHECKPOINT_S_PER_MB
-    compute = (
-        net.train_seconds(train["epochs"] * samples * sample_voxels)
-        + validations * net.infer_seconds(val_voxels)
-        + train["epochs"] * checkpoint_s
-    )
+    compute = net.train_seconds(train["epochs"] * samples * sample_voxels)
+    compute += validations * net.infer_seconds(val_voxels)
     steps = train["epochs"] * math.ceil(samples / train["batch_size"])
     val_calls = n_val.count * forward_calls(
         n_val.voxels, dims, patch, overlap, _window_batch(config, run.study)
     )
+    # the per-epoch checkpoint (weights and Adam moments) is file I/O: no faster on a GPU
+    checkpoints = train["epochs"] * 3 * net.weight_mb * CHECKPOINT_S_PER_MB
     seconds = _device_seconds(config, compute, steps + validations * val_calls, on_gpu)
-    data_mb = (n_train.count + n_val.count) * max(n_train.voxels, n_val.voxels) * 8 / 2**20
+    seconds += checkpoints
+    voxels = (n_train.count + n_val.count) * max(n_train.voxels, n_val.voxels)
+    data_mb = voxels * DATASET_BYTES_PER_VOXEL / 2**20
     batch = train["batch_size"] * sample_voxels * net.activations * ACTIVATION_BYTES / 2**20
-    mb = _base_mb(on_gpu) + data_mb + PARAM_COPIES * net.weight_mb + batch
+    mb = _base_mb(on_gpu) + data_mb + PARAM_COPIES * net.weight_mb + _host(batch, on_gpu)
     return Cost(seconds, mb)
 
 
@@ -473,7 +484,7 @@ def evaluate_cost(
     mb = (
         _base_mb(on_gpu)
         + 2 * net.weight_mb
-        + window * net.activations * ACTIVATION_BYTES / 2**20
+        + _host(window * net.activations * ACTIVATION_BYTES / 2**20, on_gpu)
         + largest * SCORE_BYTES_PER_VOXEL / 2**20
     )
     return Cost(seconds, mb)
@@ -501,6 +512,11 @@ def _device_seconds(
 
 def _base_mb(on_gpu: bool) -> float:
     return BASE_MB + (GPU_HOST_MB if on_gpu else 0.0)
+
+
+def _host(activation_mb: float, on_gpu: bool) -> float:
+    """The activations' share of host memory: none on a GPU, where they live in GPU memory."""
+    return 0.0 if on_gpu else activation_mb
 
 
 def evaluation_sizes(config: Mapping[str, Any], run: Run, root: str | Path = ".") -> dict:
@@ -591,11 +607,13 @@ class Request:
 
 
 def request(cost: Cost, settings: Mapping[str, Any], attempt: int = 1) -> Request:
-    """``cost`` with the safety factor, the minimum runtime and the attempt number applied
-    (``settings``: the config's ``resources`` section)."""
+    """``cost`` with the safety factor, the minimum runtime, the attempt number and the
+    maximum runtime applied (``settings``: the config's ``resources`` section)."""
     factor = settings["safety_factor"]
-    minutes = max(settings["min_runtime"], math.ceil(factor * cost.seconds / 60))
-    return Request(minutes * attempt, math.ceil(factor * cost.mb) * attempt)
+    minutes = max(settings["min_runtime"], math.ceil(factor * cost.seconds / 60)) * attempt
+    if settings["max_runtime"] is not None:
+        minutes = min(minutes, settings["max_runtime"])
+    return Request(minutes, math.ceil(factor * cost.mb) * attempt)
 
 
 #: The rules whose jobs can use a GPU (they declare ``resources: gpu=1``).
@@ -649,3 +667,68 @@ COSTED_RULES = (
     "analyze",
     "build_report",
 )
+
+
+# ---- the grid's cost ----------------------------------------------------------------------------
+
+
+def gpu_rule_totals(config: Mapping[str, Any], root: str | Path = ".") -> dict[tuple, dict]:
+    """Per GPU rule and study over every model run of ``config``: jobs, the expected device
+    hours (sum of the estimates, no safety factor), the requested hours (sum of the runtimes
+    asked for) and the largest single request."""
+    totals = {}
+    for rule in GPU_RULES:
+        for study in enabled_studies(config):
+            costs = []
+            for run in study_runs(config, study):
+                wildcards = {"study": run.study, "dataset": run.dataset, "arch": run.arch,
+                             "patch": run.patch, "seed": str(run.seed)}  # fmt: skip
+                costs.append(rule_cost(config, rule, wildcards, root))
+            requests = [request(cost, config["resources"]) for cost in costs]
+            totals[(rule, study)] = {
+                "jobs": len(costs),
+                "expected_hours": sum(c.seconds for c in costs) / 3600,
+                "requested_hours": sum(r.runtime for r in requests) / 60,
+                "largest_runtime_min": max((r.runtime for r in requests), default=0),
+                "largest_mem_mb": max((r.mem_mb for r in requests), default=0),
+            }
+    return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m segrobust.spec.resources FILE...``: the GPU rules' totals for the config
+    Snakemake builds from the files (merged in order, like the Snakefile's configfile followed
+    by ``--configfile``; schema defaults filled in)."""
+    import argparse
+    import sys
+
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument(
+        "files", nargs="+", help="config files, e.g. config/config.yaml config/paper.yaml"
+    )
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = {}
+    for path in args.files:
+        update_config(config, yaml.safe_load(Path(path).read_text()))
+    schema = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+    validate(config, str(schema))
+    device = "a GPU" if config["device"] != "cpu" else "one CPU thread"
+    print(f"estimates on {device} (gpu_speedup {config['resources']['gpu_speedup']}, "
+          f"safety_factor {config['resources']['safety_factor']} in the requests)")  # fmt: skip
+    totals = gpu_rule_totals(config)
+    for (rule, study), total in totals.items():
+        print(f"{rule} {study}: {total['jobs']} jobs, expected {total['expected_hours']:.0f} h, "
+              f"requested {total['requested_hours']:.0f} h, largest request "
+              f"{total['largest_runtime_min']} min / {total['largest_mem_mb']} MB")  # fmt: skip
+    expected = sum(t["expected_hours"] for t in totals.values())
+    requested = sum(t["requested_hours"] for t in totals.values())
+    print(f"all GPU jobs: expected {expected:.0f} h, requested {requested:.0f} h")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
