@@ -166,3 +166,11 @@ def test_environment_file_installs_this_project_as_pyproject_pins_it():
     assert str(pin.specifier) == f"=={makefile_pin}"
     torch_spec = next(Requirement(d) for d in project["dependencies"] if d.startswith("torch"))
     assert makefile_pin in torch_spec.specifier
+
+
+def test_licence_file_is_the_licence_pyproject_declares():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    text = (REPO / "LICENSE").read_text()
+    assert project["license"] == {"text": "Apache-2.0"}
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text  # the full text, not a pointer to it
