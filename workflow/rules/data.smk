@@ -9,7 +9,7 @@ rule generate_texture_dataset:
     log:
         "logs/data/texture-{direction}-{alpha}.log",
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     threads: config["threads"]["data"]
     resources:
         runtime=runtime_of("generate_texture_dataset"),
@@ -30,7 +30,7 @@ rule generate_synthetic_dataset:
     wildcard_constraints:
         name=regex_of(synthetic_dataset_names(config)),
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     threads: config["threads"]["data"]
     resources:
         runtime=runtime_of("generate_synthetic_dataset"),
@@ -50,7 +50,7 @@ rule perturb_test_split:
     log:
         "logs/perturbation/conditions/{dataset}/{perturbation}.log",
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     threads: config["threads"]["data"]
     resources:
         runtime=runtime_of("perturb_test_split"),

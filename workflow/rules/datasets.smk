@@ -27,7 +27,7 @@ rule download_source:
         source=regex_of(downloadable_sources()),
         filename=regex_of(SOURCES.get(n).filename for n in downloadable_sources()),
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     threads: 1
     params:
         settings=lambda wildcards: get_download_settings(wildcards.source),
@@ -46,7 +46,7 @@ rule prepare_dataset:
     wildcard_constraints:
         name=regex_of(real_datasets()),
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     threads: 1
     resources:
         runtime=runtime_of("prepare_dataset"),

@@ -18,7 +18,7 @@ rule evaluate_model:
     benchmark:
         "results/{study}/benchmarks/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     threads: config["threads"]["evaluate"]
     resources:
         gpu=1,

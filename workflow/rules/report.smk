@@ -17,7 +17,7 @@ rule plot_study:
     wildcard_constraints:
         figure="|".join(n for names in FIGURES.values() for n in names),
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     resources:
         runtime=runtime_of("plot_study"),
         mem_mb=mem_mb_of("plot_study"),
@@ -48,7 +48,7 @@ rule analyze:
     log:
         "logs/analysis/analyze.log",
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     resources:
         runtime=runtime_of("analyze"),
         mem_mb=mem_mb_of("analyze"),
@@ -73,7 +73,7 @@ rule build_report:
     log:
         "logs/report/build_report.log",
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     resources:
         runtime=runtime_of("build_report"),
         mem_mb=mem_mb_of("build_report"),

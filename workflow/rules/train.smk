@@ -14,7 +14,7 @@ rule train_model:
     benchmark:
         "results/{study}/benchmarks/train/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
     conda:
-        "segrobust"
+        "../../envs/segrobust.yaml"
     threads: config["threads"]["train"]
     resources:
         gpu=1,
