@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -196,16 +199,16 @@ def test_evaluate_cost_by_hand(round_constants):
 
 
 def test_request_applies_factor_floor_and_attempt():
-    settings = {"safety_factor": 3, "min_runtime": 10, "max_runtime": None}
-    assert request(Cost(1200, 1000), settings) == resources.Request(60, 3000)
-    assert request(Cost(1200, 1000), settings, attempt=2) == resources.Request(120, 6000)
+    settings = {"runtime_factor": 3, "mem_factor": 2, "min_runtime": 10, "max_runtime": None}
+    assert request(Cost(1200, 1000), settings) == resources.Request(60, 2000)
+    assert request(Cost(1200, 1000), settings, attempt=2) == resources.Request(120, 4000)
     assert request(Cost(30, 100), settings).runtime == 10  # 1.5 minutes -> the floor
-    assert request(Cost(1201, 100.1), settings) == resources.Request(61, 301)  # rounded up
+    assert request(Cost(1201, 100.1), settings) == resources.Request(61, 201)  # rounded up
 
 
 def test_request_is_capped_at_max_runtime():
-    settings = {"safety_factor": 3, "min_runtime": 10, "max_runtime": 90}
-    assert request(Cost(1200, 1000), settings) == resources.Request(60, 3000)
+    settings = {"runtime_factor": 3, "mem_factor": 2, "min_runtime": 10, "max_runtime": 90}
+    assert request(Cost(1200, 1000), settings) == resources.Request(60, 2000)
     assert request(Cost(1200, 1000), settings, attempt=2).runtime == 90
     assert request(Cost(36000, 1000), settings).runtime == 90
 
@@ -362,3 +365,19 @@ def test_measured_constants_cover_every_architecture():
         resources.TABLE_BYTES_PER_ROW, resources.ANALYSIS_S_PER_ROW_RESAMPLE,
     )  # fmt: skip
     assert all(value > 0 for value in measured)
+
+
+def test_parse_time_imports_stay_light():
+    # the Snakefile imports this in every cluster job: no torch, numpy or nibabel
+    code = (
+        "import sys, segrobust.spec.resources; "
+        "print(sorted(m for m in ('torch', 'numpy', 'nibabel', 'monai') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert done.stdout.strip() == "[]"

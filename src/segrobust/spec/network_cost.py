@@ -6,7 +6,7 @@ stay torch-free (every cluster job re-parses the Snakefile), so the cost is coun
 the architecture's layer layout, mirroring the builders in ``segrobust.networks`` (and MONAI's
 ``BasicUNetPlusPlus``, ``UNet``, ``UNETR`` and ``SwinUNETR`` they wrap).
 ``tests/test_resources.py`` checks the counts against torch's own FLOP counter on the real
-networks, at the default and at the papers' widths.
+networks, at the default widths and at the papers' (or doubled) widths.
 
 Each architecture is listed as :class:`Layer` records: a convolution or dense layer with
 ``cin`` inputs, ``cout`` outputs and ``taps`` multiply-adds per input and output channel per
@@ -24,8 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-#: MONAI UNETR's ViT: 16-voxel patches, 12 transformer layers (both fixed inside UNETR).
-UNETR_PATCH = 16
+from segrobust.spec.input_sizes import UNETR_VIT_PATCH
+
+#: MONAI UNETR's ViT: 12 transformer layers on 16-voxel patches (both fixed inside UNETR).
 UNETR_LAYERS = 12
 #: MONAI SwinUNETR: 2-voxel patch embedding, 7-voxel attention windows, MLP ratio 4.
 SWIN_PATCH = 2
@@ -194,10 +195,10 @@ def _unetr_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> 
     """MONAI ``UNETR``: a ViT on 16^d patches, its hidden states brought to 1/8, 1/4 and 1/2
     resolution by transposed convolutions (``UnetrPrUpBlock``), and a residual decoder."""
     fs, h, k = kwargs["feature_size"], kwargs["hidden_size"], 3**dims
-    tokens = math.prod(e // UNETR_PATCH for e in size)
-    t = float(UNETR_PATCH) ** (-dims)
+    tokens = math.prod(e // UNETR_VIT_PATCH for e in size)
+    t = float(UNETR_VIT_PATCH) ** (-dims)
     s = [_scale(dims, level) for level in range(4)]
-    layers = [Layer(1, h, UNETR_PATCH**dims, t)]
+    layers = [Layer(1, h, UNETR_VIT_PATCH**dims, t)]
     for _ in range(UNETR_LAYERS):
         layers += _transformer_block(h, kwargs["mlp_dim"], tokens, t)
     layers += _res_block(1, fs, k, s[0])  # encoder1 on the input

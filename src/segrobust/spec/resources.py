@@ -5,9 +5,9 @@ kills paper-scale training and over-books memory for table jobs. Each rule's req
 here from what the job will process, by one formula:
 
     cost      = (seconds, MB) the job needs on its device, from the config and measured constants
-    runtime   = max(resources.min_runtime, ceil(resources.safety_factor * seconds / 60)) * attempt,
+    runtime   = max(resources.min_runtime, ceil(resources.runtime_factor * seconds / 60)) * attempt,
                 at most resources.max_runtime (when set)
-    mem_mb    = ceil(resources.safety_factor * MB) * attempt
+    mem_mb    = ceil(resources.mem_factor * MB) * attempt
 
 ``attempt`` is Snakemake's attempt number: a job killed for its time or memory limit and
 retried (the SLURM profile's ``retries``) asks for twice as much (training resumes from its
@@ -192,7 +192,7 @@ SPLITS = ("training", "validation", "calibration", "test")
 
 @dataclass(frozen=True)
 class Cost:
-    """What one job needs on its device before the safety factor: wall seconds and peak MB."""
+    """What one job needs on its device before the safety factors: wall seconds and peak MB."""
 
     seconds: float
     mb: float
@@ -370,7 +370,7 @@ def _edge_of(voxels: int, dims: int) -> int:
 def seen_voxels(voxels: int, dims: int, patch: int | None, overlap: float) -> float:
     """Voxels the network processes for one image of ``voxels``: the image itself, or every
     sliding window (the image taken as a cube: a flatter volume of as many voxels needs about
-    as many windows, up to the overlap at its borders, which the safety factor covers)."""
+    as many windows, up to the overlap at its borders, which the runtime factor covers)."""
     if patch is None:
         return float(voxels)
     return window_count((_edge_of(voxels, dims),) * dims, patch, overlap) * patch**dims
@@ -607,13 +607,13 @@ class Request:
 
 
 def request(cost: Cost, settings: Mapping[str, Any], attempt: int = 1) -> Request:
-    """``cost`` with the safety factor, the minimum runtime, the attempt number and the
+    """``cost`` with the safety factors, the minimum runtime, the attempt number and the
     maximum runtime applied (``settings``: the config's ``resources`` section)."""
-    factor = settings["safety_factor"]
-    minutes = max(settings["min_runtime"], math.ceil(factor * cost.seconds / 60)) * attempt
+    seconds = settings["runtime_factor"] * cost.seconds
+    minutes = max(settings["min_runtime"], math.ceil(seconds / 60)) * attempt
     if settings["max_runtime"] is not None:
         minutes = min(minutes, settings["max_runtime"])
-    return Request(minutes, math.ceil(factor * cost.mb) * attempt)
+    return Request(minutes, math.ceil(settings["mem_factor"] * cost.mb) * attempt)
 
 
 #: The rules whose jobs can use a GPU (they declare ``resources: gpu=1``).
@@ -674,7 +674,7 @@ COSTED_RULES = (
 
 def gpu_rule_totals(config: Mapping[str, Any], root: str | Path = ".") -> dict[tuple, dict]:
     """Per GPU rule and study over every model run of ``config``: jobs, the expected device
-    hours (sum of the estimates, no safety factor), the requested hours (sum of the runtimes
+    hours (sum of the estimates, no runtime factor), the requested hours (sum of the runtimes
     asked for) and the largest single request."""
     totals = {}
     for rule in GPU_RULES:
@@ -717,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     validate(config, str(schema))
     device = "a GPU" if config["device"] != "cpu" else "one CPU thread"
     print(f"estimates on {device} (gpu_speedup {config['resources']['gpu_speedup']}, "
-          f"safety_factor {config['resources']['safety_factor']} in the requests)")  # fmt: skip
+          f"runtime_factor {config['resources']['runtime_factor']} in the requests)")  # fmt: skip
     totals = gpu_rule_totals(config)
     for (rule, study), total in totals.items():
         print(f"{rule} {study}: {total['jobs']} jobs, expected {total['expected_hours']:.0f} h, "
