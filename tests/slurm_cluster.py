@@ -198,11 +198,11 @@ def slurm_test_profile(cluster: SlurmCluster, dest: Path) -> Path:
 
 def parse_scontrol_jobs(text: str) -> list[dict[str, str]]:
     """The records of `scontrol show job --oneliner` output, one dict of its KEY=VALUE fields
-    per job (values hold no spaces in the fields used here)."""
+    per job (values hold no spaces in the fields used here), the whole line under "_line"."""
     jobs = []
     for line in text.splitlines():
         if line.startswith("JobId="):
-            jobs.append(dict(re.findall(r"(\S+?)=(\S*)", line)))
+            jobs.append({**dict(re.findall(r"(\S+?)=(\S*)", line)), "_line": line})
     return jobs
 
 
@@ -223,19 +223,21 @@ def submitted_jobs(cluster: SlurmCluster, workdir: Path) -> list[dict[str, str]]
 
 
 def time_limit_minutes(value: str) -> int:
-    """SLURM's TimeLimit ([days-]hours:minutes:seconds, or minutes:seconds) in minutes."""
-    days, _, clock = value.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    hours, minutes, seconds = parts
-    return (int(days or 0) * 24 + hours) * 60 + minutes + math.ceil(seconds / 60)
+    """SLURM's TimeLimit as `scontrol show job` prints it ([days-]hours:minutes:seconds) in
+    minutes, seconds rounded up."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d+):(\d+)", value)
+    if not match:
+        raise ValueError(f"not a TimeLimit of scontrol: {value!r}")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return (days * 24 + hours) * 60 + minutes + math.ceil(seconds / 60)
 
 
 def requests_a_gpu(job: Mapping[str, str]) -> bool:
-    """Whether SLURM recorded a GPU request for `job` (TRES gres/gpu, or TresPerJob/-Node)."""
-    fields = ("ReqTRES", "AllocTRES", "TresPerJob", "TresPerNode")
-    return any("gres/gpu" in job.get(key, "") for key in fields)
+    """Whether SLURM recorded a GPU request for `job`: `--gpus=1` shows as
+    TresPerJob=gres:gpu:1 (`--gres` as TresPerNode); clusters that account GPUs also list
+    gres/gpu in the job's TRES."""
+    fields = ("TresPerJob", "TresPerNode", "TresPerTask", "ReqTRES", "AllocTRES", "TRES")
+    return any(marker in job.get(key, "") for key in fields for marker in ("gres:gpu", "gres/gpu"))
 
 
 def run_snakemake(

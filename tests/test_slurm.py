@@ -69,7 +69,7 @@ SMOKE_GPU_RULES = {"train_model", "evaluate_model"}
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 # Time limits above the floor in the pipeline test: tiny jobs take seconds, which the default
 # min_runtime would round up to the same 10 minutes for every job.
-VISIBLE_TIME_LIMITS = {"resources": {"min_runtime": 1, "safety_factor": 50}}
+VISIBLE_TIME_LIMITS = {"resources": {"min_runtime": 1, "runtime_factor": 50}}
 SMOKE_CPU_LOGS = ["logs/make_sample/a.log", "logs/make_sample/b.log", "logs/summarize.log"]
 _WHERE = re.compile(r"^slurm_job_id=(\S+) gpus=(\S+)$")
 
@@ -145,17 +145,21 @@ def test_test_profile_names_a_missing_placeholder(tmp_path, monkeypatch):
 def test_scontrol_records_are_parsed():
     text = (
         "JobId=7 JobName=abc UserId=root(0) Comment=rule_train_model_wildcards_a_1 "
-        "TimeLimit=1-02:03:00 Partition=gpu ReqTRES=cpu=1,mem=100M,node=1,gres/gpu=1 "
-        "MinMemoryNode=100M WorkDir=/tmp/x\n"
-        "JobId=8 Partition=ci TimeLimit=00:10:00 ReqTRES=cpu=1,mem=2G,node=1 WorkDir=/tmp/x\n"
+        "TimeLimit=1-02:03:00 Partition=gpu TRES=cpu=1,mem=100M,node=1,billing=1 "
+        "MinMemoryNode=100M TresPerJob=gres:gpu:1 WorkDir=/tmp/x\n"
+        "JobId=8 Partition=ci TimeLimit=00:10:00 TRES=cpu=1,mem=2G,node=1 WorkDir=/tmp/x\n"
+        "JobId=9 Partition=gpu TimeLimit=00:04:30 AllocTRES=cpu=1,node=1,gres/gpu=1\n"
     )
-    first, second = parse_scontrol_jobs(text)
-    assert first["Partition"] == "gpu" and requests_a_gpu(first)
+    first, second, third = parse_scontrol_jobs(text)
+    assert second["_line"] == text.splitlines()[1]
+    assert first["Partition"] == "gpu" and requests_a_gpu(first) and requests_a_gpu(third)
     assert first["Comment"] == "rule_train_model_wildcards_a_1"
     assert not requests_a_gpu(second)
     assert time_limit_minutes(first["TimeLimit"]) == (24 + 2) * 60 + 3
     assert time_limit_minutes(second["TimeLimit"]) == 10
-    assert time_limit_minutes("05:30") == 6  # minutes:seconds, rounded up
+    assert time_limit_minutes(third["TimeLimit"]) == 5  # seconds rounded up
+    with pytest.raises(ValueError, match="UNLIMITED"):
+        time_limit_minutes("UNLIMITED")
 
 
 def test_without_root_the_cluster_tests_fail_in_ci_and_skip_elsewhere(monkeypatch):
@@ -259,15 +263,10 @@ def memory_mb(value: str) -> int:
     return int(number) * {"": 1, "M": 1, "G": 1024, "T": 1024**2}[unit]
 
 
-SCONTROL_FIELDS = ("JobId", "Comment", "Partition", "TimeLimit", "MinMemoryNode", "ReqTRES",
-                   "TresPerJob", "JobState")  # fmt: skip
-
-
 def record_training_jobs(jobs: list[dict[str, str]]) -> str:
-    """The `scontrol show job` fields of the training jobs, one line each; printed, and written
-    to $SEGROBUST_SLURM_RECORD when set."""
-    lines = [" ".join(f"{key}={job[key]}" for key in SCONTROL_FIELDS if key in job) for job in jobs]
-    text = "\n".join(lines) + "\n"
+    """The `scontrol show job --oneliner` lines of the training jobs; printed, and written to
+    $SEGROBUST_SLURM_RECORD when set."""
+    text = "\n".join(job["_line"] for job in jobs) + "\n"
     print("scontrol show job (training jobs):\n" + text)
     if os.environ.get("SEGROBUST_SLURM_RECORD"):
         Path(os.environ["SEGROBUST_SLURM_RECORD"]).write_text(text)

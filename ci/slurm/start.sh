@@ -219,12 +219,14 @@ slurmd -f "$SLURM_CONF" || dump_logs_and_fail "slurmd did not start"
 
 deadline=$((SECONDS + wait_s))
 state=""
+# The node is in both partitions: ask about it in one, or sinfo prints one line per partition.
+node_info() { sinfo -h -N -n "$host" -p "$partition" -o "$1" 2>/dev/null || true; }
 while ((SECONDS < deadline)); do
-    state="$(sinfo -h -N -n "$host" -o '%T' 2>/dev/null || true)"
+    state="$(node_info '%T')"
     [[ "$state" == idle ]] && break
     # A drained or invalid node never becomes idle by itself: fail now, the logs say why.
     [[ "$state" == *drain* || "$state" == inval* ]] &&
-        dump_logs_and_fail "node $host is '$state': $(sinfo -h -N -n "$host" -o '%E' 2>/dev/null)"
+        dump_logs_and_fail "node $host is '$state': $(node_info '%E')"
     sleep 1
 done
 [[ "$state" == idle ]] ||
