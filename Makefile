@@ -13,9 +13,13 @@ INSTALLED := $(VENV)/.segrobust-installed
 
 .PHONY: install run test lint format paper-dry-run
 
+# Without ensurepip (Debian's python3 lacks it unless python3-venv is installed) the venv is
+# made without its own pip and uses the system's, which then installs into the venv.
 $(PY):
-	$(PYTHON) -m venv --system-site-packages $(VENV) || { echo "make: could not create \
-	$(VENV) with $(PYTHON) -m venv (Debian/Ubuntu: apt install python3-venv)" >&2; exit 1; }
+	$(PYTHON) -m venv --system-site-packages $(VENV) 2>/dev/null \
+		|| $(PYTHON) -m venv --system-site-packages --without-pip $(VENV)
+	@$(PY) -m pip --version >/dev/null || { echo "make: $(VENV) has no pip: install pip \
+		for $(PYTHON) (Debian/Ubuntu: apt install python3-pip python3-venv)" >&2; exit 1; }
 
 # torch first, pinned, and only where none is present: an unpinned torch would pull a multi-GB
 # CUDA build; a torch the environment already has (e.g. a CUDA build) is kept.
