@@ -1,32 +1,50 @@
-# Quick start:  make run   (install, then the default study)
-#               make test  (install, then the test suite)
+# Quick start:  make run   (install into .venv, then the default study)
+#               make test  (install into .venv, then the test suite)
+#
+# Everything runs in the virtual environment VENV (default .venv, created on first use with
+# PYTHON, able to see that interpreter's packages, so an installed CUDA build of torch is kept).
+# Use an existing environment instead with `make run VENV=$CONDA_PREFIX` (or any venv path).
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip
-SNAKEMAKE := $(PYTHON) -m snakemake
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SNAKEMAKE := $(PY) -m snakemake
+# Written after a successful install; redone when pyproject.toml changes.
+INSTALLED := $(VENV)/.segrobust-installed
 
 .PHONY: install run test lint format paper-dry-run
 
+# Without ensurepip (Debian's python3 lacks it unless python3-venv is installed) the venv is
+# made without its own pip and uses the system's, which then installs into the venv.
+$(PY):
+	$(PYTHON) -m venv --system-site-packages $(VENV) 2>/dev/null \
+		|| $(PYTHON) -m venv --system-site-packages --without-pip $(VENV)
+	@$(PY) -m pip --version >/dev/null || { echo "make: $(VENV) has no pip: install pip \
+		for $(PYTHON) (Debian/Ubuntu: apt install python3-pip python3-venv)" >&2; exit 1; }
+
 # torch first, pinned, and only where none is present: an unpinned torch would pull a multi-GB
-# CUDA build; a torch the user already has (e.g. a CUDA build) is kept.
-install:
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[test]"
+# CUDA build; a torch the environment already has (e.g. a CUDA build) is kept.
+$(INSTALLED): pyproject.toml | $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[test]"
+	@touch $@
+
+install: $(INSTALLED)
 
 run: install
 	$(SNAKEMAKE) --cores all --resources gpu=1
 
 test: install
-	$(PYTHON) -m pytest
+	$(PY) -m pytest
 
-lint:
+lint: install
 	$(SNAKEMAKE) --lint
-	$(PYTHON) -m ruff check src tests workflow/scripts benchmarks
-	$(PYTHON) -m snakefmt --check Snakefile workflow/rules
+	$(PY) -m ruff check src tests workflow/scripts benchmarks
+	$(PY) -m snakefmt --check Snakefile workflow/rules
 
-format:
-	$(PYTHON) -m ruff format src tests workflow/scripts benchmarks
-	$(PYTHON) -m ruff check --fix src tests workflow/scripts benchmarks
-	$(PYTHON) -m snakefmt Snakefile workflow/rules
+format: install
+	$(PY) -m ruff format src tests workflow/scripts benchmarks
+	$(PY) -m ruff check --fix src tests workflow/scripts benchmarks
+	$(PY) -m snakefmt Snakefile workflow/rules
 
-paper-dry-run:
+paper-dry-run: install
 	$(SNAKEMAKE) -n --configfile config/paper.yaml --quiet rules

@@ -2,10 +2,11 @@
 
 `running_cluster()` wraps ci/slurm/start.sh and ci/slurm/stop.sh in a context manager, so the
 daemons are stopped even when a test fails. `slurm_test_profile()` writes the copy of
-profiles/slurm a user would make on this cluster: the partition placeholder set to the test
-partition, the account placeholder removed (the test cluster has no accounts). `TEST_FLAGS` are
-the only settings the test adds on the command line, each for a property of the test cluster,
-not of the workflow.
+profiles/slurm a user would make on this cluster: the partition placeholders set to the test
+cluster's CPU and GPU partitions, the account placeholder removed (the test cluster has no
+accounts). `TEST_FLAGS` are the only settings the test adds on the command line, each for a
+property of the test cluster, not of the workflow. `submitted_jobs()` reads what SLURM recorded
+for the jobs of a run (partition, GPUs, time limit) with `scontrol show job`.
 
 Policy on missing prerequisites: the cluster needs root (it installs packages and starts
 daemons as root). Without root, outside CI, tests using it are skipped with that reason; in CI
@@ -15,12 +16,14 @@ daemons as root). Without root, outside CI, tests using it are skipped with that
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,13 @@ SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 LOCAL_PROFILE = REPO / "profiles" / "local"
 
 PARTITION = "ci"
+GPU_PARTITION = "gpu"
+#: The profile's placeholders, as a user finds them before editing.
+PLACEHOLDERS = {
+    "slurm_partition": '"EDIT_ME_partition"',
+    "slurm_account": '"EDIT_ME_account"',
+    "gpu_partition": '"EDIT_ME_gpu_partition"',
+}
 # Seconds start.sh may take: it may first apt-get install slurm-wlm and munge.
 START_TIMEOUT_S = 900
 
@@ -66,6 +76,7 @@ class SlurmCluster:
 
     state_dir: Path
     partition: str
+    gpu_partition: str = GPU_PARTITION
 
     @property
     def slurm_conf(self) -> Path:
@@ -104,7 +115,9 @@ def require_root() -> None:
 
 
 @contextmanager
-def running_cluster(partition: str = PARTITION) -> Iterator[SlurmCluster]:
+def running_cluster(
+    partition: str = PARTITION, gpu_partition: str = GPU_PARTITION
+) -> Iterator[SlurmCluster]:
     """Start the single-node cluster in a fresh state directory; stop it and clean up on exit.
 
     Set SEGROBUST_SLURM_KEEP=1 to keep the state directory (configs, daemon logs) afterwards.
@@ -112,7 +125,11 @@ def running_cluster(partition: str = PARTITION) -> Iterator[SlurmCluster]:
     """
     require_root()
     state_dir = Path(tempfile.mkdtemp(prefix="segrobust-slurm."))
-    env = {**clean_env(), "SEGROBUST_SLURM_PARTITION": partition}
+    env = {
+        **clean_env(),
+        "SEGROBUST_SLURM_PARTITION": partition,
+        "SEGROBUST_SLURM_GPU_PARTITION": gpu_partition,
+    }
     try:
         started = subprocess.run(
             ["bash", str(START_SCRIPT), str(state_dir)],
@@ -127,7 +144,7 @@ def running_cluster(partition: str = PARTITION) -> Iterator[SlurmCluster]:
                 f"{START_SCRIPT} exited with {started.returncode}\n"
                 f"--- stdout ---\n{started.stdout}\n--- stderr ---\n{started.stderr}"
             )
-        yield SlurmCluster(state_dir=state_dir, partition=partition)
+        yield SlurmCluster(state_dir=state_dir, partition=partition, gpu_partition=gpu_partition)
     finally:
         stopped = subprocess.run(
             ["bash", str(STOP_SCRIPT), str(state_dir)],
@@ -145,8 +162,9 @@ def running_cluster(partition: str = PARTITION) -> Iterator[SlurmCluster]:
 def slurm_test_profile(cluster: SlurmCluster, dest: Path) -> Path:
     """Write profiles/slurm as a user would edit it for `cluster` into `dest`; return `dest`.
 
-    Raises ValueError naming the key when the profile lacks the partition or account
-    placeholder, since then the documented editing step no longer matches the file.
+    The partition placeholders become the cluster's CPU and GPU partitions, the account line is
+    removed. Raises ValueError naming the key when the profile lacks a placeholder, since then
+    the documented editing step no longer matches the file.
     """
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     resources = profile.get("default-resources", [])
@@ -159,9 +177,67 @@ def slurm_test_profile(cluster: SlurmCluster, dest: Path) -> Path:
         for name, entry in zip(names, resources, strict=True)
         if name != "slurm_account"
     ]
+    gpu_entries = [
+        entry
+        for entry in profile.get("set-resources", [])
+        if entry.endswith(f"slurm_partition={PLACEHOLDERS['gpu_partition']}")
+    ]
+    if not gpu_entries:
+        raise ValueError(
+            f"{SLURM_PROFILE}: set-resources has no <rule>:slurm_partition="
+            f"{PLACEHOLDERS['gpu_partition']} entry"
+        )
+    profile["set-resources"] = [
+        entry.replace(PLACEHOLDERS["gpu_partition"], f'"{cluster.gpu_partition}"')
+        for entry in profile["set-resources"]
+    ]
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return dest
+
+
+def parse_scontrol_jobs(text: str) -> list[dict[str, str]]:
+    """The records of `scontrol show job --oneliner` output, one dict of its KEY=VALUE fields
+    per job (values hold no spaces in the fields used here), the whole line under "_line"."""
+    jobs = []
+    for line in text.splitlines():
+        if line.startswith("JobId="):
+            jobs.append({**dict(re.findall(r"(\S+?)=(\S*)", line)), "_line": line})
+    return jobs
+
+
+def submitted_jobs(cluster: SlurmCluster, workdir: Path) -> list[dict[str, str]]:
+    """What SLURM recorded for the jobs Snakemake submitted from `workdir`: `scontrol show job`
+    fields (Partition, TimeLimit, ReqTRES, Comment = "rule_<name>_wildcards_...", ...). The test
+    cluster keeps finished jobs visible for an hour (MinJobAge in start.sh)."""
+    shown = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner"],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    where = str(workdir.resolve())
+    return [job for job in parse_scontrol_jobs(shown.stdout) if job.get("WorkDir") == where]
+
+
+def time_limit_minutes(value: str) -> int:
+    """SLURM's TimeLimit as `scontrol show job` prints it ([days-]hours:minutes:seconds) in
+    minutes, seconds rounded up."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d+):(\d+)", value)
+    if not match:
+        raise ValueError(f"not a TimeLimit of scontrol: {value!r}")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return (days * 24 + hours) * 60 + minutes + math.ceil(seconds / 60)
+
+
+def requests_a_gpu(job: Mapping[str, str]) -> bool:
+    """Whether SLURM recorded a GPU request for `job`: `--gpus=1` shows as
+    TresPerJob=gres:gpu:1 (`--gres` as TresPerNode); clusters that account GPUs also list
+    gres/gpu in the job's TRES."""
+    fields = ("TresPerJob", "TresPerNode", "TresPerTask", "ReqTRES", "AllocTRES", "TRES")
+    return any(marker in job.get(key, "") for key in fields for marker in ("gres:gpu", "gres/gpu"))
 
 
 def run_snakemake(

@@ -12,8 +12,11 @@
 #
 # What it does:
 #   1. installs Debian's slurm-wlm and munge with apt-get when a command is missing (root only);
-#   2. writes a slurm.conf for this host only: the node's real CPUs and memory (`slurmd -C`), one
-#      partition, no accounting, no cgroups (proctrack/linuxproc, task/none), select/cons_tres;
+#   2. writes a slurm.conf for this host only: the node's real CPUs and memory (`slurmd -C`), two
+#      partitions over it (the default one for CPU jobs and one for GPU jobs, as on clusters that
+#      keep their GPU nodes apart), no accounting, no cgroups (proctrack/linuxproc, task/none),
+#      select/cons_tres; finished jobs stay visible to `scontrol show job` for an hour
+#      (MinJobAge), so a test can read the partition, GPUs and time limit they ran with;
 #   3. advertises one GPU GRES slot backed by /dev/null (SLURM drops GPUs without a device file),
 #      so a job submitted with `--gpus=1` is scheduled exactly as on a GPU cluster (one such job
 #      at a time, CUDA_VISIBLE_DEVICES set) but finds no CUDA driver and runs on the CPU; set
@@ -30,6 +33,7 @@ state_dir="${1:-${SEGROBUST_SLURM_DIR:-}}"
 fake_gpus="${SEGROBUST_SLURM_FAKE_GPUS:-1}"
 wait_s="${SEGROBUST_SLURM_WAIT:-60}"
 partition="${SEGROBUST_SLURM_PARTITION:-ci}"
+gpu_partition="${SEGROBUST_SLURM_GPU_PARTITION:-gpu}"
 ctld_port="${SEGROBUST_SLURM_CTLD_PORT:-6817}"
 slurmd_port="${SEGROBUST_SLURM_SLURMD_PORT:-6818}"
 
@@ -44,6 +48,8 @@ die() {
 [[ "$fake_gpus" =~ ^[01]$ ]] || die "SEGROBUST_SLURM_FAKE_GPUS must be 0 or 1, got '$fake_gpus'"
 [[ "$wait_s" =~ ^[0-9]+$ ]] ||
     die "SEGROBUST_SLURM_WAIT must be a whole number of seconds, got '$wait_s'"
+[[ "$gpu_partition" != "$partition" ]] ||
+    die "SEGROBUST_SLURM_GPU_PARTITION must differ from SEGROBUST_SLURM_PARTITION ('$partition')"
 
 install_packages() {
     local missing=()
@@ -147,9 +153,12 @@ JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
+# Keep finished jobs in slurmctld (scontrol show job) for an hour instead of 5 minutes.
+MinJobAge=3600
 $gres_line
 NodeName=$host NodeAddr=127.0.0.1 $node_hw State=UNKNOWN
 PartitionName=$partition Nodes=$host Default=YES MaxTime=INFINITE State=UP
+PartitionName=$gpu_partition Nodes=$host Default=NO MaxTime=INFINITE State=UP
 CONF
 
 # gres.conf lies beside slurm.conf, where SLURM looks for it. The fake GPU is bound to /dev/null:
@@ -210,16 +219,19 @@ slurmd -f "$SLURM_CONF" || dump_logs_and_fail "slurmd did not start"
 
 deadline=$((SECONDS + wait_s))
 state=""
+# The node is in both partitions: ask about it in one, or sinfo prints one line per partition.
+node_info() { sinfo -h -N -n "$host" -p "$partition" -o "$1" 2>/dev/null || true; }
 while ((SECONDS < deadline)); do
-    state="$(sinfo -h -N -n "$host" -o '%T' 2>/dev/null || true)"
+    state="$(node_info '%T')"
     [[ "$state" == idle ]] && break
     # A drained or invalid node never becomes idle by itself: fail now, the logs say why.
     [[ "$state" == *drain* || "$state" == inval* ]] &&
-        dump_logs_and_fail "node $host is '$state': $(sinfo -h -N -n "$host" -o '%E' 2>/dev/null)"
+        dump_logs_and_fail "node $host is '$state': $(node_info '%E')"
     sleep 1
 done
 [[ "$state" == idle ]] ||
     dump_logs_and_fail "node $host not idle after ${wait_s}s (sinfo state: '${state:-no answer}')"
 
-echo "ci/slurm/start.sh: SLURM is up: node $host idle in partition '$partition' ($state_dir)"
+echo "ci/slurm/start.sh: SLURM is up: node $host idle in partitions '$partition'" \
+    "(default) and '$gpu_partition' ($state_dir)"
 echo "export SLURM_CONF=$SLURM_CONF"

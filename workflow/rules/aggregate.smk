@@ -20,5 +20,8 @@ rule aggregate_study:
         study="texture|perturbation|context",
     conda:
         "../../envs/segrobust.yaml"
+    resources:
+        runtime=runtime_of("aggregate_study"),
+        mem_mb=mem_mb_of("aggregate_study"),
     script:
         "../scripts/aggregate_study.py"

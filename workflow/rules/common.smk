@@ -187,3 +187,25 @@ def predict_run_files(filename):
 def predict_targets():
     """The default target's additions: every calibration file, and the predict folder when on."""
     return calibration_files() + ([PREDICT_DIR] if PREDICT is not None else [])
+
+
+# --- cluster resources (segrobust.spec.resources; docs/cluster.md) ---
+from segrobust.spec.resources import request, rule_cost
+
+
+def job_request(rule, wildcards, attempt):
+    """The runtime (minutes) and mem_mb of one job of ``rule``, from the config and the job's
+    wildcards (and, for real data, its prepared dataset), scaled by the attempt number.
+    """
+    cost = rule_cost(config, rule, dict(wildcards.items()))
+    return request(cost, config["resources"], attempt)
+
+
+def runtime_of(rule):
+    """``resources: runtime=`` of ``rule``: minutes, re-evaluated per job and attempt."""
+    return lambda wildcards, attempt: job_request(rule, wildcards, attempt).runtime
+
+
+def mem_mb_of(rule):
+    """``resources: mem_mb=`` of ``rule``: MB, re-evaluated per job and attempt."""
+    return lambda wildcards, attempt: job_request(rule, wildcards, attempt).mem_mb

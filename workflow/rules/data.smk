@@ -11,6 +11,9 @@ rule generate_texture_dataset:
     conda:
         "../../envs/segrobust.yaml"
     threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("generate_texture_dataset"),
+        mem_mb=mem_mb_of("generate_texture_dataset"),
     params:
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
     script:
@@ -29,6 +32,9 @@ rule generate_synthetic_dataset:
     conda:
         "../../envs/segrobust.yaml"
     threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("generate_synthetic_dataset"),
+        mem_mb=mem_mb_of("generate_synthetic_dataset"),
     params:
         spec=lambda w: config["datasets"][w.name],
     script:
@@ -46,6 +52,9 @@ rule perturb_test_split:
     conda:
         "../../envs/segrobust.yaml"
     threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("perturb_test_split"),
+        mem_mb=mem_mb_of("perturb_test_split"),
     params:
         severities=config["studies"]["perturbation"]["severities"],
         options=lambda w: config["studies"]["perturbation"]["options"].get(

@@ -10,6 +10,11 @@
 from segrobust.spec.config import with_context_min_shape
 
 
+# Downloads run where Snakemake runs (a login node): cluster compute nodes often have no internet.
+localrules:
+    download_source,
+
+
 # No `retries`: fetch() retries transient network failures itself (resuming the partial file),
 # and a checksum mismatch or an unreadable archive is final -- a rule-level retry only
 # downloaded the same bad file again.
@@ -43,6 +48,9 @@ rule prepare_dataset:
     conda:
         "../../envs/segrobust.yaml"
     threads: 1
+    resources:
+        runtime=runtime_of("prepare_dataset"),
+        mem_mb=mem_mb_of("prepare_dataset"),
     params:
         entry=lambda wildcards: with_context_min_shape(
             get_dataset_entry(wildcards), config, wildcards.name

@@ -22,6 +22,8 @@ rule evaluate_model:
     threads: config["threads"]["evaluate"]
     resources:
         gpu=1,
+        runtime=runtime_of("evaluate_model"),
+        mem_mb=mem_mb_of("evaluate_model"),
     params:
         conditions=get_conditions,
         window=lambda w: window_settings(config, w.study),

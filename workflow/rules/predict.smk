@@ -18,6 +18,8 @@ rule calibrate_model:
     threads: config["threads"]["evaluate"]
     resources:
         gpu=1,
+        runtime=runtime_of("calibrate_model"),
+        mem_mb=mem_mb_of("calibrate_model"),
     params:
         alpha=config["analysis"]["conformal_alpha"],
         fnr_level=config["analysis"]["fnr_level"],
@@ -43,6 +45,8 @@ rule predict_images:
     threads: config["threads"]["evaluate"]
     resources:
         gpu=1,
+        runtime=runtime_of("predict_images"),
+        mem_mb=mem_mb_of("predict_images"),
     params:
         confidence=lambda w: required_predict_plan().confidence,
         fnr_level=lambda w: required_predict_plan().fnr_level,

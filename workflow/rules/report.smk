@@ -14,6 +14,9 @@ rule analyze:
         "logs/analysis/analyze.log",
     conda:
         "../../envs/segrobust.yaml"
+    resources:
+        runtime=runtime_of("analyze"),
+        mem_mb=mem_mb_of("analyze"),
     params:
         settings=config["analysis"],
     script:
@@ -35,6 +38,9 @@ rule plot_figure:
         figure=regex_of(ALL_FIGURES),
     conda:
         "../../envs/segrobust.yaml"
+    resources:
+        runtime=runtime_of("plot_figure"),
+        mem_mb=mem_mb_of("plot_figure"),
     params:
         # the caption's text (workflow/report/captions/<figure>.rst): shown by --report through
         # the figure.rst template, and its edits re-draw nothing but this rule's report entry
@@ -62,8 +68,11 @@ rule build_report:
         "logs/report/build_report.log",
     conda:
         "../../envs/segrobust.yaml"
+    resources:
+        runtime=runtime_of("build_report"),
+        mem_mb=mem_mb_of("build_report"),
     params:
-        config=config,
+        config={key: value for key, value in config.items() if key != "resources"},
         studies=STUDIES,
         repo=os.path.relpath(REPO),
         started_file=RUN_STARTED,

@@ -18,6 +18,8 @@ rule train_model:
     threads: config["threads"]["train"]
     resources:
         gpu=1,
+        runtime=runtime_of("train_model"),
+        mem_mb=mem_mb_of("train_model"),
     params:
         spec=get_train_spec,
         device=config["device"],
