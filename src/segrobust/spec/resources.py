@@ -649,7 +649,9 @@ def request(cost: Cost, settings: Mapping[str, Any], attempt: int = 1) -> Reques
 
 
 #: The rules whose jobs can use a GPU (they declare ``resources: gpu=1``).
-GPU_RULES = ("train_model", "evaluate_model", "calibrate_model", "predict_images")
+#: The GPU rules with one job per model run, and the one that segments new images.
+RUN_GPU_RULES = ("train_model", "evaluate_model", "calibrate_model")
+GPU_RULES = (*RUN_GPU_RULES, "predict_images")
 
 
 def rule_cost(
@@ -714,9 +716,10 @@ COSTED_RULES = (
 def gpu_rule_totals(config: Mapping[str, Any], root: str | Path = ".") -> dict[tuple, dict]:
     """Per GPU rule and study over every model run of ``config``: jobs, the expected device
     hours (sum of the estimates, no runtime factor), the requested hours (sum of the runtimes
-    asked for) and the largest single request."""
+    asked for) and the largest single request. (``predict_images``, one job for a folder of new
+    images, is not part of a study's cost.)"""
     totals = {}
-    for rule in GPU_RULES:
+    for rule in RUN_GPU_RULES:
         for study in enabled_studies(config):
             costs = []
             for run in study_runs(config, study):
