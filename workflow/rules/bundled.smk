@@ -1,0 +1,24 @@
+# Real anatomy shipped inside an installed Python package (no download), written in the MSD layout
+# for a `source: msd_import` dataset whose `path` is resources/bundled/<name>; the bundles and why
+# they are cut into slabs: segrobust.data.bundled_anatomy.
+
+from segrobust.data.bundled_anatomy import BUNDLES
+
+
+rule bundled_anatomy:
+    input:
+        code=code_of("write_bundled_anatomy.py"),
+    output:
+        directory("resources/bundled/{bundle}"),
+    log:
+        "logs/bundled/{bundle}.log",
+    wildcard_constraints:
+        bundle=regex_of(BUNDLES),
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: 1
+    params:
+        # the files' digests, threshold and slab layout: a change re-writes the dataset
+        spec=lambda wildcards: BUNDLES[wildcards.bundle].spec(),
+    script:
+        "../scripts/write_bundled_anatomy.py"
