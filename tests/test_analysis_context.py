@@ -18,6 +18,7 @@ def _patches(arch, patch, values):
 
 def _cases(arch, patch, fg_dice, split="test", seed=1):
     return [dict(RUN, arch=arch, patch=patch, split=split, condition="clean", image_id=f"c{i}",
+                 group=f"c{i}",
                  test_dataset="spheres", fg_ratio=fg, dice=d, seed=seed)
             for i, (fg, d) in enumerate(fg_dice)]  # fmt: skip
 
@@ -141,6 +142,7 @@ def test_fbr_bins_with_a_single_distinct_ratio_form_one_bin():
             "dataset": "s",
             "test_dataset": "s",
             "image_id": ["a", "b"],
+            "group": ["a", "b"],
             "arch": "unet",
             "patch": 16,
             "fg_ratio": [0.2, 0.2],

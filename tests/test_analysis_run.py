@@ -39,6 +39,7 @@ def _row(study, dataset, arch, seed, patch, condition, split, image_id, dice, **
         seed=seed,
         patch=patch,
         image_id=image_id,
+        group=image_id,
         dice=dice,
         hd95=1.0,
         nsd=dice,

@@ -67,6 +67,7 @@ def _per_image(rng, n_cal, n_test=30, shift=0.0):
                     condition=condition,
                     split=split,
                     image_id=f"{split}{i}",
+                    group=f"{split}{i}",
                     dice=dice,
                     quality=quality,
                     complexity=rng.uniform(0, 2),
@@ -88,6 +89,7 @@ def _fnr(rng, per_image):
                     condition=r.condition,
                     split=r.split,
                     image_id=r.image_id,
+                    group=r.image_id,
                     threshold=t,
                     fnr=f,
                 )

@@ -146,7 +146,8 @@ def test_dice_bound_coverage_over_200_random_splits():
 def _per_image(split, condition, dice, quality, perturbation="none", severity=0):
     return [
         dict(RUN, condition=condition, test_dataset="busi", split=split, perturbation=perturbation,
-             severity=severity, level="", image_id=f"{split}{i}", dice=d, quality=q)
+             severity=severity, level="", image_id=f"{split}{i}",
+             group=f"{split}{i}", dice=d, quality=q)
         for i, (d, q) in enumerate(zip(dice, quality, strict=True))
     ]  # fmt: skip
 

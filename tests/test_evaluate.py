@@ -31,7 +31,8 @@ AFFINE_2D = np.array(
 
 
 def make_dataset(path, shape, n_test=3, n_calibration=2, seed=0, affine=None):
-    """Bright disc-ish squares on noise; complexity is a made-up per-case number."""
+    """Bright disc-ish squares on noise; complexity is a made-up per-case number; the first two
+    cases are slices of one volume (``group`` vol0), the others name no group."""
     rng = np.random.default_rng(seed)
     with DatasetWriter(path, provenance={"source": "test"}) as ds:
         for i in range(n_test + n_calibration):
@@ -49,6 +50,7 @@ def make_dataset(path, shape, n_test=3, n_calibration=2, seed=0, affine=None):
                 affine=affine,
                 complexity=0.1 * i,
                 fg_ratio=float(label.mean()),
+                **({"group": "vol0"} if i < 2 else {}),
             )
     return path
 
@@ -128,6 +130,7 @@ def test_table_columns_rows_and_metadata(setup):
     assert (moved.level == "Harder").all() and (moved.direction == "fg").all()
     assert moved.perturbation.isna().all()  # not set for this condition: left empty
     assert list(clean.image_id) == ["case0", "case1", "case2"]
+    assert list(clean.group) == ["vol0", "vol0", "case2"]  # no group named: the image itself
     assert np.allclose(clean.complexity, [0.0, 0.1, 0.2])
     for column in ("dice", "nsd", "quality", "fg_ratio"):
         assert table[column].between(0, 1).all(), column

@@ -65,6 +65,7 @@ def texture_table(archs, alphas, directions, seeds=(1,), n_images=3):
                     seed=seed,
                     patch="full",
                     image_id=f"img{i:03d}",
+                    group=f"img{i:03d}",
                     fg_ratio=rng.uniform(0.1, 0.4),
                     complexity=3 * (1 - test) + rng.uniform(0, 0.3),
                     **_metrics(rng, 0.95 - 0.5 * test - 0.3 * abs(train - test)),
@@ -101,6 +102,7 @@ def perturbation_table(archs, datasets, perturbations, severities, seeds=(1,), n
                     seed=seed,
                     patch="full",
                     image_id=f"{dataset}-{i}",
+                    group=f"{dataset}-{i}",
                     fg_ratio=rng.uniform(0.05, 0.3),
                     complexity=1.0
                     + (0.5 * sev if pert == "background_blur" else -0.3 * sev)
@@ -130,6 +132,7 @@ def context_tables(archs, patch_sizes, seeds=(1,), n_cases=4):
                     seed=seed,
                     patch=str(patch),
                     image_id=f"case{i}",
+                    group=f"case{i}",
                     fg_ratio=fg,
                     complexity=1.0,
                     **_metrics(rng, 0.6 + 10 * fg),

@@ -25,7 +25,8 @@ def _texture(dice, archs, alphas=(0.1, 0.5, 0.9), n=20, seeds=(1,)):
     return pd.DataFrame([
         _row(study="texture", dataset=f"texture-{d}-{a:g}", condition=f"texture-{d}-{b:g}",
              test_dataset=f"texture-{d}-{b:g}", direction=d, train_alpha=a, test_alpha=b,
-             arch=arch, seed=seed, image_id=f"tex_{i:04d}", dice=dice(arch, a, b, i))
+             arch=arch, seed=seed, image_id=f"tex_{i:04d}",
+             group=f"tex_{i:04d}", dice=dice(arch, a, b, i))
         for d in ("background", "foreground") for a in alphas for b in alphas
         for arch in archs for seed in seeds for i in range(n)
     ])  # fmt: skip
@@ -102,7 +103,7 @@ def _perturbation(level_shift: dict, n=30, archs=("unet", "noskip_unet"), noise=
     rows = []
     for arch in archs:
         rows += [_row(study="perturbation", dataset="busi", condition="clean", test_dataset="busi",
-                      level="Unperturbed", arch=arch, image_id=f"i{i}", dice=base[i])
+                      level="Unperturbed", arch=arch, image_id=f"i{i}", group=f"i{i}", dice=base[i])
                  for i in range(n)]  # fmt: skip
         for level, shift in level_shift.items():
             perturbation, severity = conditions[level]
@@ -110,7 +111,7 @@ def _perturbation(level_shift: dict, n=30, archs=("unet", "noskip_unet"), noise=
             condition = f"{perturbation}-s{severity}"
             rows += [_row(study="perturbation", dataset="busi", condition=condition,
                           test_dataset="busi", perturbation=perturbation, severity=severity,
-                          level=level, arch=arch, image_id=f"i{i}", dice=dice[i])
+                          level=level, arch=arch, image_id=f"i{i}", group=f"i{i}", dice=dice[i])
                      for i in range(n)]  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -156,6 +157,7 @@ def _context(drop_by_arch: dict, patch_gain=0.0, n=40, seed=0, patches=("16", "3
             dice = 0.8 + p * patch_gain - drop * outside + rng.normal(0, 0.01, n)
             rows += [_row(study="context", dataset="spheres", condition="clean",
                           test_dataset="spheres", arch=arch, patch=patch, image_id=f"c{i}",
+                          group=f"c{i}",
                           fg_ratio=fg[i], dice=dice[i]) for i in range(n)]  # fmt: skip
             patch_rows += [dict(study="context", dataset="spheres", arch=arch, seed=1,
                                 patch=patch, fg_ratio=v)

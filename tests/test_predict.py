@@ -232,6 +232,7 @@ def test_recipe_complexity_regimes_carry_their_numeric_bin_edges():
                     seed=1,
                     patch="full",
                     image_id=f"tex_{i:04d}",
+                    group=f"tex_{i:04d}",
                     dice=rng.uniform(0.5, 1),
                     complexity=complexity,
                 )

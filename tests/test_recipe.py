@@ -115,6 +115,7 @@ def _texture_rows(archs, alphas=(0.1, 0.5, 0.9), directions=("background", "fore
                                 perturbation="none", severity=0, level="Unperturbed",
                                 direction=direction, train_alpha=train, test_alpha=test,
                                 arch=arch, seed=seed, patch="full", image_id=f"tex_{i:04d}",
+                                group=f"tex_{i:04d}",
                                 dice=dice(arch, train, test, i, seed),
                                 complexity=complexity(test, i, direction),
                             ))  # fmt: skip
@@ -166,7 +167,8 @@ def test_complexity_bins_use_in_domain_rows_only_and_shift_regimes_cover_the_res
 def _perturbation_rows(arch, condition, dice, perturbation="none", severity=0, level="", ds="d"):
     return [
         dict(study="perturbation", dataset=ds, patch="full", arch=arch, seed=s, split="test",
-             condition=condition, test_dataset=ds, image_id=f"i{i}", dice=v + 0.001 * s,
+             condition=condition, test_dataset=ds, image_id=f"i{i}",
+             group=f"i{i}", dice=v + 0.001 * s,
              perturbation=perturbation, severity=severity, level=level, complexity=np.nan,
              train_alpha=np.nan, test_alpha=np.nan, direction="")
         for s in (1, 2) for i, v in enumerate(dice)
@@ -198,7 +200,8 @@ def test_context_regimes_classify_each_image_once_for_every_arch():
         for i, ratio in enumerate(fg):
             rows.append(dict(study="context", dataset="spheres", patch="32", arch=arch, seed=1,
                              split="test", condition="clean", test_dataset="spheres",
-                             image_id=f"c{i}", dice=skill - 0.1 * ratio, fg_ratio=ratio,
+                             image_id=f"c{i}",
+                             group=f"c{i}", dice=skill - 0.1 * ratio, fg_ratio=ratio,
                              perturbation="none", severity=0, level="", complexity=np.nan,
                              train_alpha=np.nan, test_alpha=np.nan, direction=""))  # fmt: skip
         # the two archs sampled different patches: one pooled range per patch size

@@ -32,6 +32,7 @@ def _rows(arch, perturbation, dice_by_severity, clean, study="perturbation"):
                     condition="clean" if severity == 0 else f"{perturbation}-s{severity}",
                     seed=seed,
                     image_id=image,
+                    group=image,
                     dice=dice + offset,
                 )
             )
@@ -180,6 +181,7 @@ def test_texture_trends_slope_uses_in_domain_images_clustered_by_image_index():
                             condition=f"texture-fg-{alpha:g}",
                             test_dataset=f"texture-fg-{alpha:g}",
                             image_id=f"tex_{i:04d}",
+                            group=f"tex_{i:04d}",
                             train_alpha=train,
                             test_alpha=alpha,
                             seed=seed,

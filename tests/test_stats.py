@@ -100,6 +100,7 @@ def _paired_table(means: dict, n: int = 15, seed: int = 0, conditions=("clean",)
                             arch=arch,
                             seed=s,
                             image_id=f"i{i}",
+                            group=f"i{i}",
                             dice=dice[i],
                         )
                     )
@@ -154,6 +155,7 @@ def _texture_grid(alphas=(0.1, 0.5, 0.9), archs=("unet", "noskip_unet", "vnet"),
                             test_dataset=f"texture-{direction}-{test:g}", split="test",
                             perturbation="none", train_alpha=train, test_alpha=test,
                             arch=arch, seed=1, patch="full", image_id=f"tex_{i:04d}",
+                            group=f"tex_{i:04d}",
                             # the in-domain ranking is unet > noskip_unet > vnet; shifted
                             # models rank the other way round
                             dice=(0.9 - 0.1 * k if train == test else 0.5 + 0.1 * k)
@@ -186,7 +188,8 @@ def test_context_blocks_average_patch_sizes_sharing_one_test_set():
             for i in range(5):
                 rows.append(dict(study="context", dataset="spheres", condition="clean",
                                  test_dataset="spheres", split="test", arch=arch, seed=1,
-                                 patch=patch, image_id=f"c{i}", dice=0.5 + shift - 0.1 * k,
+                                 patch=patch, image_id=f"c{i}",
+                                 group=f"c{i}", dice=0.5 + shift - 0.1 * k,
                                  perturbation="none"))  # fmt: skip
     table = pd.DataFrame(rows)
     blocks = stats.friedman_blocks(table, "context")

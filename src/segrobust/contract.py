@@ -53,8 +53,8 @@ METRICS: tuple[str, ...] = ("dice", "hd", "hd95", "nsd", "assd", "volume_diff")
 #: ``per_image.csv``: one row per (model run, test condition, image).
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "study", "dataset", "condition", "test_dataset", "split", "perturbation", "severity", "level",
-    "direction", "train_alpha", "test_alpha", "arch", "seed", "patch", "image_id", *METRICS,
-    "fg_ratio", "complexity", "quality",
+    "direction", "train_alpha", "test_alpha", "arch", "seed", "patch", "image_id", "group",
+    *METRICS, "fg_ratio", "complexity", "quality",
 )  # fmt: skip
 
 #: ``fnr.csv``: the false-negative rate of each image at each threshold (long form).

@@ -215,7 +215,7 @@ def dice_by_fbr_bin(per_image: pd.DataFrame, n_bins: int) -> pd.DataFrame:
     test = _patch_text(test).assign(unit=independent_unit(test))
     frames = []
     for _, rows in test.groupby(["study", "dataset"], sort=True):
-        ratios = rows.groupby("unit")["fg_ratio"].first()
+        ratios = rows.groupby("unit")["fg_ratio"].mean()
         codes, edges = _bin_codes(ratios, n_bins)
         code_of = pd.Series(codes, index=ratios.index)
         images = rows.groupby(["study", "dataset", "arch", "patch", "unit"], sort=True)

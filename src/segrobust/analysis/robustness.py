@@ -261,7 +261,7 @@ def easier_statements(robust: pd.DataFrame) -> list[str]:
 
 
 def _seed_averaged_images(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    image_keys = [*keys, "condition", "test_dataset", "image_id"]
+    image_keys = [*keys, "condition", "test_dataset", "group", "image_id"]
     images = rows.groupby(image_keys, dropna=False)[["dice", "complexity"]].mean().reset_index()
     return images.assign(unit=independent_unit(images))
 

@@ -13,15 +13,19 @@ The unit:
   blend directions shares shape and crops; docs/ARCHITECTURE.md, "Texture datasets differ only in
   the blend"), so ``tex_0012`` at alpha 0.1 and at alpha 0.9 are two views of one image, not two
   images.
-* **every other study**: the test image (``test_dataset``, ``image_id``). The perturbed copies of
-  an image carry their source dataset as ``test_dataset`` and the same ``image_id``, so they map
-  to the one unit of their source image.
+* **every other study**: the split group of the test image (``test_dataset``, ``group``). The
+  group is the volume or patient an image was cut from (``group`` in the datalist; the image
+  itself where none is named): the 2D slices of one MSD volume, or of one slab of the bundled
+  template, share anatomy, scanner and noise, so they are one unit, not one unit per slice. The
+  splits are drawn by group, so no group is in two splits. The perturbed copies of an image carry
+  their source dataset as ``test_dataset`` and the same ``group``, so they map to the one unit of
+  their source volume.
 
 ``unit_matrix`` turns rows into one value per unit and compared setting (architecture, patch
 size, ...): seeds are averaged per test image first, a test image is kept only when every compared
 setting has it (complete cases: paired comparisons need both members of every pair), and the
 test images of one unit inside the selection (e.g. one image index at several alphas of a
-complexity bin) are then averaged into that unit's single value.
+complexity bin, or the slices of one volume) are then averaged into that unit's single value.
 """
 
 from __future__ import annotations
@@ -31,17 +35,17 @@ import pandas as pd
 
 TEXTURE_STUDY = "texture"
 #: Columns that identify one evaluated test image of one model setting, seeds aside.
-CELL_KEYS = ["study", "dataset", "arch", "patch", "condition", "test_dataset", "image_id"]
+CELL_KEYS = ["study", "dataset", "arch", "patch", "condition", "test_dataset", "group", "image_id"]
 
 
 def independent_unit(rows: pd.DataFrame) -> pd.Series:
     """The independent unit of each row (see the module docstring): text labels, same index.
 
-    Texture-study rows map to their ``image_id``; every other row to ``test_dataset/image_id``.
+    Texture-study rows map to their ``image_id``; every other row to ``test_dataset/group``.
     """
     image = rows["image_id"].astype(str)
-    image_of_dataset = rows["test_dataset"].astype(str) + "/" + image
-    labels = np.where(rows["study"].astype(str) == TEXTURE_STUDY, image, image_of_dataset)
+    group_of_dataset = rows["test_dataset"].astype(str) + "/" + rows["group"].astype(str)
+    labels = np.where(rows["study"].astype(str) == TEXTURE_STUDY, image, group_of_dataset)
     return pd.Series(labels, index=rows.index, name="unit", dtype=object)
 
 

@@ -168,6 +168,9 @@ def evaluate_run(
                         "condition": condition.name,
                         "split": condition.split,
                         "image_id": case.case_id,
+                        # The volume / patient the image was cut from (its split group); an
+                        # image of its own where the datalist names none.
+                        "group": str(case.meta.get("group", case.case_id)),
                         **segmentation_metrics(
                             pred, label, case.spacing, nsd_tolerance, nsd_unit=nsd_unit
                         ),
