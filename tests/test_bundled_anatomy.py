@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 
 from segrobust.data.bundled_anatomy import (
-    BUNDLES,
-    Bundle,
-    BundledFile,
     get_bundle,
     labelled_slabs,
     package_dir,
@@ -22,6 +19,7 @@ from segrobust.data.bundled_anatomy import (
     write_bundle,
     write_bundled_dataset,
 )
+from segrobust.data.bundles import BUNDLES, Bundle, BundledFile
 from segrobust.data.dataset import SPLITS, DataError, load_split
 from segrobust.data.msd import read_layout
 from segrobust.data.prepare import prepare_dataset

@@ -11,7 +11,7 @@ import yaml
 from snakemake.utils import update_config, validate
 from workflow_helpers import REPO, copy_workflow
 
-from segrobust.data.bundled_anatomy import BUNDLES
+from segrobust.data.bundles import BUNDLES
 from segrobust.data.spheres import expected_fg_ratio
 from segrobust.perturb.catalog import PAPER_LEVELS
 from segrobust.spec.config import check_against_schema, check_consistency
@@ -113,8 +113,9 @@ def test_the_dag_builds_with_the_job_counts_of_the_design(tmp_path):
         "perturb_test_split": 2,  # speckle, background blur
         "train_model": runs,
         "evaluate_model": runs,
+        "calibrate_model": runs,
         "aggregate_study": 3,
-        "plot_study": 9,
+        "plot_figure": 11,
         "analyze": 1,
         "build_report": 1,
         "all": 1,

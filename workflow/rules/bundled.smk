@@ -1,8 +1,8 @@
 # Real anatomy shipped inside an installed Python package (no download), written in the MSD layout
 # for a `source: msd_import` dataset whose `path` is resources/bundled/<name>; the bundles and why
-# they are cut into slabs: segrobust.data.bundled_anatomy.
+# they are cut into slabs: segrobust.data.bundles, written by segrobust.data.bundled_anatomy.
 
-from segrobust.data.bundled_anatomy import BUNDLES
+from segrobust.data.bundles import BUNDLES
 
 
 rule bundled_anatomy:
@@ -17,6 +17,9 @@ rule bundled_anatomy:
     conda:
         "../../envs/segrobust.yaml"
     threads: 1
+    resources:
+        runtime=runtime_of("bundled_anatomy"),
+        mem_mb=mem_mb_of("bundled_anatomy"),
     params:
         # the files' digests, threshold and slab layout: a change re-writes the dataset
         spec=lambda wildcards: BUNDLES[wildcards.bundle].spec(),
