@@ -149,11 +149,38 @@ def lock_scope(environ: Mapping[str, str]) -> str:
     return f"host-{socket.gethostname()}"
 
 
+def private_dir(*parts: str, base: str | os.PathLike | None = None) -> Path:
+    """``<tmp>/segrobust-<uid>/<parts...>``, every level created ``0700``: the user's
+    machine-local state (GPU slot locks, preload sockets).
+
+    Raises:
+        PermissionError: a level is not a directory owned by the user and closed to others
+            (another user must not be able to plant files there).
+    """
+    path = Path(base) if base is not None else Path(tempfile.gettempdir())
+    for name in (f"segrobust-{os.getuid()}", *parts):
+        path = path / name
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+        info = path.lstat()
+        if (
+            not path.is_dir()
+            or path.is_symlink()
+            or info.st_uid != os.getuid()
+            or (info.st_mode & 0o077)
+        ):
+            raise PermissionError(
+                f"{path} is not a private directory of this user (owner uid {info.st_uid}, "
+                f"mode {info.st_mode & 0o777:o}); remove it or set TMPDIR elsewhere"
+            )
+    return path
+
+
 def default_lock_dir() -> Path:
     """``<tmp>/segrobust-<uid>/gpu-locks``: node-local (``flock`` is unreliable on network file
     systems) and shared by every project of the user, so two studies run side by side on one
     workstation do not land on the same GPU either."""
-    return Path(tempfile.gettempdir()) / f"segrobust-{os.getuid()}" / "gpu-locks"
+    return private_dir("gpu-locks")
 
 
 @dataclass

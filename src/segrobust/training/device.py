@@ -83,6 +83,11 @@ def device_name(device: torch.device) -> str:
     return "cpu"
 
 
+def describe_device(device: torch.device) -> str:
+    """``cuda:1 (NVIDIA H200)`` for a GPU, ``cpu`` for the CPU (for console lines)."""
+    return f"{device} ({device_name(device)})" if device.type == "cuda" else str(device)
+
+
 @contextlib.contextmanager
 def job_device(
     spec: str,
