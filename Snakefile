@@ -43,3 +43,9 @@ rule all:
     default_target: True
     input:
         "results/report/index.html",
+
+
+onsuccess:
+    from segrobust.jobs import workflow_summary
+
+    print(workflow_summary(log))

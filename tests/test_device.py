@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -196,6 +197,7 @@ def test_impossible_requests_are_refused(tmp_path):
 _HOLDER = """
 import sys, time
 from pathlib import Path
+from types import SimpleNamespace
 from segrobust.gpus import claim_gpu
 claim = claim_gpu(int(sys.argv[2]), jobs_per_device=int(sys.argv[3]),
                   slots_per_gpu=int(sys.argv[4]), labels=[str(i) for i in range(int(sys.argv[2]))],
@@ -268,6 +270,7 @@ def test_concurrent_processes_pack_k_per_gpu_and_a_killed_one_frees_its_slot(tmp
 _PLACED = """
 import sys, time
 from pathlib import Path
+from types import SimpleNamespace
 import torch
 torch.cuda.is_available = lambda: True
 torch.cuda.device_count = lambda: int(sys.argv[2])
@@ -328,3 +331,32 @@ def test_a_shared_gpu_caps_the_memory_and_records_the_device(monkeypatch, tmp_pa
         sleep=_never_sleep,
     )  # fmt: skip
     assert again.slots == (0, 1, 2, 3)
+
+
+class _FakeResources(dict):
+    """A job's resources as the SLURM plugin reads them (``.get`` and attributes)."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_a_slurm_job_group_of_shared_jobs_asks_for_one_gpu():
+    """k jobs of a rule sharing a GPU, packed into one SLURM job by a job group
+    (``--groups train_model=gpu_pack --group-components gpu_pack=k``): Snakemake sums the
+    jobs' integer resources, the plugin turns the group's into sbatch options."""
+    from snakemake.resources import GroupResources, Resources
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    def group_of(resources, k=4):
+        job = SimpleNamespace(pipe_group=None, resources={
+            "_cores": 2, "_nodes": 1, "mem_mb": 1000, "runtime": 30, **resources})  # fmt: skip
+        merged = GroupResources.basic_layered(
+            [[job] * k], constraints=Resources.from_mapping({"_cores": 64, "_nodes": 10}),
+            run_local=False, additive_resources=["runtime"], sortby=["runtime"],
+        )  # fmt: skip
+        return merged, set_gres_string(SimpleNamespace(resources=_FakeResources(merged)))
+
+    shared, sbatch = group_of(rule_resources({"train_model": 4}, "train_model"))
+    assert sbatch == " --gres=gpu:1"  # one GPU for the four
+    assert shared["gpu_slots"] == 4 and shared["_cores"] == 8 and shared["mem_mb"] == 4000
+    whole, sbatch = group_of(rule_resources({"train_model": 1}, "train_model"))
+    assert sbatch == " --gpus=4"  # a whole GPU each: gpu=1 adds up

@@ -335,3 +335,24 @@ def test_console_lines_say_what_ended_how_well_how_long_and_where(capfd):
     )
     jobs.console(line)
     assert capfd.readouterr().err == f"segrobust: {line}\n"
+
+
+def test_the_run_ends_with_the_report_and_the_models_trained(tmp_path):
+    results = tmp_path / "results"
+    for run in ("texture/models/a/unet/pfull/seed1", "context/models/s/unet/p16/seed1"):
+        (results / run).mkdir(parents=True)
+        (results / run / "model.pt").touch()
+    log = tmp_path / "run.log"
+    log.write_text(
+        "localrule generate_texture_dataset:\nlocalrule train_model:\n    wildcards: ...\n"
+        "rule train_model:\nlocalrule evaluate_model:\n"
+    )
+    report = results / "report" / "index.html"
+    message = jobs.workflow_summary([str(log)], results, report)
+    assert "no report yet" in message
+    assert "2 trained model(s)" in message and "2 of them trained in this run" in message
+    report.parent.mkdir()
+    report.write_text("<html>")
+    message = jobs.workflow_summary([str(log)], results, report)
+    assert f"the report is {report.resolve()} (open it in a browser)" in message
+    assert "0 of them" in jobs.workflow_summary(None, results, report)

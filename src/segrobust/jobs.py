@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import resource
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,11 +54,22 @@ _log_stream: IO[str] | None = None  # the running job's log, for mark()
 
 def process_start() -> float:
     """When this job's process started (epoch seconds): the job process a preloaded child
-    serves, else this process (``psutil``, a dependency of Snakemake)."""
+    serves, else this process.
+
+    On Linux from ``/proc/self/stat`` (start in clock ticks since boot, 10 ms) against
+    ``CLOCK_BOOTTIME``: ``psutil``'s ``create_time`` adds the boot time, which Linux gives in
+    whole seconds, and would misplace the start by up to a second.
+    """
     started = preload.child_started()
     if started is not None:
         return started
-    import psutil
+    if sys.platform.startswith("linux"):
+        with open("/proc/self/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 on
+        ticks_since_boot = int(fields[19])  # field 22, starttime
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks_since_boot / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    import psutil  # a dependency of Snakemake
 
     return psutil.Process().create_time()
 
@@ -207,4 +219,33 @@ def evaluate_summary(what: str, per_image: Any, seconds: float, device: str) -> 
     return (
         f"evaluated {what}: {len(per_image)} images in {len(conditions)} test sets, mean Dice "
         f"{dice}, {seconds:.0f} s on {device}"
+    )
+
+
+def workflow_summary(
+    snakemake_logs: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    results: str | os.PathLike = "results",
+    report: str | os.PathLike = "results/report/index.html",
+) -> str:
+    """The message a finished Snakemake run ends with (the Snakefile's ``onsuccess``, whose
+    ``log`` is the list of Snakemake's log files of the run): where the report is, how many
+    models exist and how many this run trained (``rule train_model`` jobs in those logs), and
+    where the per-job logs are."""
+    if isinstance(snakemake_logs, (str, os.PathLike)):
+        snakemake_logs = [snakemake_logs]
+    trained = 0
+    for path in snakemake_logs or []:
+        if Path(path).is_file():
+            text = Path(path).read_text(errors="replace")
+            trained += len(re.findall(r"^(?:local)?rule train_model:$", text, re.MULTILINE))
+    models = sum(1 for _ in Path(results).glob("*/models/**/model.pt"))
+    report = Path(report)
+    where = (
+        f"the report is {report.resolve()} (open it in a browser)"
+        if report.is_file()
+        else f"no report yet ({report} is built by a run without targets)"
+    )
+    return (
+        f"segrobust: done; {where}; {models} trained model(s) in {results}/, {trained} of them "
+        "trained in this run; per-epoch and per-job logs are in logs/"
     )
