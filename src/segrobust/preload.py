@@ -23,6 +23,8 @@ Correctness guards:
   ``CUDA_VISIBLE_DEVICES`` empty and ``PYTORCH_NVML_BASED_CUDA_CHECK=1``, checks after the
   imports that torch has not initialised CUDA, and each child restores the job's own
   environment before it runs anything, so CUDA first starts in the child, on the job's devices.
+  On a machine with GPUs the server first forks a probe child that runs a CUDA operation; if
+  that fails, the server does not start and jobs import torch themselves.
 - Each child runs in its own process group. The client forwards ``SIGTERM``, ``SIGINT`` and
   ``SIGHUP`` to it, and the child kills its group when the client's end of a pipe closes, so a
   job killed outright (``SIGKILL``) does not leave its child running.
@@ -60,7 +62,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from segrobust.gpus import private_dir
+from segrobust.gpus import machine_gpus, private_dir
 
 #: Seconds a server without running children waits for the next job before it exits.
 IDLE_SECONDS = 60.0
@@ -149,9 +151,17 @@ def _connect(path: Path) -> socket.socket | None:
     return sock
 
 
+#: Where the server keeps the starting job's ``CUDA_VISIBLE_DEVICES`` for its CUDA probe.
+_PROBE_DEVICES = "SEGROBUST_PRELOAD_PROBE_DEVICES"
+
+
 def _server_environment() -> dict[str, str]:
     """The client's environment with CUDA hidden from the server (see the module docstring)."""
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+    environment.pop(_PROBE_DEVICES, None)
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        environment[_PROBE_DEVICES] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return environment
 
 
 _BOOT = (
@@ -327,6 +337,8 @@ def serve(socket_path: str, preload: Sequence[str], idle_seconds: float) -> None
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         raise RuntimeError("CUDA was initialised while preloading; children could not use it")
+    if torch is not None and torch.version.cuda is not None and machine_gpus():
+        _probe_cuda_in_a_child()
     gc.collect()
     gc.freeze()  # children then share the preloaded objects' pages instead of copying them
     path = Path(socket_path)
@@ -336,6 +348,41 @@ def serve(socket_path: str, preload: Sequence[str], idle_seconds: float) -> None
     listener.listen(64)
     os.rename(staging, path)  # appears only once it accepts
     _Server(listener, path, idle_seconds).run()
+
+
+def _probe_cuda_in_a_child() -> None:
+    """On a machine with GPUs: check that a forked child can run CUDA (restoring the starting
+    job's devices, as children do), so that a CUDA stack which cannot survive the fork makes the
+    server refuse to start (jobs then import torch themselves) instead of failing every job.
+
+    Raises:
+        RuntimeError: the probe child could not run a CUDA operation.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+            visible = os.environ.pop(_PROBE_DEVICES, None)
+            if visible is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = visible
+            import torch
+
+            torch.ones(1, device="cuda").add_(1)
+            torch.cuda.synchronize()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(
+            "a process forked from the preload server cannot use CUDA (traceback above); jobs "
+            "will import torch themselves"
+        )
 
 
 class _Server:
