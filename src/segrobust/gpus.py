@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import re
 import socket
 import tempfile
@@ -286,7 +287,7 @@ def claim_gpu(
 
     Devices are tried from the one with the most free slots, so jobs spread over the GPUs before
     they pile onto one. When no device has enough free slots the call waits (polling every
-    ``poll_seconds``) and says so through ``on_wait`` every ``report_every`` seconds: the
+    about ``poll_seconds``) and says so through ``on_wait`` every ``report_every`` seconds: the
     Snakemake resource ``gpu_slots`` normally prevents this, the locks make it safe when it was
     not given.
 
@@ -329,7 +330,8 @@ def claim_gpu(
                 f"--resources gpu_slots=<GPUs x {slots_per_gpu}> so it starts no more GPU "
                 "jobs than there are slots"
             )
-        sleep(poll_seconds)
+        # jittered: two jobs that took half a GPU each and let go must not meet again in step
+        sleep(poll_seconds * random.uniform(0.5, 1.5))
 
 
 @contextlib.contextmanager
