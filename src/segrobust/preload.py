@@ -68,11 +68,10 @@ from segrobust.gpus import machine_gpus, private_dir
 IDLE_SECONDS = 60.0
 #: Seconds a client waits for a server it started to finish its imports.
 START_SECONDS = 300.0
-#: Environment variables read when the preloaded libraries are imported (thread pools).
-KEY_ENVIRONMENT = (
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_THREADING_LAYER", "PYTHONHASHSEED",
-)  # fmt: skip
+#: Environment variables read when the preloaded libraries are loaded (thread pools: OpenMP
+#: reads its settings once, when the library loads, so a child keeps the server's).
+KEY_ENVIRONMENT = ("VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "PYTHONHASHSEED")
+KEY_ENVIRONMENT_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "GOTO_")
 _PROTOCOL = 1
 _LENGTH = struct.Struct("!Q")
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -126,7 +125,11 @@ def server_key(preload: Sequence[str], watched: Iterable[Path] | None = None) ->
     """A digest of everything that decides what the preloaded imports yield (see the module
     docstring)."""
     digest = hashlib.sha256()
-    environment = {name: os.environ.get(name) for name in KEY_ENVIRONMENT}
+    environment = sorted(
+        (name, value)
+        for name, value in os.environ.items()
+        if name in KEY_ENVIRONMENT or name.startswith(KEY_ENVIRONMENT_PREFIXES)
+    )
     fixed = (
         _PROTOCOL, sys.executable, sys.version, search_path(), sorted(preload), environment,
         _distribution_versions(preload),
