@@ -55,3 +55,9 @@ rule all:
     input:
         "results/report/index.html",
         predict_targets(),
+
+
+onsuccess:
+    from segrobust.jobs import workflow_summary
+
+    print(workflow_summary(log))

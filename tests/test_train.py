@@ -301,3 +301,32 @@ def test_outputs_follow_the_umask(discs, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "model.pt").stat().st_mode) == 0o664
+
+
+def test_progress_lines_timing_marks_and_the_recorded_device(discs, tmp_path):
+    """What a person follows on the console (issue 12.5) and what the fixed-cost benchmark
+    reads (issue 15.2): one progress line per epoch, first/last step marks in the job log."""
+    from types import SimpleNamespace
+
+    from segrobust.jobs import job
+
+    fake = SimpleNamespace(log=[str(tmp_path / "job.log")], rule="train_model", threads=1)
+    lines: list[str] = []
+    settings = train_settings(epochs=3, batch_size=4, val_interval=2)
+    with job(fake):
+        result = train_run(
+            discs, run=Run("texture", "discs", "unet", "full", 7), spatial_dims=2,
+            model_kwargs=UNET, settings=settings, device=torch.device("cpu"),
+            out_model=tmp_path / "model.pt", out_log=tmp_path / "train_log.csv",
+            out_patches=tmp_path / "patches.csv", checkpoint_path=tmp_path / "last.pt",
+            log=lambda _m: None, progress=lines.append,
+        )  # fmt: skip
+    assert [line.split(",")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "not validated yet" in lines[0]  # validation every 2 epochs
+    best = f"best validation Dice {result['best_val_dice']:.3f} (epoch {result['best_epoch']})"
+    assert best in lines[2] and lines[2].endswith(" s")
+    marks = [line.split()[1] for line in (tmp_path / "job.log").read_text().splitlines()
+             if line.startswith("timing")]  # fmt: skip
+    assert marks == ["process_start", "job_start", "first_step", "last_step", "exit"]
+    _, meta = load_model_file(tmp_path / "model.pt")
+    assert meta["device"] == "cpu" and meta["device_name"] == "cpu"

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.workflow
 def finished(tmp_path_factory):
     """A copy of the workflow on which the tiny config has run to completion."""
     workdir = copy_workflow(tmp_path_factory.mktemp("wf"))
-    snakemake(workdir)
+    proc = snakemake(workdir)
+    (workdir.parent / f"{workdir.name}-console.txt").write_text(proc.stdout + proc.stderr)
     return workdir
 
 
@@ -165,3 +166,31 @@ def test_editing_any_library_module_reruns_exactly_the_rules_that_import_it(fini
         finally:
             module.write_bytes(original)
         assert planned == expected, relative
+
+
+def test_console_shows_one_line_per_model_job_and_where_the_report_is(finished):
+    """Issue 12.5: what a person sees of the run, without opening a log."""
+    console = (finished.parent / f"{finished.name}-console.txt").read_text()
+    jobs = planned_jobs(finished, "--forceall")
+    trained = re.findall(
+        r"^segrobust: trained (\w+) (\S+): best validation Dice (\d\.\d{3}) at epoch (\d+)/1, "
+        r"\d+ s on cpu$",
+        console,
+        re.MULTILINE,
+    )
+    assert len(trained) == jobs["train_model"]
+    assert {study for study, *_ in trained} == {"texture", "perturbation", "context"}
+    evaluated = re.findall(
+        r"^segrobust: evaluated (\w+) (\S+): (\d+) images in (\d+) test sets, mean Dice "
+        r"calibration \d\.\d{3}, test \d\.\d{3}, \d+ s on cpu$",
+        console,
+        re.MULTILINE,
+    )
+    assert len(evaluated) == jobs["evaluate_model"]
+    assert sorted(run for _, run, *_ in evaluated) == sorted(run for _, run, *_ in trained)
+    report = (finished / "results/report/index.html").resolve()
+    assert f"segrobust: done; the report is {report} (open it in a browser)" in console
+    assert f"{jobs['train_model']} of them trained in this run" in console
+    # per-epoch lines stay in the logs
+    log = finished / "logs/texture/train/texture-background-0.2/unet/pfull/seed1.log"
+    assert "epoch 1/1 loss" in log.read_text() and "epoch 1/1 loss" not in console

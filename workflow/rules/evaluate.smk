@@ -1,6 +1,9 @@
 # One evaluation job per model run: every test condition -> per-image metrics (contract 4).
 
 
+from segrobust.gpus import rule_resources
+
+
 rule evaluate_model:
     input:
         model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
@@ -21,7 +24,8 @@ rule evaluate_model:
         "../../envs/segrobust.yaml"
     threads: config["threads"]["evaluate"]
     resources:
-        gpu=1,
+        # gpu, gpu_slots (and gres when jobs share a GPU): segrobust.gpus.rule_resources
+        **rule_resources(config["execution"]["gpu_jobs_per_device"], "evaluate_model"),
         runtime=runtime_of("evaluate_model"),
         mem_mb=mem_mb_of("evaluate_model"),
     params:

@@ -1,22 +1,39 @@
 """Rule evaluate_model: one model run on every test condition -> per-image metrics (contract 4)."""
 
-from pathlib import Path
-
-from segrobust.contract import Run
-from segrobust.evaluation.evaluate import conditions_from_specs, evaluate_run
-from segrobust.evaluation.infer import SlidingWindow
-from segrobust.jobs import job
-from segrobust.training.device import resolve_device
+from segrobust.jobs import run_script
 
 
 def main(snakemake):
-    with job(snakemake, uses_torch=True) as log:
-        w, params = snakemake.wildcards, snakemake.params
-        device = resolve_device(params.device)
-        evaluate_run(
+    # Imported here, not above: the job process hands the job to a preloaded child
+    # (segrobust.preload), which has these imported already.
+    import time
+    from pathlib import Path
+
+    from segrobust.contract import Run
+    from segrobust.evaluation.evaluate import conditions_from_specs, evaluate_run
+    from segrobust.evaluation.infer import SlidingWindow
+    from segrobust.jobs import (
+        PROGRESS_SECONDS,
+        Throttle,
+        console,
+        evaluate_summary,
+        gpu_placement,
+        job,
+        process_start,
+    )
+    from segrobust.training.device import describe_device, job_device
+
+    w, params = snakemake.wildcards, snakemake.params
+    run = Run(w.study, w.dataset, w.arch, w.patch, int(w.seed))
+    what = f"{run.study} {run.path}"
+    with (
+        job(snakemake, uses_torch=True) as log,
+        job_device(params.device, **gpu_placement(snakemake), log=log) as device,
+    ):
+        per_image = evaluate_run(
             snakemake.input.model,
             conditions_from_specs(params.conditions),
-            run=Run(w.study, w.dataset, w.arch, w.patch, int(w.seed)),
+            run=run,
             nsd_tolerance=params.evaluation["nsd_tolerance"],
             nsd_unit=params.evaluation["nsd_unit"],
             out_per_image=snakemake.output.per_image,
@@ -26,10 +43,13 @@ def main(snakemake):
             amp=device.type == "cuda",
             predictions_dir=snakemake.output.predictions if params.save_predictions else None,
             log=log,
+            progress=Throttle(lambda line: console(f"evaluating {what}: {line}"), PROGRESS_SECONDS),
         )
         # declared output: present (empty) when predictions are not saved
         Path(snakemake.output.predictions).mkdir(parents=True, exist_ok=True)
+        seconds = time.time() - process_start()
+        console(evaluate_summary(what, per_image, seconds, describe_device(device)))
 
 
 if __name__ == "__main__":
-    main(snakemake)  # noqa: F821 (injected by Snakemake)
+    run_script(main, snakemake)  # noqa: F821 (injected by Snakemake)

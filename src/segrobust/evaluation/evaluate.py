@@ -39,6 +39,7 @@ from segrobust.evaluation.metrics import (
     segmentation_metrics,
     soft_quality,
 )
+from segrobust.jobs import mark
 from segrobust.training.modelfile import load_model_file
 
 #: Threshold turning probabilities into the predicted mask.
@@ -108,6 +109,7 @@ def evaluate_run(
     amp: bool = False,
     predictions_dir: str | os.PathLike | None = None,
     log: Callable[[str], Any] = print,
+    progress: Callable[[str], Any] | None = None,
 ) -> pd.DataFrame:
     """Score the model in ``model_path`` on every test condition; write and return the table.
 
@@ -126,7 +128,9 @@ def evaluate_run(
         device, amp: where and how the network runs.
         predictions_dir: if given, the predicted masks (uint8 NIfTI, the input image's affine) are
             saved as ``<predictions_dir>/<split>/<condition>/<image_id>.nii.gz``.
-        log: receives one progress line per condition.
+        log: receives one line per condition (the job's log file).
+        progress: if given, also receives a line per condition with the count done so far (a
+            job throttles it for the console).
 
     Raises:
         segrobust.data.dataset.DataError: naming the file, for an unreadable image, a non-binary
@@ -137,6 +141,7 @@ def evaluate_run(
     patch_size = model_info.get("patch_size")
     spatial_dims = int(model_info["spatial_dims"])
     rows, fnr_rows = [], []
+    mark("first_step")
     with contextlib.ExitStack() as outputs:
         # Every output is staged and moved into place only when all conditions succeeded.
         per_image_tmp = outputs.enter_context(atomic.atomic_file(out_per_image))
@@ -146,7 +151,7 @@ def evaluate_run(
             if predictions_dir is not None
             else None
         )
-        for condition in conditions:
+        for done, condition in enumerate(conditions):
             columns = condition.columns()
             cases = load_split(condition.dataset_dir, condition.split)
             for case in cases:
@@ -190,6 +195,9 @@ def evaluate_run(
                     )
             dice = np.mean([r["dice"] for r in rows[-len(cases) :]]) if cases else math.nan
             log(f"{condition.name} ({condition.split}): {len(cases)} images, mean Dice {dice:.4f}")
+            if progress is not None:
+                progress(f"{done + 1}/{len(conditions)} test sets, {len(rows)} images")
+        mark("last_step")
         per_image = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
         per_image.to_csv(per_image_tmp, index=False)
         pd.DataFrame(fnr_rows, columns=list(FNR_COLUMNS)).to_csv(fnr_tmp, index=False)

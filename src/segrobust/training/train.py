@@ -41,8 +41,9 @@ from segrobust.contract import PATCH_COLUMNS, TRAIN_LOG_COLUMNS, Run
 from segrobust.data.dataset import Case, load_split
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import dice
+from segrobust.jobs import mark
 from segrobust.networks import build_model, check_input_size
-from segrobust.training.device import amp_settings, seed_everything
+from segrobust.training.device import amp_settings, device_name, seed_everything
 from segrobust.training.modelfile import save_model_file
 
 LOSSES = ("dice", "dice_ce")
@@ -300,12 +301,16 @@ def train_run(
     out_patches: str | os.PathLike,
     checkpoint_path: str | os.PathLike,
     log: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``run.arch`` (seeded by ``run.seed``) on ``dataset_dir`` and write the three
     outputs of contract 3; both tables carry the run's columns.
 
     Resumes from ``checkpoint_path`` when it exists; deletes it after ``model.pt`` is written.
-    Returns ``{"best_epoch", "best_val_dice"}``.
+    ``log`` gets one line per epoch (the job's log file); ``progress``, if given, a shorter one
+    per epoch with the best validation Dice so far (a job throttles it for the console).
+    ``model.pt`` records the device as ``str(device)`` (e.g. ``cuda:1``) and its hardware
+    (``device_name``, e.g. the GPU's name). Returns ``{"best_epoch", "best_val_dice"}``.
     """
     arch, seed = run.arch, int(run.seed)
     checkpoint_path = Path(checkpoint_path)
@@ -364,6 +369,8 @@ def train_run(
         start_epoch = ckpt["epoch"] + 1
         log(f"resuming from {checkpoint_path} after epoch {ckpt['epoch']}")
 
+    started = time.perf_counter()
+    mark("first_step")
     for epoch in range(start_epoch, settings.epochs + 1):
         t0 = time.perf_counter()
         if sampler is not None:
@@ -402,6 +409,16 @@ def train_run(
             f"epoch {epoch}/{settings.epochs} loss {loss:.4f} val_dice {val:.4f} "
             f"fg {row['fg_ratio_mean']:.3f} {row['seconds']:.1f}s on {device} (amp {amp_name})"
         )
+        if progress is not None:
+            best_so_far = (
+                f"best validation Dice {best['dice']:.3f} (epoch {best['epoch']})"
+                if best["epoch"]
+                else "not validated yet"
+            )
+            progress(
+                f"epoch {epoch}/{settings.epochs}, loss {loss:.4f}, {best_so_far}, "
+                f"{time.perf_counter() - started:.0f} s"
+            )
         ckpt = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "log_rows": log_rows,
@@ -409,6 +426,7 @@ def train_run(
             "run_key": run_key,
         }  # fmt: skip
         atomic.write_torch(checkpoint_path, ckpt)
+    mark("last_step")
 
     final = copy.deepcopy(model).cpu()
     final.load_state_dict(best["state"])
@@ -421,7 +439,8 @@ def train_run(
     save_model_file(
         out_model, final, arch=arch, spatial_dims=spatial_dims, model_kwargs=model_kwargs,
         img_size=input_size, patch_size=settings.patch_size, best_epoch=best["epoch"],
-        best_val_dice=best["dice"], device=str(device), amp=amp_name, run=run.columns,
+        best_val_dice=best["dice"], device=str(device), device_name=device_name(device),
+        amp=amp_name, run=run.columns,
     )  # fmt: skip
     checkpoint_path.unlink(missing_ok=True)
     return {"best_epoch": best["epoch"], "best_val_dice": best["dice"]}

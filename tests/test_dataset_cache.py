@@ -1,0 +1,112 @@
+"""The optional array cache of a dataset (issue 15.2): loads exactly what the NIfTI files hold,
+and only while they are the files it was made from."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from segrobust.data import dataset
+from segrobust.data.dataset import (
+    CACHE,
+    DataError,
+    DatasetWriter,
+    load_split,
+    write_nifti,
+)
+
+
+def _write(out, shapes=((12, 10),) * 6, spacing=(0.7, 1.3), seed=0):
+    rng = np.random.default_rng(seed)
+    splits = ("training", "training", "validation", "calibration", "test", "test")
+    with DatasetWriter(out, provenance={"source": "test"}) as ds:
+        for i, shape in enumerate(shapes):
+            label = (rng.random(shape) > 0.6).astype(np.uint8)
+            image = rng.standard_normal(shape).astype(np.float32) + label
+            ds.add(f"c{i}", image, label, split=splits[i % 6], spacing=spacing, radius=i + 0.5)
+    return out
+
+
+def _same(a, b):
+    assert [c.case_id for c in a] == [c.case_id for c in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.image.dtype == y.image.dtype == np.float32
+        assert x.label.dtype == y.label.dtype == np.uint8
+        np.testing.assert_array_equal(x.image, y.image)
+        np.testing.assert_array_equal(x.label, y.label)
+        assert x.spacing == y.spacing and x.meta == y.meta
+        np.testing.assert_array_equal(x.affine, y.affine)
+
+
+def test_the_cache_loads_exactly_what_the_nifti_files_hold(tmp_path, monkeypatch):
+    out = _write(tmp_path / "ds")
+    assert (out / CACHE).is_file()
+    expected = {split: load_split(out, split, use_cache=False) for split in dataset.SPLITS}
+    assert expected["training"][0].spacing == pytest.approx((0.7, 1.3), abs=1e-6)
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} although the cache holds it")
+
+    monkeypatch.setattr(dataset, "read_nifti", no_decoding)
+    for split in dataset.SPLITS:
+        _same(load_split(out, split), expected[split])
+
+
+def test_a_changed_file_is_read_from_disk_and_still_checked(tmp_path):
+    out = _write(tmp_path / "ds")
+    datalist = json.loads((out / "datalist.json").read_text())
+    entry = datalist["test"][0]
+    new_image = np.full((12, 10), 5.0, dtype=np.float32)
+    write_nifti(out / entry["image"], new_image, spacing=(0.7, 1.3))
+    [changed, _] = load_split(out, "test")
+    np.testing.assert_array_equal(changed.image, new_image)  # the file, not the stale cache
+    # a label no longer binary is refused, naming the file, as without a cache
+    write_nifti(out / entry["label"], np.full((12, 10), 2, dtype=np.uint8), spacing=(0.7, 1.3))
+    with pytest.raises(DataError, match=r"labels/c4.nii.gz: label is not binary"):
+        load_split(out, "test")
+
+
+def test_a_datalist_naming_other_files_bypasses_the_cache(tmp_path, monkeypatch):
+    out = _write(tmp_path / "ds")
+    datalist = json.loads((out / "datalist.json").read_text())
+    datalist["test"][0]["image"], datalist["test"][1]["image"] = (
+        datalist["test"][1]["image"], datalist["test"][0]["image"],
+    )  # fmt: skip
+    (out / "datalist.json").write_text(json.dumps(datalist))
+    expected = load_split(out, "test", use_cache=False)
+    _same(load_split(out, "test"), expected)
+    # a path leading out of the dataset is refused as before
+    datalist["test"][0]["image"] = "../elsewhere.nii.gz"
+    (out / "datalist.json").write_text(json.dumps(datalist))
+    with pytest.raises(DataError, match="outside the dataset"):
+        load_split(out, "test")
+
+
+def test_an_unreadable_cache_is_reported_and_skipped(tmp_path, caplog):
+    out = _write(tmp_path / "ds")
+    expected = load_split(out, "training", use_cache=False)
+    (out / CACHE).write_bytes(b"not a zip file")
+    with caplog.at_level(logging.WARNING):
+        _same(load_split(out, "training"), expected)
+    assert "unusable array cache" in caplog.text and CACHE in caplog.text
+
+
+def test_no_cache_for_ragged_or_oversized_datasets(tmp_path, monkeypatch):
+    ragged = _write(tmp_path / "ragged", shapes=[(12, 10)] * 5 + [(8, 8)])
+    assert not (ragged / CACHE).exists()
+    assert [c.image.shape for c in load_split(ragged, "test")] == [(12, 10), (8, 8)]
+    monkeypatch.setattr(dataset, "CACHE_MAX_BYTES", 3 * 12 * 10 * 5)  # room for three cases
+    big = _write(tmp_path / "big")
+    assert not (big / CACHE).exists()
+    assert len(load_split(big, "training")) == 2
+
+
+def test_a_failed_writer_leaves_no_cache_behind(tmp_path):
+    out = tmp_path / "ds"
+    with pytest.raises(DataError), DatasetWriter(out, provenance={"source": "test"}) as ds:
+        ds.add("a", np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8), split="test")
+        ds.add("a", np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8), split="test")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
