@@ -173,6 +173,34 @@ def test_without_root_the_cluster_tests_fail_in_ci_and_skip_elsewhere(monkeypatc
 
 
 @pytest.mark.slurm
+def test_start_replaces_the_link_left_by_a_killed_test_cluster(tmp_path):
+    """A test cluster killed before stop.sh (a cancelled CI job) leaves /etc/slurm/slurm.conf
+    pointing into its state directory; the next start must take over, not refuse forever.
+    Runs before the module's `cluster` fixture starts a cluster (tests run in file order)."""
+    slurm_cluster.require_root()
+    dead = tmp_path / "dead"
+    (dead / "run").mkdir(parents=True)
+    (dead / "slurm.conf").write_text("# from a killed test cluster\n")
+    (dead / "env.sh").write_text(f"export SLURM_CONF={dead / 'slurm.conf'}\n")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs a SLURM daemon
+    (dead / "run" / "slurmctld.pid").write_text(f"{gone.pid}\n")
+    system_conf = Path("/etc/slurm/slurm.conf")
+    system_conf.parent.mkdir(parents=True, exist_ok=True)
+    if system_conf.is_symlink() or system_conf.exists():
+        assert system_conf.is_symlink(), f"{system_conf} is a real file; not touching it"
+        system_conf.unlink()
+    system_conf.symlink_to(dead / "slurm.conf")
+    try:
+        with running_cluster() as running:
+            assert system_conf.resolve() == running.slurm_conf.resolve()
+        assert not system_conf.is_symlink(), "stop.sh leaves no link behind"
+    finally:
+        if system_conf.is_symlink() and system_conf.resolve() == (dead / "slurm.conf").resolve():
+            system_conf.unlink()
+
+
+@pytest.mark.slurm
 def test_start_refuses_a_running_cluster_and_an_existing_slurm_conf(cluster, tmp_path):
     again = subprocess.run(
         ["bash", str(START_SCRIPT), str(cluster.state_dir)], capture_output=True, text=True

@@ -8,7 +8,9 @@
 # spool and state directories. STATE_DIR/env.sh exports SLURM_CONF=STATE_DIR/slurm.conf for
 # clients. The one file outside STATE_DIR is a symlink /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf
 # (needed by Snakemake's nested srun, see below); start.sh refuses to run where that file already
-# exists, so a real SLURM installation is never touched, and stop.sh removes the link.
+# exists, so a real SLURM installation is never touched, and stop.sh removes the link. A link
+# left by a test cluster that died without stop.sh (dangling, or into a state directory whose
+# daemons are all gone) is replaced.
 #
 # What it does:
 #   1. installs Debian's slurm-wlm and munge with apt-get when a command is missing (root only);
@@ -177,12 +179,36 @@ export SLURM_CONF="$state_dir/slurm.conf"
 # /etc/slurm/slurm.conf. So link that path to this cluster's config, but never replace a real
 # one; stop.sh removes the link (and only a link that points here).
 system_conf=/etc/slurm/slurm.conf
-if [[ -L "$system_conf" && "$(readlink "$system_conf")" == "$SLURM_CONF" ]]; then
+
+# True when DIR is a state directory this script wrote (env.sh and run/ beside slurm.conf) and
+# none of its daemons is alive: a test cluster whose process was killed before stop.sh ran (a
+# cancelled CI job, a machine image taken mid-test). Its link may be replaced; anything else
+# (a real installation, a live test cluster) may not.
+dead_test_cluster() {
+    local dir="$1" pidfile pid
+    [[ -f "$dir/env.sh" && -d "$dir/run" ]] || return 1
+    for pidfile in "$dir"/run/*.pid; do
+        [[ -s "$pidfile" ]] || continue
+        pid="$(tr -dc 0-9 <"$pidfile")"
+        [[ -n "$pid" ]] || continue
+        case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
+            munged | slurmctld | slurmd) return 1 ;;
+        esac
+    done
+    return 0
+}
+
+linked="$(readlink "$system_conf" 2>/dev/null || true)"
+if [[ -L "$system_conf" && "$linked" == "$SLURM_CONF" ]]; then
     :
 elif [[ -L "$system_conf" && ! -e "$system_conf" ]]; then
     # Dangling: left by a test cluster that was never stopped and whose directory is gone.
-    echo "ci/slurm/start.sh: replacing the dangling symlink $system_conf" \
-        "-> $(readlink "$system_conf")"
+    echo "ci/slurm/start.sh: replacing the dangling symlink $system_conf -> $linked"
+    ln -sfn "$SLURM_CONF" "$system_conf"
+elif [[ -L "$system_conf" && "$(basename "$linked")" == slurm.conf ]] &&
+    dead_test_cluster "$(dirname "$linked")"; then
+    echo "ci/slurm/start.sh: replacing $system_conf -> $linked, left by a test cluster" \
+        "whose daemons are gone"
     ln -sfn "$SLURM_CONF" "$system_conf"
 elif [[ -e "$system_conf" || -L "$system_conf" ]]; then
     die "$system_conf exists (a real SLURM installation?); refusing to replace it." \
