@@ -18,7 +18,7 @@ from segrobust.data.dataset import DatasetWriter, load_split
 from segrobust.data.prepare import PrepareOptions
 from segrobust.evaluation import calibration as cal
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
-from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import FNR_THRESHOLDS
 from segrobust.networks import build_model
 from segrobust.training.modelfile import save_model_file
@@ -105,7 +105,7 @@ def _statistics(per_image):
     }
 
 
-def _document(per_image, fnr, alpha=0.1, level=0.1):
+def _document(per_image, fnr):
     return cal.build_calibration(
         per_image,
         fnr,
@@ -115,38 +115,37 @@ def _document(per_image, fnr, alpha=0.1, level=0.1):
         preprocessing={"size": [16, 16]},
         statistics=_statistics(per_image),
         window=None,
-        alpha=alpha,
-        fnr_level=level,
     )
 
 
 def test_dice_bound_scores_are_the_sorted_in_domain_calibration_scores():
     per_image = _per_image(np.random.default_rng(1), n_cal=40)
-    block = cal.dice_bound_block(per_image, alpha=0.1)
+    block = cal.dice_bound_block(per_image)
     own = per_image[(per_image.split == "calibration") & (per_image.condition == "clean")]
     assert block["scores"] == sorted((own.quality - own.dice).tolist())
     assert block["n"] == 40
     # k = ceil(41 * 0.9) = 37: the 37th smallest score
-    assert block["q_hat"] == pytest.approx(sorted(own.quality - own.dice)[36])
-    assert block["status"] == "defined" and block["min_calibration"] == 9
+    q_hat = cal.Calibration("x", _document(per_image, _fnr(np.random.default_rng(2), per_image)))
+    assert q_hat.dice_bound(0.9, 0.9).q_hat == pytest.approx(sorted(own.quality - own.dice)[36])
 
 
 def test_too_few_calibration_images_is_undefined_with_the_minimum_n():
     per_image = _per_image(np.random.default_rng(1), n_cal=5)
-    document = _document(per_image, _fnr(np.random.default_rng(2), per_image))
-    assert document["dice_bound"]["q_hat"] is None
-    assert "n_calibration = 5 < 9" in document["dice_bound"]["status"]
-    assert not document["fnr"]["certified"] and "5 < 9" in document["fnr"]["status"]
-    bound = cal.Calibration("x", document).dice_bound(0.9, 0.9)
-    assert math.isnan(bound.bound) and not bound.defined and "5 < 9" in bound.status
+    calibration = cal.Calibration(
+        "x", _document(per_image, _fnr(np.random.default_rng(2), per_image))
+    )
+    bound = calibration.dice_bound(0.9, 0.9)
+    assert math.isnan(bound.bound) and not bound.defined and "n_calibration = 5 < 9" in bound.status
+    control = calibration.fnr_control(0.1)
+    assert not control.certified and "5 < 9" in control.status
 
 
 @pytest.mark.parametrize("confidence", [0.8, 0.9, 0.95])
 def test_bound_at_any_level_equals_the_analysis_bound(confidence):
-    """Stored at alpha 0.1, the file gives at another level what the analysis gives there."""
+    """The file (which stores no level) gives at each level what the analysis gives there."""
     rng = np.random.default_rng(3)
     per_image = _per_image(rng, n_cal=60)
-    calibration = cal.Calibration("x", _document(per_image, _fnr(rng, per_image), alpha=0.1))
+    calibration = cal.Calibration("x", _document(per_image, _fnr(rng, per_image)))
     alpha = 1 - confidence
     expected, _ = conformal.calibrate_dice_bounds(per_image, alpha=alpha)
     test = expected[expected.split == "test"]
@@ -159,7 +158,7 @@ def test_fnr_threshold_at_any_level_equals_the_analysis_threshold(level):
     rng = np.random.default_rng(4)
     per_image = _per_image(rng, n_cal=60)
     fnr = _fnr(rng, per_image)
-    calibration = cal.Calibration("x", _document(per_image, fnr, level=0.1))
+    calibration = cal.Calibration("x", _document(per_image, fnr))
     expected = conformal.conformal_fnr(fnr, level)
     control = calibration.fnr_control(level)
     assert control.threshold == expected["t_hat"].iloc[0]
@@ -204,8 +203,6 @@ def test_without_calibration_images_nothing_is_claimed():
         preprocessing={},
         statistics={},
         window=None,
-        alpha=0.1,
-        fnr_level=0.1,
     )
     calibration = cal.Calibration("x", document)
     assert document["ranges"] == dict.fromkeys(cal.RANGE_STATISTICS)
@@ -265,7 +262,7 @@ def test_unknown_source_is_refused_naming_the_file():
         cal.intensity_normalisation({"source": "scanner"}, "data/provenance.json")
 
 
-# --- calibrate_run end to end ---------------------------------------------------------------
+# --- written by the evaluation, end to end -----------------------------------------------
 
 
 def _dataset(path, shape, n_test=3, n_calibration=12, seed=0, spacing=None):
@@ -304,54 +301,41 @@ def _model(path, spatial_dims=2, patch_size=None, seed=0):
     return path, model
 
 
+def _evaluate(model_path, conditions, out_dir, out_calibration):
+    return evaluate_run(
+        model_path,
+        conditions,
+        run=RUN,
+        nsd_tolerance=1.0,
+        nsd_unit="px",
+        out_per_image=out_dir / "per_image.csv",
+        out_fnr=out_dir / "fnr.csv",
+        out_calibration=out_calibration,
+        log=lambda line: None,
+    )
+
+
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("calibrate")
     data = _dataset(root / "shapes", (16, 16))
     model_path, model = _model(root / "run" / "model.pt")
     conditions = [TestCondition("clean", data, "test"), TestCondition("clean", data, "calibration")]
-    evaluate_run(
-        model_path,
-        conditions,
-        run=RUN,
-        nsd_tolerance=1.0,
-        nsd_unit="px",
-        out_per_image=root / "m" / "per_image.csv",
-        out_fnr=root / "m" / "fnr.csv",
-        log=lambda line: None,
-    )
+    _evaluate(model_path, conditions, root / "m", root / "run" / cal.CALIBRATION_FILE)
     return root, data, model_path, model
 
 
-def _calibrate(root, data, model_path, out, **kwargs):
-    return cal.calibrate_run(
-        model_path,
-        root / "m" / "per_image.csv",
-        root / "m" / "fnr.csv",
-        data,
-        run=RUN,
-        alpha=0.1,
-        fnr_level=0.1,
-        window=None,
-        out=out,
-        log=lambda line: None,
-        **kwargs,
-    )
-
-
-def test_calibrate_run_writes_strict_json_with_the_calibration_images_statistics(evaluated):
+def test_evaluation_writes_strict_json_with_the_calibration_images_statistics(evaluated):
     root, data, model_path, model = evaluated
-    out = root / "run" / cal.CALIBRATION_FILE
-    document = _calibrate(root, data, model_path, out)
 
     def refuse(token):
         raise AssertionError(f"non-standard JSON token {token}")
 
-    on_disk = json.loads(out.read_text(), parse_constant=refuse)
-    assert on_disk == json.loads(json.dumps(document))
+    on_disk = json.loads((root / "run" / cal.CALIBRATION_FILE).read_text(), parse_constant=refuse)
     assert on_disk["format_version"] == cal.FORMAT_VERSION
     assert on_disk["run"] == RUN.columns
     assert on_disk["model"]["sha256"] == cal.file_sha256(model_path)
+    assert on_disk["inference"] is None
     assert on_disk["preprocessing"] == {
         "dataset": "shapes",
         "source": "synthetic-texture",
@@ -379,29 +363,72 @@ def test_calibrate_run_writes_strict_json_with_the_calibration_images_statistics
     )
     assert on_disk["mean_dice"] == pytest.approx(own.dice.mean())
     assert on_disk["dice_bound"]["n"] == 12
+    assert on_disk["dice_bound"]["scores"] == sorted((own.quality - own.dice).tolist())
+    # no level is stored: changing the analysis levels must not re-run any evaluation
+    assert set(on_disk["dice_bound"]) == {"score", "n", "scores"}
+    assert set(on_disk["fnr"]) == {"n", "thresholds", "mean_fnr"}
 
 
-def test_calibration_of_another_split_is_refused_and_nothing_written(evaluated, tmp_path):
-    root, _, model_path, _ = evaluated
-    other = _dataset(tmp_path / "shapes", (16, 16), seed=5, n_calibration=10)
+def test_the_window_of_a_patch_model_is_stored_as_config_keys(tmp_path):
+    data = _dataset(tmp_path / "shapes", (16, 16), n_test=1, n_calibration=2)
+    model_path, _ = _model(tmp_path / "run" / "model.pt", patch_size=[8, 8])
+    conditions = [TestCondition("clean", data, "calibration")]
+    window = SlidingWindow(overlap=0.25, mode="gaussian", batch_size=2)
+    evaluate_run(
+        model_path,
+        conditions,
+        run=RUN,
+        nsd_tolerance=1.0,
+        nsd_unit="px",
+        out_per_image=tmp_path / "per_image.csv",
+        out_fnr=tmp_path / "fnr.csv",
+        out_calibration=tmp_path / "calibration.json",
+        window=window,
+        log=lambda line: None,
+    )
+    stored = json.loads((tmp_path / "calibration.json").read_text())["inference"]
+    assert stored == {"overlap": 0.25, "mode": "gaussian", "sw_batch_size": 2}
+    assert SlidingWindow.from_config(stored) == window
+
+
+def test_without_a_calibration_condition_nothing_is_written(evaluated, tmp_path):
+    _, data, model_path, _ = evaluated
     out = tmp_path / cal.CALIBRATION_FILE
-    with pytest.raises(cal.CalibrationError, match="different images"):
-        _calibrate(root, other, model_path, out)
-    assert not out.exists()
+    with pytest.raises(cal.CalibrationError, match="no in-domain calibration condition"):
+        _evaluate(model_path, [TestCondition("clean", data, "test")], tmp_path, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_without_calibration_images_the_training_images_give_the_grid(tmp_path):
+    with DatasetWriter(tmp_path / "d", provenance={"source": "synthetic-texture"}) as ds:
+        for i, split in enumerate(["training", "test"]):
+            ds.add(
+                f"c{i}", np.zeros((16, 16), np.float32), np.zeros((16, 16), np.uint8), split=split
+            )
+    model_path, _ = _model(tmp_path / "run" / "model.pt")
+    conditions = [
+        TestCondition("clean", tmp_path / "d", "test"),
+        TestCondition("clean", tmp_path / "d", "calibration"),
+    ]
+    _evaluate(model_path, conditions, tmp_path, tmp_path / "calibration.json")
+    document = json.loads((tmp_path / "calibration.json").read_text())
+    assert document["preprocessing"]["size"] == [16, 16]
+    assert document["dice_bound"]["n"] == 0
+    assert not cal.Calibration.read(tmp_path / "calibration.json").dice_bound(0.5, 0.9).defined
 
 
 def test_read_refuses_missing_unknown_version_and_incomplete_files(evaluated, tmp_path):
     root, data, model_path, _ = evaluated
     path = root / "run" / cal.CALIBRATION_FILE
-    if not path.exists():
-        _calibrate(root, data, model_path, path)
     document = json.loads(path.read_text())
     with pytest.raises(cal.CalibrationError, match=r"nowhere\.json: calibration file not found"):
         cal.Calibration.read(tmp_path / "nowhere.json")
     (tmp_path / "v9.json").write_text(json.dumps(dict(document, format_version=9)))
     with pytest.raises(cal.CalibrationError, match=r"v9\.json: calibration format_version 9"):
         cal.Calibration.read(tmp_path / "v9.json")
-    (tmp_path / "short.json").write_text(json.dumps({"format_version": 1, "run": {}}))
+    (tmp_path / "short.json").write_text(
+        json.dumps({"format_version": cal.FORMAT_VERSION, "run": {}})
+    )
     with pytest.raises(cal.CalibrationError, match=r"short\.json: calibration file lacks model"):
         cal.Calibration.read(tmp_path / "short.json")
     (tmp_path / "bad.json").write_text("{not json")
@@ -411,10 +438,7 @@ def test_read_refuses_missing_unknown_version_and_incomplete_files(evaluated, tm
 
 def test_a_calibration_never_applies_to_another_model_file(evaluated, tmp_path):
     root, data, model_path, _ = evaluated
-    path = root / "run" / cal.CALIBRATION_FILE
-    if not path.exists():
-        _calibrate(root, data, model_path, path)
-    calibration = cal.Calibration.read(path)
+    calibration = cal.Calibration.read(root / "run" / cal.CALIBRATION_FILE)
     calibration.check_model(model_path)
     other, _ = _model(tmp_path / "model.pt", seed=1)
     with pytest.raises(cal.CalibrationError, match="another model file"):
@@ -425,8 +449,8 @@ def test_3d_datasets_record_their_spacing_and_mixed_spacings_are_refused(tmp_pat
     data = _dataset(
         tmp_path / "vol", (12, 12, 12), n_test=1, n_calibration=3, spacing=(1.5, 1.5, 2.0)
     )
-    cases = load_split(data, "calibration")
-    assert cal.dataset_preprocessing(data, cases, 3)["spacing"] == [1.5, 1.5, 2.0]
-    cases[0].spacing = (1.0, 1.0, 1.0)
+    grids = [cal.ImageGrid.of(case) for case in load_split(data, "calibration")]
+    assert cal.dataset_preprocessing(data, grids, 3)["spacing"] == [1.5, 1.5, 2.0]
+    grids[0] = cal.ImageGrid(grids[0].shape, (1.0, 1.0, 1.0))
     with pytest.raises(cal.CalibrationError, match="differ in spacing"):
-        cal.dataset_preprocessing(data, cases, 3)
+        cal.dataset_preprocessing(data, grids, 3)

@@ -117,7 +117,7 @@ def test_gpu_partition_goes_to_exactly_the_gpu_rules(rules):
         if entry.split(":", 1)[1].startswith("slurm_partition=")
     }
     gpu_rules = {name for name, rule in rules.items() if rule["gpu"]}
-    assert gpu_rules == {"train_model", "evaluate_model", "calibrate_model", "predict_images"}
+    assert gpu_rules == {"train_model", "evaluate_model", "predict_images"}
     assert partitioned == gpu_rules
 
 

@@ -26,16 +26,12 @@ import torch
 from schema_defaults import default_config, model_kwargs, train_settings
 
 from segrobust.analysis.recipe import RECIPE_COLUMNS, recipe_tables
+from segrobust.cli import build_parser
 from segrobust.cli import main as cli_main
 from segrobust.contract import PER_IMAGE_COLUMNS, Run
 from segrobust.data.dataset import DataError, DatasetWriter
 from segrobust.data.prepare import percentile_intensity, resample_volume, to_gray, window_intensity
-from segrobust.evaluation.calibration import (
-    CALIBRATION_FILE,
-    Calibration,
-    DiceBound,
-    calibrate_run,
-)
+from segrobust.evaluation.calibration import CALIBRATION_FILE, Calibration, DiceBound
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.predict import inputs
 from segrobust.predict.batch import (
@@ -46,7 +42,12 @@ from segrobust.predict.batch import (
     predict_folder,
 )
 from segrobust.predict.recipe_lookup import ComplexityRecipe
-from segrobust.predict.targets import parse_run_path, predict_plan
+from segrobust.predict.targets import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_FNR_LEVEL,
+    parse_run_path,
+    predict_plan,
+)
 from segrobust.spec.config import ConfigError
 from segrobust.training.train import train_run
 
@@ -346,18 +347,7 @@ def _calibrated_run(root, data, arch, seed):
         nsd_unit="px",
         out_per_image=folder / "per_image.csv",
         out_fnr=folder / "fnr.csv",
-        log=lambda line: None,
-    )
-    calibrate_run(
-        folder / "model.pt",
-        folder / "per_image.csv",
-        folder / "fnr.csv",
-        data,
-        run=run,
-        alpha=0.1,
-        fnr_level=0.1,
-        window=None,
-        out=folder / CALIBRATION_FILE,
+        out_calibration=folder / CALIBRATION_FILE,
         log=lambda line: None,
     )
     return folder
@@ -661,23 +651,38 @@ def _snakemake(tmp_path, **fields):
     return SimpleNamespace(log=[str(tmp_path / "job.log")], threads=1, rule="test", **fields)
 
 
-def test_the_calibrate_model_script_writes_the_file(runs, tmp_path):
+def test_the_evaluate_model_script_writes_the_calibration_beside_the_model(runs, tmp_path):
     folder = runs.unet
+    model = tmp_path / "model.pt"
+    shutil.copy(folder / "model.pt", model)
+    spec = dict(dataset_dir=str(runs.data), meta={"test_dataset": "squares"})
     job = _snakemake(
         tmp_path,
-        input=SimpleNamespace(
-            model=str(folder / "model.pt"),
-            per_image=str(folder / "per_image.csv"),
-            fnr=str(folder / "fnr.csv"),
-            dataset=str(runs.data),
+        input=SimpleNamespace(model=str(model)),
+        output=SimpleNamespace(
+            per_image=str(tmp_path / "per_image.csv"),
+            fnr=str(tmp_path / "fnr.csv"),
+            calibration=str(tmp_path / CALIBRATION_FILE),
+            predictions=str(tmp_path / "predictions"),
         ),
-        output=[str(tmp_path / CALIBRATION_FILE)],
         wildcards=SimpleNamespace(
             study="perturbation", dataset="squares", arch="unet", patch="full", seed="1"
         ),
-        params=SimpleNamespace(alpha=0.1, fnr_level=0.1, window=None, device="cpu"),
+        params=SimpleNamespace(
+            conditions=[
+                dict(spec, name="clean", split="test"),
+                dict(spec, name="clean", split="calibration"),
+            ],
+            window=None,
+            save_predictions=False,
+            evaluation={"nsd_tolerance": 1.0, "nsd_unit": "px"},
+            device="cpu",
+        ),
+        config={"execution": {"gpu_jobs_per_device": {"evaluate_model": 1}, "preload": False}},
+        resources={},
     )
-    _script("calibrate_model").main(job)
+    job.rule = "evaluate_model"
+    _script("evaluate_model").main(job)
     written = json.loads((tmp_path / CALIBRATION_FILE).read_text())
     assert written == json.loads((folder / CALIBRATION_FILE).read_text())
 
@@ -727,6 +732,16 @@ def test_predict_is_off_without_images_and_takes_the_analysis_levels():
         0.95,
         0.05,
     )
+
+
+def test_the_command_line_levels_are_the_workflow_defaults():
+    """`segrobust predict` without --confidence / --fnr-level states what a default study's
+    predict job states: 1 - the schema's conformal_alpha and its fnr_level."""
+    analysis = default_config()["analysis"]
+    assert DEFAULT_CONFIDENCE == pytest.approx(1 - analysis["conformal_alpha"])
+    assert DEFAULT_FNR_LEVEL == analysis["fnr_level"]
+    args = build_parser().parse_args(["predict", "--model", "m", "--images", "i", "--out", "o"])
+    assert (args.confidence, args.fnr_level) == (DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL)
 
 
 def test_one_run_by_its_path_and_clear_errors_for_others():

@@ -1,10 +1,11 @@
 """Acceptance (issue 14): the Dice lower bound ``predict`` states on unlabelled images covers
 their true Dice at the promised rate, and where a shift breaks it the image is flagged.
 
-The whole path is the real one: a texture dataset is generated, a U-Net trained on it, evaluated
-on the calibration split and calibrated (``calibrate_run``); then 302 fresh images of the same
-generator (another seed) and 200 of them with strong added noise (a shifted distribution) are
-segmented by ``predict_folder``, and the written masks are scored against the true labels.
+The whole path is the real one: a texture dataset is generated, a U-Net trained on it and
+evaluated on the calibration split, which writes its calibration file (``evaluate_run``); then
+302 fresh images of the same generator (another seed) and 200 of them with strong added noise
+(a shifted distribution) are segmented by ``predict_folder``, and the written masks are scored
+against the true labels.
 
 Acceptance interval. Conditional on the calibration set, split-conformal coverage is
 Beta(k, n_cal + 1 - k) with k = ceil((n_cal + 1)(1 - alpha)), so the number of covered test
@@ -17,6 +18,8 @@ and the exact one (the covered count lies in the central 99% of the beta-binomia
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,7 +31,7 @@ from segrobust.analysis.conformal import clopper_pearson, conformal_rank
 from segrobust.contract import Run
 from segrobust.data.dataset import load_split, read_nifti, write_nifti
 from segrobust.data.textures import generate_texture_dataset
-from segrobust.evaluation.calibration import CALIBRATION_FILE, calibrate_run
+from segrobust.evaluation.calibration import CALIBRATION_FILE
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.evaluation.metrics import dice
 from segrobust.predict.batch import predict_folder
@@ -58,7 +61,7 @@ def _labels(dataset):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """Train, evaluate and calibrate one run; segment fresh and shifted images with it."""
+    """Train and evaluate (which calibrates) one run; segment fresh and shifted images with it."""
     root = tmp_path_factory.mktemp("coverage")
     data, fresh = root / "textures", root / "fresh"
     generate_texture_dataset(data, n_train=24, n_validation=4, n_test=1,
@@ -76,13 +79,10 @@ def study(tmp_path_factory):
     evaluate_run(
         models / "model.pt", [TestCondition("clean", data, "calibration")], run=RUN,
         nsd_tolerance=1.0, nsd_unit="px", out_per_image=root / "per_image.csv",
-        out_fnr=root / "fnr.csv", log=lambda line: None,
-    )  # fmt: skip
-    document = calibrate_run(
-        models / "model.pt", root / "per_image.csv", root / "fnr.csv", data, run=RUN,
-        alpha=ALPHA, fnr_level=0.1, window=None, out=models / CALIBRATION_FILE,
+        out_fnr=root / "fnr.csv", out_calibration=models / CALIBRATION_FILE,
         log=lambda line: None,
     )  # fmt: skip
+    document = json.loads((models / CALIBRATION_FILE).read_text())
     rng = np.random.default_rng(5)
     shifted = root / "shifted"
     for case in load_split(fresh, "test")[:N_SHIFTED]:
@@ -91,7 +91,9 @@ def study(tmp_path_factory):
     results = {}
     for name, images in (("fresh", fresh / "images"), ("shifted", shifted)):
         out = root / f"out-{name}"
-        predictions = predict_folder(images, out, model_paths=[models], log=lambda s: None)
+        predictions = predict_folder(
+            images, out, model_paths=[models], confidence=1 - ALPHA, log=lambda s: None
+        )
         results[name] = _scored(predictions.predictions, out, _labels(fresh))
     return document["dice_bound"]["n"], results
 

@@ -16,7 +16,7 @@ from schema_defaults import default_config, model_kwargs, train_settings
 from segrobust.contract import Run
 from segrobust.data.dataset import DatasetWriter
 from segrobust.data.spheres import generate_sphere_dataset
-from segrobust.evaluation.calibration import CALIBRATION_FILE, calibrate_run
+from segrobust.evaluation.calibration import CALIBRATION_FILE
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.evaluation.infer import SlidingWindow
 from segrobust.evaluation.metrics import dice
@@ -31,7 +31,8 @@ ORIENTATION = np.array([[2, -1], [0, 1], [1, -1]])
 
 
 def _trained_run(root, data, run, spatial_dims, settings, window):
-    """Train, evaluate on the calibration split, calibrate: a run folder predict can use."""
+    """Train, evaluate on the calibration split (which writes calibration.json): a run folder
+    predict can use."""
     folder = root / "run"
     train_run(
         data, run=run, spatial_dims=spatial_dims,
@@ -43,12 +44,8 @@ def _trained_run(root, data, run, spatial_dims, settings, window):
     evaluate_run(
         folder / "model.pt", [TestCondition("clean", data, "calibration")], run=run,
         nsd_tolerance=1.0, nsd_unit="px", out_per_image=root / "per_image.csv",
-        out_fnr=root / "fnr.csv", window=SlidingWindow.from_config(window) if window else None,
-        log=lambda line: None,
-    )  # fmt: skip
-    calibrate_run(
-        folder / "model.pt", root / "per_image.csv", root / "fnr.csv", data, run=run, alpha=0.1,
-        fnr_level=0.1, window=window, out=folder / CALIBRATION_FILE, log=lambda line: None,
+        out_fnr=root / "fnr.csv", out_calibration=folder / CALIBRATION_FILE,
+        window=SlidingWindow.from_config(window) if window else None, log=lambda line: None,
     )  # fmt: skip
     return folder
 

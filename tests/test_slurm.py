@@ -125,7 +125,7 @@ def test_test_profile_sets_partition_and_drops_account(tmp_path):
     assert written["executor"] == "slurm"
     assert written["set-resources"] == [
         f'{rule}:slurm_partition="{GPU_PARTITION}"'
-        for rule in ("train_model", "evaluate_model", "calibrate_model", "predict_images")
+        for rule in ("train_model", "evaluate_model", "predict_images")
     ]
 
 

@@ -15,6 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
+
 DESCRIPTION = """\
 Segment new images with a trained segrobust model run and rate each mask's trustworthiness:
 a conformal Dice lower bound ("Dice >= 0.82 with 90% confidence") that is withheld when the
@@ -69,14 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--confidence",
         type=_level,
-        help="confidence of the Dice lower bound, e.g. 0.9 (default: the model's calibration, "
+        default=DEFAULT_CONFIDENCE,
+        help="confidence of the Dice lower bound (default %(default)s, the workflow's "
         "1 - analysis.conformal_alpha)",
     )
     predict.add_argument(
         "--fnr-level",
         type=_level,
-        help="false-negative rate the controlled mask keeps on average, e.g. 0.1 (default: the "
-        "model's calibration, analysis.fnr_level)",
+        default=DEFAULT_FNR_LEVEL,
+        help="false-negative rate the controlled mask keeps on average (default %(default)s, the "
+        "workflow's analysis.fnr_level)",
     )
     predict.add_argument(
         "--save-probabilities", action="store_true", help="also write the probability maps"

@@ -1,4 +1,5 @@
-# One evaluation job per model run: every test condition -> per-image metrics (contract 4).
+# One evaluation job per model run: every test condition -> per-image metrics (contract 4),
+# and the run's calibration.json (conformal guarantees for predict), from the same predictions.
 
 
 from segrobust.gpus import rule_resources
@@ -12,6 +13,8 @@ rule evaluate_model:
     output:
         per_image="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/per_image.csv",
         fnr="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/fnr.csv",
+        # the conformal guarantees travel with the model: predict reads it beside model.pt
+        calibration="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/calibration.json",
         # empty unless the study's inference.save_predictions is set
         predictions=directory(
             "results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/predictions"

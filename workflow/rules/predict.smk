@@ -1,32 +1,6 @@
-# The conformal guarantees travel with the model (calibration.json beside model.pt), and new,
-# unlabelled images are segmented with a confidence rating (off unless predict.images is set).
-
-
-rule calibrate_model:
-    input:
-        model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
-        per_image="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/per_image.csv",
-        fnr="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/fnr.csv",
-        dataset="resources/datasets/{dataset}",
-        code=code_of("calibrate_model.py"),
-    output:
-        "results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/calibration.json",
-    log:
-        "logs/{study}/calibrate/{dataset}/{arch}/p{patch}/seed{seed}.log",
-    conda:
-        "../../envs/segrobust.yaml"
-    threads: config["threads"]["evaluate"]
-    resources:
-        gpu=1,
-        runtime=runtime_of("calibrate_model"),
-        mem_mb=mem_mb_of("calibrate_model"),
-    params:
-        alpha=config["analysis"]["conformal_alpha"],
-        fnr_level=config["analysis"]["fnr_level"],
-        window=lambda w: window_settings(config, w.study),
-        device=config["device"],
-    script:
-        "../scripts/calibrate_model.py"
+# New, unlabelled images are segmented with a confidence rating (off unless predict.images is
+# set), from the conformal guarantees that travel with each model (calibration.json beside
+# model.pt, written by evaluate_model).
 
 
 rule predict_images:

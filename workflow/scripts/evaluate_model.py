@@ -1,4 +1,5 @@
-"""Rule evaluate_model: one model run on every test condition -> per-image metrics (contract 4)."""
+"""Rule evaluate_model: one model run on every test condition -> per-image metrics (contract 4)
+and calibration.json beside model.pt."""
 
 from segrobust.jobs import run_script
 
@@ -38,6 +39,7 @@ def main(snakemake):
             nsd_unit=params.evaluation["nsd_unit"],
             out_per_image=snakemake.output.per_image,
             out_fnr=snakemake.output.fnr,
+            out_calibration=snakemake.output.calibration,
             window=SlidingWindow.from_config(params.window) if params.window else None,
             device=device,
             amp=device.type == "cuda",

@@ -1,7 +1,8 @@
 """The calibration file of a model run: the conformal guarantees travel with ``model.pt``.
 
-``results/<study>/models/<run>/calibration.json`` (rule ``calibrate_model``) holds what a
-segmentation of an image nobody has labelled needs to carry a confidence rating:
+``results/<study>/models/<run>/calibration.json`` (written by rule ``evaluate_model``, which
+predicts the calibration split anyway: :class:`CalibrationRecorder`) holds what a segmentation
+of an image nobody has labelled needs to carry a confidence rating:
 
 * the **Dice lower bound**: the sorted calibration scores ``quality - dice`` of the run's
   in-domain calibration images (``segrobust.analysis.conformal``, guarantee (b)), so the bound
@@ -10,18 +11,19 @@ segmentation of an image nobody has labelled needs to carry a confidence rating:
   ``FNR_THRESHOLDS`` and its n (guarantee (a)), so t-hat is computable at any level;
 * the **calibrated range**: per calibration image the label-free statistics that ``predict``
   reports for a new image (``label_free_statistics``: LBP complexity under the predicted mask,
-  predicted foreground ratio, intensity-noise estimate), computed by running the model on the
-  calibration split. Comparing a new image against the same statistics of the calibration
-  images (not against label-based ones) keeps the range check like for like;
+  predicted foreground ratio, intensity-noise estimate), computed from the model's
+  probabilities on the calibration split during evaluation. Comparing a new image against the
+  same statistics of the calibration images (not against label-based ones) keeps the range
+  check like for like;
 * the **preprocessing** that turns a raw image into what the model was trained on (orientation,
   intensity normalisation, size or spacing), read from the dataset's ``provenance.json`` and
   its stored images, and the sliding-window settings of evaluation;
 * the model file's SHA-256, so a calibration is never applied to another model.
 
-Values are computed at the analysis settings (``conformal_alpha``, ``fnr_level``) for readers of
-the file; every other level is computed from the stored scores and curve
-(:class:`Calibration`). Where a guarantee is undefined (too few calibration images), the status
-says so with the minimum n, exactly as the analysis does.
+The file holds no confidence or FNR level: the bound and the threshold are computed at the level
+a reader asks for from the stored scores and curve (:class:`Calibration`), so changing the
+analysis levels re-runs no evaluation. Where a guarantee is undefined at that level (too few
+calibration images), the status says so with the minimum n, exactly as the analysis does.
 
 The file format is versioned (``format_version``); a reader refuses a version it does not know.
 """
@@ -42,18 +44,15 @@ import pandas as pd
 from scipy.stats import norm
 
 import segrobust
-from segrobust import atomic
 from segrobust.analysis import conformal
-from segrobust.contract import RUN_KEYS, Run, read_table
+from segrobust.contract import RUN_KEYS, Run, in_domain
 from segrobust.data.complexity import lbp_complexity
-from segrobust.data.dataset import PROVENANCE, DataError, load_split
+from segrobust.data.dataset import PROVENANCE, Case
 from segrobust.data.sources import SOURCES
-from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import FNR_THRESHOLDS, foreground_ratio, soft_quality
-from segrobust.training.modelfile import load_model_file
 
 #: Version of the calibration file layout; bump it whenever a key changes meaning.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: The calibration file's name, beside ``model.pt``.
 CALIBRATION_FILE = "calibration.json"
@@ -187,7 +186,21 @@ def _common(values: Sequence[tuple], what: str, where: Path) -> list:
     return list(distinct[0])
 
 
-def dataset_preprocessing(dataset_dir: str | os.PathLike, cases: Sequence[Any], ndim: int) -> dict:
+@dataclass(frozen=True)
+class ImageGrid:
+    """The voxel grid of one stored image: its shape and spacing (what the model saw)."""
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+
+    @classmethod
+    def of(cls, case: Case) -> ImageGrid:
+        return cls(tuple(int(n) for n in case.image.shape), tuple(map(float, case.spacing)))
+
+
+def dataset_preprocessing(
+    dataset_dir: str | os.PathLike, grids: Sequence[ImageGrid], ndim: int
+) -> dict:
     """The preprocessing that brings a raw image to the model's input, as the dataset's
     preparation did (docs/ARCHITECTURE.md, contract 1).
 
@@ -198,18 +211,18 @@ def dataset_preprocessing(dataset_dir: str | os.PathLike, cases: Sequence[Any], 
 
     Args:
         dataset_dir: the training dataset (its ``provenance.json`` is read).
-        cases: stored cases of the dataset (their shapes or spacings define the model grid).
+        grids: the grids of stored images of the dataset (they define the model grid).
         ndim: the model's spatial dimensionality.
     """
     dataset_dir = Path(dataset_dir)
     provenance = _read_provenance(dataset_dir)
-    if not cases:
+    if not grids:
         raise CalibrationError(f"{dataset_dir}: no images to read the model's input grid from")
     size = spacing = None
     if ndim == 2:
-        size = [int(n) for n in _common([c.image.shape for c in cases], "size", dataset_dir)]
+        size = [int(n) for n in _common([g.shape for g in grids], "size", dataset_dir)]
     else:
-        rounded = [tuple(round(float(s), 6) for s in c.spacing) for c in cases]
+        rounded = [tuple(round(float(s), 6) for s in g.spacing) for g in grids]
         spacing = [float(s) for s in _common(rounded, "spacing", dataset_dir)]
     return {
         "dataset": provenance.get("dataset", dataset_dir.name),
@@ -257,41 +270,24 @@ def _run_rows(table: pd.DataFrame, run: Run, what: str) -> pd.DataFrame:
     return table[own]
 
 
-def dice_bound_block(per_image: pd.DataFrame, alpha: float) -> dict[str, Any]:
-    """Sorted calibration scores ``quality - dice`` and the bound's q-hat and status at
-    ``alpha`` (``conformal_quantile``, ``bound_status``)."""
+def dice_bound_block(per_image: pd.DataFrame) -> dict[str, Any]:
+    """Sorted calibration scores ``quality - dice`` of the in-domain calibration images; the
+    bound at a level is computed from them (:meth:`Calibration.dice_bound`)."""
     rows = conformal.calibration_rows(per_image).dropna(subset=["quality", "dice"])
     scores = np.sort((rows["quality"] - rows["dice"]).to_numpy(float))
-    return {
-        "score": "quality - dice",
-        "n": int(scores.size),
-        "scores": _list(scores),
-        "alpha": float(alpha),
-        "q_hat": _finite_or_none(conformal.conformal_quantile(scores, alpha)),
-        "status": conformal.bound_status(int(scores.size), alpha),
-        "min_calibration": conformal.min_calibration_for_bound(alpha),
-    }
+    return {"score": "quality - dice", "n": int(scores.size), "scores": _list(scores)}
 
 
-def fnr_block(fnr: pd.DataFrame, level: float) -> dict[str, Any]:
+def fnr_block(fnr: pd.DataFrame) -> dict[str, Any]:
     """Mean calibration FNR per threshold (images with a foreground only, as
-    ``conformal_fnr``) and t-hat, certification and status at ``level``."""
+    ``conformal_fnr``) and its n; t-hat at a level is computed from them
+    (:meth:`Calibration.fnr_control`)."""
     rows = conformal.calibration_rows(fnr).dropna(subset=["fnr"])
-    n = int(rows["image_id"].nunique())
     curve = rows.groupby("threshold")["fnr"].mean().reindex(FNR_THRESHOLDS)
-    if n:
-        t_hat, certified = conformal.crc_threshold(curve.index, curve.to_numpy(), n, level)
-    else:
-        t_hat, certified = 0.0, False
     return {
-        "n": n,
+        "n": int(rows["image_id"].nunique()),
         "thresholds": [float(t) for t in FNR_THRESHOLDS],
         "mean_fnr": _list(curve.to_numpy()),
-        "level": float(level),
-        "t_hat": float(t_hat),
-        "certified": bool(certified),
-        "status": conformal.fnr_status(certified, n, level),
-        "min_calibration": conformal.min_calibration_for_fnr(level),
     }
 
 
@@ -331,8 +327,6 @@ def build_calibration(
     preprocessing: Mapping[str, Any],
     statistics: Mapping[str, Mapping[str, float]],
     window: Mapping[str, Any] | None,
-    alpha: float,
-    fnr_level: float,
     where: str = "per_image.csv",
 ) -> dict[str, Any]:
     """The calibration document of one run (see the module docstring for its keys).
@@ -345,7 +339,6 @@ def build_calibration(
         preprocessing: :func:`dataset_preprocessing`.
         statistics: image id -> :func:`label_free_statistics` of each calibration image.
         window: the sliding-window settings of evaluation (None for whole-image models).
-        alpha, fnr_level: the analysis settings ``conformal_alpha`` and ``fnr_level``.
         where: names the tables in errors.
     """
     per_image = _run_rows(per_image, run, where)
@@ -366,8 +359,8 @@ def build_calibration(
         },
         "inference": dict(window) if window else None,
         "preprocessing": dict(preprocessing),
-        "dice_bound": dice_bound_block(per_image, alpha),
-        "fnr": fnr_block(fnr, fnr_level),
+        "dice_bound": dice_bound_block(per_image),
+        "fnr": fnr_block(fnr),
         "calibration_images": images,
         "ranges": {name: _range(images[name]) for name in RANGE_STATISTICS},
         "label_ranges": {
@@ -378,76 +371,85 @@ def build_calibration(
     }
 
 
-def write_calibration(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
-    """Write the document as strict JSON (no NaN / Infinity tokens), atomically."""
-    atomic.write_text(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
+def calibration_text(document: Mapping[str, Any]) -> str:
+    """The document as strict JSON (no NaN / Infinity tokens), as the file holds it."""
+    return json.dumps(document, indent=1, allow_nan=False) + "\n"
 
 
-def calibrate_run(
-    model_path: str | os.PathLike,
-    per_image_path: str | os.PathLike,
-    fnr_path: str | os.PathLike,
-    dataset_dir: str | os.PathLike,
-    *,
-    run: Run,
-    alpha: float,
-    fnr_level: float,
-    window: Mapping[str, Any] | None,
-    out: str | os.PathLike,
-    device: Any = "cpu",
-    amp: bool = False,
-    log: Callable[[str], Any] = print,
-) -> dict[str, Any]:
-    """Compute and write ``calibration.json`` of one evaluated model run; return the document.
+class CalibrationRecorder:
+    """Collects, while ``evaluate_run`` predicts a run's conditions, what ``calibration.json``
+    needs beyond the evaluation tables: the label-free statistics of each in-domain calibration
+    image (from the probabilities evaluation computed anyway, so no image is predicted twice)
+    and the grid of the training dataset's stored images.
 
-    The calibration split of the training dataset is predicted once more (as evaluation did:
-    same network, same sliding-window settings) to measure the label-free statistics of its
-    images; the scores and the FNR curve come from the run's evaluation tables.
-
-    Raises:
-        CalibrationError: naming the file, for a dataset whose preparation cannot be reproduced
-            or whose calibration split does not match the tables.
-        segrobust.data.dataset.DataError: an unreadable calibration image.
+    Args:
+        run: the model run.
+        model_path: its ``model.pt`` (digest and metadata go into the file).
+        model_info: ``model.pt``'s metadata (``load_model_file``).
+        window: the sliding-window settings of evaluation (None for whole-image models).
     """
-    model, info = load_model_file(model_path, device=device)
-    cases = load_split(dataset_dir, "calibration")
-    ndim = int(info["spatial_dims"])
-    if any(c.image.ndim != ndim for c in cases):
-        raise DataError(
-            f"{dataset_dir}: calibration images are not {ndim}D like model {model_path}"
+
+    def __init__(
+        self,
+        run: Run,
+        model_path: str | os.PathLike,
+        model_info: Mapping[str, Any],
+        window: Mapping[str, Any] | None,
+    ) -> None:
+        self.run, self.model_path, self.model_info = run, Path(model_path), model_info
+        self.window = window
+        self.dataset_dir: Path | None = None
+        self.statistics: dict[str, dict[str, float]] = {}
+        self.grids: list[ImageGrid] = []
+
+    def wants(self, condition_name: str, split: str, dataset_dir: str | os.PathLike) -> bool:
+        """Whether a condition is the run's in-domain calibration split (whose images the
+        guarantees are calibrated on); remembers its dataset, the training dataset."""
+        row = {"condition": condition_name, "dataset": self.run.dataset}
+        if split != "calibration" or not in_domain(row):
+            return False
+        self.dataset_dir = Path(dataset_dir)
+        return True
+
+    def observe(self, case: Case, prob: np.ndarray) -> None:
+        """Record one calibration image and the model's probabilities on it."""
+        self.statistics[case.case_id] = label_free_statistics(case.image, prob)
+        self.grids.append(ImageGrid.of(case))
+
+    def document(
+        self,
+        per_image: pd.DataFrame,
+        fnr: pd.DataFrame,
+        training_grids: Callable[[Path], Sequence[ImageGrid]],
+    ) -> dict[str, Any]:
+        """The calibration document, from the run's finished tables.
+
+        Args:
+            training_grids: the grids of the training split of a dataset; read only when the
+                dataset has no calibration images (``n_calibration`` 0) to define the model grid.
+
+        Raises:
+            CalibrationError: no calibration condition was evaluated, a dataset whose
+                preparation cannot be reproduced, or tables that do not match the images.
+        """
+        if self.dataset_dir is None:
+            raise CalibrationError(
+                f"{self.model_path}: no in-domain calibration condition was evaluated, so "
+                f"there is nothing to calibrate on"
+            )
+        ndim = int(self.model_info["spatial_dims"])
+        grids = self.grids or training_grids(self.dataset_dir)
+        return build_calibration(
+            per_image,
+            fnr,
+            run=self.run,
+            model_info=self.model_info,
+            model_sha256=file_sha256(self.model_path),
+            preprocessing=dataset_preprocessing(self.dataset_dir, grids, ndim),
+            statistics=self.statistics,
+            window=self.window,
+            where=f"evaluation of {self.model_path}",
         )
-    # without calibration images (n_calibration 0) the training images define the model grid
-    grid_cases = cases or load_split(dataset_dir, "training")
-    preprocessing = dataset_preprocessing(dataset_dir, grid_cases, ndim)
-    sliding = SlidingWindow.from_config(window) if window else None
-    statistics = {}
-    for case in cases:
-        prob = predict_probabilities(
-            model, case.image, patch_size=info.get("patch_size"), window=sliding, device=device,
-            amp=amp,
-        )  # fmt: skip
-        statistics[case.case_id] = label_free_statistics(case.image, prob)
-    log(f"{len(cases)} calibration images of {dataset_dir} re-predicted")
-    document = build_calibration(
-        read_table(per_image_path),
-        read_table(fnr_path),
-        run=run,
-        model_info=info,
-        model_sha256=file_sha256(model_path),
-        preprocessing=preprocessing,
-        statistics=statistics,
-        window=window,
-        alpha=alpha,
-        fnr_level=fnr_level,
-        where=f"{per_image_path}, {fnr_path}",
-    )
-    write_calibration(out, document)
-    bound, fnr = document["dice_bound"], document["fnr"]
-    log(
-        f"Dice bound at alpha {alpha:g}: {bound['status']} (n {bound['n']}); FNR at level "
-        f"{fnr_level:g}: {fnr['status']} (t-hat {fnr['t_hat']:g})"
-    )
-    return document
 
 
 # --- reading the file -----------------------------------------------------------------------
@@ -518,7 +520,7 @@ class Calibration:
         if version != FORMAT_VERSION:
             raise CalibrationError(
                 f"{path}: calibration format_version {version!r} is not supported (this "
-                f"segrobust reads version {FORMAT_VERSION}); re-run rule calibrate_model"
+                f"segrobust reads version {FORMAT_VERSION}); re-run rule evaluate_model"
             )
         missing = [key for key in REQUIRED_KEYS if key not in document]
         if missing:
@@ -544,16 +546,6 @@ class Calibration:
         return self.document["preprocessing"]
 
     @property
-    def default_confidence(self) -> float:
-        """1 - the analysis' ``conformal_alpha`` the file was written with."""
-        return 1.0 - float(self.document["dice_bound"]["alpha"])
-
-    @property
-    def default_fnr_level(self) -> float:
-        """The analysis' ``fnr_level`` the file was written with."""
-        return float(self.document["fnr"]["level"])
-
-    @property
     def n_calibration(self) -> int:
         return int(self.document["dice_bound"]["n"])
 
@@ -569,7 +561,7 @@ class Calibration:
         if file_sha256(model_path) != expected:
             raise CalibrationError(
                 f"{self.path}: was computed for another model file than {model_path} (SHA-256 "
-                f"differs); re-run rule calibrate_model for this run"
+                f"differs); re-run rule evaluate_model for this run"
             )
 
     def dice_bound(self, quality: float, confidence: float) -> DiceBound:

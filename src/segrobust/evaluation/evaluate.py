@@ -4,6 +4,9 @@ For each test condition (a dataset directory and split, plus metadata columns) e
 predicted once, thresholded at 0.5 and scored; the table holds one row per (condition, image) and
 a long-form false-negative-rate table holds the FNR curve of each image. These two files are all
 that aggregation, statistics and conformal analysis read: nothing downstream re-runs a model.
+The same pass records what the run's ``calibration.json`` needs (the label-free statistics of
+its in-domain calibration images, ``segrobust.evaluation.calibration``), so ``predict`` gets
+its guarantees without predicting the calibration split a second time.
 
 Outputs are written only when every condition has been evaluated (temporary files, then rename),
 so a bad input file leaves no partial table behind.
@@ -31,6 +34,7 @@ from segrobust.contract import (
     Run,
 )
 from segrobust.data.dataset import load_split
+from segrobust.evaluation.calibration import CalibrationRecorder, ImageGrid, calibration_text
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
 from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
@@ -104,6 +108,7 @@ def evaluate_run(
     nsd_unit: str,
     out_per_image: str | os.PathLike,
     out_fnr: str | os.PathLike,
+    out_calibration: str | os.PathLike | None = None,
     window: SlidingWindow | None = None,
     device: str | torch.device = "cpu",
     amp: bool = False,
@@ -124,6 +129,9 @@ def evaluate_run(
         out_per_image: ``per_image.csv``, columns ``contract.PER_IMAGE_COLUMNS``.
         out_fnr: ``fnr.csv``, columns ``contract.FNR_COLUMNS``, one row per image and threshold
             of ``FNR_THRESHOLDS``.
+        out_calibration: if given, the run's ``calibration.json`` (conformal scores, FNR curve,
+            label-free statistics of the in-domain calibration images, preprocessing), which
+            ``predict`` reads beside ``model.pt``.
         window: sliding-window settings, required for a patch-trained model.
         device, amp: where and how the network runs.
         predictions_dir: if given, the predicted masks (uint8 NIfTI, the input image's affine) are
@@ -135,11 +143,19 @@ def evaluate_run(
     Raises:
         segrobust.data.dataset.DataError: naming the file, for an unreadable image, a non-binary
             label or an image / label shape mismatch. Nothing is written then.
+        segrobust.evaluation.calibration.CalibrationError: ``out_calibration`` asked for a run
+            whose calibration cannot be written (no calibration condition, a dataset whose
+            preparation cannot be reproduced). Nothing is written then either.
     """
     _check_conditions(conditions)
     model, model_info = load_model_file(model_path, device=device)
     patch_size = model_info.get("patch_size")
     spatial_dims = int(model_info["spatial_dims"])
+    recorder = (
+        CalibrationRecorder(run, model_path, model_info, window.to_config() if window else None)
+        if out_calibration is not None
+        else None
+    )
     rows, fnr_rows = [], []
     mark("first_step")
     with contextlib.ExitStack() as outputs:
@@ -154,6 +170,9 @@ def evaluate_run(
         for done, condition in enumerate(conditions):
             columns = condition.columns()
             cases = load_split(condition.dataset_dir, condition.split)
+            record = recorder is not None and recorder.wants(
+                condition.name, condition.split, condition.dataset_dir
+            )
             for case in cases:
                 if case.image.ndim != spatial_dims:
                     raise ValueError(
@@ -164,6 +183,8 @@ def evaluate_run(
                     model, case.image, patch_size=patch_size, window=window, device=device,
                     amp=amp,
                 )  # fmt: skip
+                if record:
+                    recorder.observe(case, prob)
                 label = case.label.astype(bool)
                 pred = prob >= THRESHOLD
                 rows.append(
@@ -199,9 +220,19 @@ def evaluate_run(
                 progress(f"{done + 1}/{len(conditions)} test sets, {len(rows)} images")
         mark("last_step")
         per_image = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
+        fnr = pd.DataFrame(fnr_rows, columns=list(FNR_COLUMNS))
+        if recorder is not None:
+            document = recorder.document(per_image, fnr, _training_grids)
+            calibration_tmp = outputs.enter_context(atomic.atomic_file(out_calibration))
+            calibration_tmp.write_text(calibration_text(document))
         per_image.to_csv(per_image_tmp, index=False)
-        pd.DataFrame(fnr_rows, columns=list(FNR_COLUMNS)).to_csv(fnr_tmp, index=False)
+        fnr.to_csv(fnr_tmp, index=False)
     return per_image
+
+
+def _training_grids(dataset_dir) -> list[ImageGrid]:
+    """The grids of a dataset's training images (the model grid without calibration images)."""
+    return [ImageGrid.of(case) for case in load_split(dataset_dir, "training")]
 
 
 def conditions_from_specs(specs: Sequence[Mapping[str, Any]]) -> list[TestCondition]:

@@ -59,6 +59,10 @@ class SlidingWindow:
             batch_size=int(inference["sw_batch_size"]),
         )
 
+    def to_config(self) -> dict[str, Any]:
+        """The settings as the config's ``inference`` keys (inverse of :meth:`from_config`)."""
+        return {"overlap": self.overlap, "mode": self.mode, "sw_batch_size": self.batch_size}
+
 
 def _patch_tuple(patch_size: int | Sequence[int], ndim: int) -> tuple[int, ...]:
     """A window size as one positive int per spatial axis (an int means a cube / square)."""

@@ -68,6 +68,7 @@ from segrobust.predict.inputs import (
 )
 from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
 from segrobust.predict.summary import ThumbnailCanvas, write_summary
+from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 from segrobust.training.modelfile import load_model_file
 
 #: ``predictions.csv``: one row per segmented image.
@@ -152,8 +153,8 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
     if not calibration_path.is_file():
         raise PredictError(
             f"{model_path}: no calibration file {calibration_path} beside it, so no confidence "
-            "can be given; the workflow writes it after the run's evaluation (rule "
-            "calibrate_model: re-run snakemake in the project)"
+            "can be given; the run's evaluation writes it (rule evaluate_model: re-run "
+            "snakemake in the project)"
         )
     try:
         calibration = Calibration.read(calibration_path)
@@ -404,20 +405,12 @@ def failure_row(entry: Path, exc: Exception) -> dict[str, str]:
 
 
 def batch_settings(
-    first: Calibration,
-    confidence: float | None,
-    fnr_level: float | None,
-    save_probabilities: bool,
-    device: torch.device,
+    confidence: float, fnr_level: float, save_probabilities: bool, device: torch.device
 ) -> Settings:
-    """The batch's levels, checked; None takes the level the calibration was written with."""
+    """The batch's levels, checked."""
     return Settings(
-        confidence=check_level(
-            first.default_confidence if confidence is None else confidence, "confidence"
-        ),
-        fnr_level=check_level(
-            first.default_fnr_level if fnr_level is None else fnr_level, "FNR level"
-        ),
+        confidence=check_level(confidence, "confidence"),
+        fnr_level=check_level(fnr_level, "FNR level"),
         save_probabilities=save_probabilities,
         device=device,
         amp=device.type == "cuda",
@@ -443,8 +436,8 @@ def predict_folder(
     *,
     model_paths: Sequence[str | os.PathLike],
     recipe_path: str | os.PathLike | None = None,
-    confidence: float | None = None,
-    fnr_level: float | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    fnr_level: float = DEFAULT_FNR_LEVEL,
     save_probabilities: bool = False,
     device: Any = "cpu",
     overwrite: bool = False,
@@ -459,10 +452,8 @@ def predict_folder(
             ``recommended`` (per-image choice by the recipe), which needs ``recipe_path``.
         recipe_path: ``results/analysis/recipe.csv``; optional with one model (then only the
             recipe columns use it).
-        confidence: confidence of the Dice lower bound; None = the one the first model's
-            calibration was written with (1 - ``analysis.conformal_alpha``).
-        fnr_level: FNR level of the controlled mask; None = the calibration's
-            (``analysis.fnr_level``).
+        confidence: confidence of the Dice lower bound.
+        fnr_level: FNR level of the controlled mask.
         save_probabilities: also write the probability maps.
         device: where the networks run (mixed precision on CUDA, as in evaluation).
         overwrite: replace a non-empty ``out_dir``.
@@ -478,9 +469,7 @@ def predict_folder(
     device = torch.device(device)
     models = load_models(model_paths, device)
     recipe = read_recipe(recipe_path, len(models))
-    settings = batch_settings(
-        models[0].calibration, confidence, fnr_level, save_probabilities, device
-    )
+    settings = batch_settings(confidence, fnr_level, save_probabilities, device)
     canvas = ThumbnailCanvas()
     rows, failures, thumbnails, names_seen = [], [], {}, {}
     with atomic.atomic_dir(out_dir) as staged:

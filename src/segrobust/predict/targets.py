@@ -24,6 +24,11 @@ RECOMMENDED = "recommended"
 #: Where the predict_images rule writes (one folder per config).
 PREDICT_DIR = "results/predict"
 
+#: Levels of a command-line batch that names none: the workflow's defaults (1 - the schema's
+#: ``analysis.conformal_alpha`` and its ``analysis.fnr_level``; tests/test_predict.py checks).
+DEFAULT_CONFIDENCE = 0.9
+DEFAULT_FNR_LEVEL = 0.1
+
 _RUN_PATH = re.compile(
     r"(?P<study>[a-z]+)/(?P<dataset>[^/]+)/(?P<arch>[a-z_]+)/p(?P<patch>full|\d+)/seed(?P<seed>\d+)"
 )

@@ -472,8 +472,8 @@ def evaluate_cost(
     on_gpu: bool,
     splits: tuple[str, ...] = ("test", "calibration"),
 ) -> Cost:
-    """Seconds and MB of evaluating ``run`` on every test condition of ``splits`` (calibrating
-    a run re-predicts its calibration split only); ``sizes`` maps each condition's test dataset
+    """Seconds and MB of evaluating ``run`` on every test condition of ``splits`` (``predict``
+    prices one image by the test split's); ``sizes`` maps each condition's test dataset
     (``meta.test_dataset``) to its size."""
     dims, patch = spatial_dims(run.study), _patch(run)
     overlap = _overlap(config, run.study)
@@ -660,7 +660,7 @@ def request(cost: Cost, settings: Mapping[str, Any], attempt: int = 1) -> Reques
 
 #: The rules whose jobs can use a GPU (they declare ``resources: gpu=1``).
 #: The GPU rules with one job per model run, and the one that segments new images.
-RUN_GPU_RULES = ("train_model", "evaluate_model", "calibrate_model")
+RUN_GPU_RULES = ("train_model", "evaluate_model")
 GPU_RULES = (*RUN_GPU_RULES, "predict_images")
 
 
@@ -682,10 +682,7 @@ def rule_cost(
         )  # fmt: skip
         if rule == "train_model":
             return train_cost(config, run, dataset_size(config, run.dataset, root), on_gpu)
-        sizes = evaluation_sizes(config, run, root)
-        if rule == "calibrate_model":
-            return evaluate_cost(config, run, sizes, on_gpu, splits=("calibration",))
-        return evaluate_cost(config, run, sizes, on_gpu)
+        return evaluate_cost(config, run, evaluation_sizes(config, run, root), on_gpu)
     if rule == "generate_texture_dataset":
         name = texture_dataset_name(wildcards["direction"], float(wildcards["alpha"]))
         return generate_cost(config, name)
