@@ -56,7 +56,7 @@ from slurm_cluster import (
 from snakemake.cli import get_argument_parser
 from snakemake.utils import update_config, validate
 
-from segrobust.spec.resources import request, rule_cost
+from segrobust.spec.resources import GPU_RULES, request, rule_cost
 from segrobust.spec.runs import enabled_studies, study_runs
 
 SMOKE_SNAKEFILE = REPO / "tests" / "data" / "slurm_smoke" / "Snakefile"
@@ -342,6 +342,7 @@ def test_pipeline_tiny_config_on_slurm_matches_local_run(cluster, tmp_path):
         assert time_limit_minutes(job["TimeLimit"]) == minutes > 1, job
         assert memory_mb(job["MinMemoryNode"]) == mem_mb, job
     for job in jobs:
-        gpu_rule = job["Comment"].startswith(("rule_train_model_", "rule_evaluate_model_"))
+        rule = re.match(r"rule_([a-z_]+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
+        gpu_rule = rule in GPU_RULES
         assert job["Partition"] == (GPU_PARTITION if gpu_rule else PARTITION), job
         assert requests_a_gpu(job) == gpu_rule, job
