@@ -230,7 +230,7 @@ def evaluate_run(
     return per_image
 
 
-def _training_grids(dataset_dir) -> list[ImageGrid]:
+def _training_grids(dataset_dir: str | os.PathLike) -> list[ImageGrid]:
     """The grids of a dataset's training images (the model grid without calibration images)."""
     return [ImageGrid.of(case) for case in load_split(dataset_dir, "training")]
 
