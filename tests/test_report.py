@@ -155,6 +155,11 @@ def test_run_lines_name_the_code_devices_and_start(tmp_path):
     assert "2 models trained: 1 on cpu (mixed precision off), 1 on cuda:1" in lines[1]
     assert "2.0 min of training epochs" in lines[1]
     assert lines[2] == "This invocation of the workflow started 2026-11-28 10:00:00 UTC."
+    timed = run_lines(tmp_path, ["texture"], tmp_path, "2026-11-28 10:00:00 UTC", 522.0)
+    assert timed[2] == (
+        "This invocation of the workflow started 2026-11-28 10:00:00 UTC; the report was "
+        "written 8.7 min later."
+    )
     assert git_version(contract_repo()).startswith("commit ")
 
 

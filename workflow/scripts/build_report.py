@@ -1,5 +1,6 @@
 """Rule build_report: the self-contained HTML report of every enabled study."""
 
+import time
 from pathlib import Path
 
 from segrobust import atomic
@@ -29,6 +30,8 @@ def main(snakemake):
                 studies,
                 Path(params.repo),
                 started.read_text().strip() if started.is_file() else None,
+                # the file is written when the invocation starts (the Snakefile's onstart)
+                time.time() - started.stat().st_mtime if started.is_file() else None,
             ),
             sections=pipeline_sections(studies, inputs),
             config=params.config,

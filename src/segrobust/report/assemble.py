@@ -98,9 +98,16 @@ def study_tables(results: Path, study: str) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def run_lines(results: Path, studies: Sequence[str], repo: Path, started: str | None) -> list[str]:
+def run_lines(
+    results: Path,
+    studies: Sequence[str],
+    repo: Path,
+    started: str | None,
+    elapsed_s: float | None = None,
+) -> list[str]:
     """Provenance shown under the title: the code version, the devices the models trained on,
-    the training time, and when this invocation started."""
+    the training time, when this invocation started and (``elapsed_s``, the report being its
+    last job) how long it ran until the report was written."""
     lines = [f"Code: {git_version(repo)}."]
     logs = [read_table(results / s / "train_logs.csv") for s in studies]
     logs = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
@@ -117,7 +124,8 @@ def run_lines(results: Path, studies: Sequence[str], repo: Path, started: str | 
             "(job start-up and evaluation not included)."
         )
     if started:
-        lines.append(f"This invocation of the workflow started {started}.")
+        took = f"; the report was written {elapsed_s / 60:.1f} min later" if elapsed_s else ""
+        lines.append(f"This invocation of the workflow started {started}{took}.")
     return lines
 
 
