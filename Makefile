@@ -11,7 +11,7 @@ SNAKEMAKE := $(PY) -m snakemake
 # Written after a successful install; redone when pyproject.toml changes.
 INSTALLED := $(VENV)/.segrobust-installed
 
-.PHONY: install run test lint format paper-dry-run
+.PHONY: install run reproduce test lint format paper-dry-run
 
 # Without ensurepip (Debian's python3 lacks it unless python3-venv is installed) the venv is
 # made without its own pip and uses the system's, which then installs into the venv.
@@ -32,6 +32,10 @@ install: $(INSTALLED)
 
 run: install
 	$(SNAKEMAKE) --cores all --resources gpu=1
+
+# The papers' findings at CPU scale (config/reproduce.yaml; README, "Configuration").
+reproduce: install
+	$(SNAKEMAKE) --configfile config/reproduce.yaml --cores all --resources gpu=1
 
 # Two test processes, each taking whole files (--dist loadfile): a file's module fixtures (the
 # tiny workflow run, the SLURM cluster) start once, and the SLURM tests, which own the machine's
