@@ -185,3 +185,14 @@ def test_misspelt_or_missing_keys_are_named():
     kwargs["chanels"] = kwargs.pop("channels")
     with pytest.raises(ValueError, match="unknown key.*chanels; missing key.*channels; it takes"):
         build_model("unet", 2, **kwargs)
+
+
+@pytest.mark.parametrize(("proj_type", "embedding"), [("conv", "Conv3d"), ("perceptron", "Linear")])
+def test_unetr_patch_embedding_follows_proj_type(proj_type, embedding):
+    """The context paper's UNETR embeds patches with a linear layer (``perceptron``); MONAI's
+    default is a strided convolution (``conv``)."""
+    kwargs = dict(TINY["unetr"][0], proj_type=proj_type)
+    model = build_model("unetr", 3, img_size=(16, 16, 16), **kwargs)
+    layers = [type(m).__name__ for m in model.vit.patch_embedding.patch_embeddings.modules()]
+    assert embedding in layers
+    assert ("Conv3d" in layers) == (proj_type == "conv")
