@@ -301,7 +301,7 @@ def _model(path, spatial_dims=2, patch_size=None, seed=0):
     return path, model
 
 
-def _evaluate(model_path, conditions, out_dir, out_calibration):
+def _evaluate(model_path, conditions, out_dir, out_calibration, **kwargs):
     return evaluate_run(
         model_path,
         conditions,
@@ -312,6 +312,7 @@ def _evaluate(model_path, conditions, out_dir, out_calibration):
         out_fnr=out_dir / "fnr.csv",
         out_calibration=out_calibration,
         log=lambda line: None,
+        **kwargs,
     )
 
 
@@ -374,18 +375,7 @@ def test_the_window_of_a_patch_model_is_stored_as_config_keys(tmp_path):
     model_path, _ = _model(tmp_path / "run" / "model.pt", patch_size=[8, 8])
     conditions = [TestCondition("clean", data, "calibration")]
     window = SlidingWindow(overlap=0.25, mode="gaussian", batch_size=2)
-    evaluate_run(
-        model_path,
-        conditions,
-        run=RUN,
-        nsd_tolerance=1.0,
-        nsd_unit="px",
-        out_per_image=tmp_path / "per_image.csv",
-        out_fnr=tmp_path / "fnr.csv",
-        out_calibration=tmp_path / "calibration.json",
-        window=window,
-        log=lambda line: None,
-    )
+    _evaluate(model_path, conditions, tmp_path, tmp_path / "calibration.json", window=window)
     stored = json.loads((tmp_path / "calibration.json").read_text())["inference"]
     assert stored == {"overlap": 0.25, "mode": "gaussian", "sw_batch_size": 2}
     assert SlidingWindow.from_config(stored) == window
