@@ -225,6 +225,10 @@ def evaluate_run(
             document = recorder.document(per_image, fnr, _training_grids)
             calibration_tmp = outputs.enter_context(atomic.atomic_file(out_calibration))
             calibration_tmp.write_text(calibration_text(document))
+            log(
+                f"calibration: {document['dice_bound']['n']} in-domain calibration images "
+                f"(scores, FNR curve, label-free ranges) -> {out_calibration}"
+            )
         per_image.to_csv(per_image_tmp, index=False)
         fnr.to_csv(fnr_tmp, index=False)
     return per_image
