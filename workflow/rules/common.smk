@@ -5,7 +5,6 @@ import re
 import time
 from pathlib import Path
 
-import yaml
 from snakemake.utils import validate
 
 from segrobust.contract import (
@@ -18,7 +17,13 @@ from segrobust.contract import (
     study_of_figure,
 )
 from segrobust.spec.code_deps import library_files
-from segrobust.spec.config import canonical, check_against_schema, check_consistency
+from segrobust.spec.config import (
+    canonical,
+    check_against_schema,
+    check_consistency,
+    check_values,
+    load_schema,
+)
 from segrobust.spec.runs import (
     enabled_studies,
     study_runs,
@@ -32,8 +37,10 @@ from segrobust.spec.runs import (
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 REPO = Path(workflow.basedir)
 
-# A clear message naming the key first, then Snakemake's validation fills in the defaults.
-check_against_schema(config, yaml.safe_load(open(SCHEMA)))
+# A clear message naming the key first (what no schema sees, then the schema), then Snakemake's
+# validation fills in the defaults (segrobust.spec.config.validate_config runs the same steps).
+check_values(config)
+check_against_schema(config, load_schema(SCHEMA))
 validate(config, SCHEMA)
 check_consistency(config)
 # key order must not matter to the params rerun trigger
