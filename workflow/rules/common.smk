@@ -16,6 +16,7 @@ from segrobust.contract import (
     figure_table_paths,
     study_of_figure,
 )
+from segrobust.data.image_header import set_max_image_gb
 from segrobust.spec.code_deps import library_files
 from segrobust.spec.config import (
     canonical,
@@ -43,6 +44,9 @@ check_values(config)
 check_against_schema(config, load_schema(SCHEMA))
 validate(config, SCHEMA)
 check_consistency(config)
+# Every job reads no image larger than max_image_gb (segrobust.data.image_header; the
+# environment carries the limit to the jobs).
+set_max_image_gb(config["max_image_gb"])
 # key order must not matter to the params rerun trigger
 _canonical = canonical(config)
 config.clear()

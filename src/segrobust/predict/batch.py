@@ -46,7 +46,7 @@ import torch
 from segrobust import atomic
 from segrobust.analysis import conformal
 from segrobust.data.complexity import lbp_complexity
-from segrobust.data.dataset import DataError
+from segrobust.data.dataset import DataError, count_nonfinite
 from segrobust.evaluation.calibration import (
     CALIBRATION_FILE,
     MASK_THRESHOLD,
@@ -306,6 +306,11 @@ def segment(
         prob = probs[chosen]
     model = models[chosen]
     calibration = model.calibration
+    if count_nonfinite(prob):
+        raise DataError(
+            f"{path}: the model's output holds {count_nonfinite(prob)} NaN or infinite values; "
+            "the image's intensities lie outside what the model can handle"
+        )
     stats = label_free_statistics(image.model_image, prob)
     bound = calibration.dice_bound(stats["quality"], settings.confidence)
     fnr = calibration.fnr_control(settings.fnr_level)
