@@ -69,7 +69,7 @@ from segrobust.predict.inputs import (
 from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
 from segrobust.predict.summary import ThumbnailCanvas, write_summary
 from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
-from segrobust.training.modelfile import load_model_file
+from segrobust.training.modelfile import ModelFileError, load_model_file
 
 #: ``predictions.csv``: one row per segmented image.
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -147,7 +147,8 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
 
     Raises:
         PredictError: naming the files, when the calibration is missing, unreadable or was
-            computed for another model file.
+            computed for another model file, or the model file holds anything but tensors and
+            plain data (it is then not loaded: ``segrobust.training.modelfile``).
     """
     calibration_path = model_path.with_name(CALIBRATION_FILE)
     if not calibration_path.is_file():
@@ -159,9 +160,9 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
     try:
         calibration = Calibration.read(calibration_path)
         calibration.check_model(model_path)
-    except CalibrationError as exc:
+        network, info = load_model_file(model_path, device=device)
+    except (CalibrationError, ModelFileError) as exc:
         raise PredictError(str(exc)) from None
-    network, info = load_model_file(model_path, device=device)
     inference = calibration.document["inference"]
     window = SlidingWindow.from_config(inference) if inference else None
     return CalibratedModel(model_path, calibration, network, info, window)
