@@ -7,6 +7,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from segrobust.atomic import confine_outputs
 from segrobust.contract import (
     ANALYSIS_FIGURES,
     ANALYSIS_TABLES,
@@ -44,8 +45,10 @@ check_values(config)
 check_against_schema(config, load_schema(SCHEMA))
 validate(config, SCHEMA)
 check_consistency(config)
-# Every job reads no image larger than max_image_gb (segrobust.data.image_header; the
-# environment carries the limit to the jobs).
+# Every job writes and deletes only below these folders (segrobust.atomic's path guard; the
+# environment carries them to the jobs) and reads no image larger than max_image_gb
+# (segrobust.data.image_header).
+confine_outputs(["results", "resources", "logs"])
 set_max_image_gb(config["max_image_gb"])
 # key order must not matter to the params rerun trigger
 _canonical = canonical(config)

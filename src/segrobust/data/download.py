@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segrobust.atomic import output_error
+from segrobust.atomic import check_output_path, output_error
 from segrobust.data.sources import CHECKSUM_ALGORITHMS
 
 CHUNK = 1 << 20
@@ -148,7 +148,7 @@ def fetch(
         DownloadError: no network or an HTTP error, with instructions for a manual download.
         segrobust.atomic.OutputError: the file could not be written (e.g. a full disk).
     """
-    dest = Path(dest)
+    dest = check_output_path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         log.info("%s exists; verifying it instead of downloading", dest)

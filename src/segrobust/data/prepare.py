@@ -37,6 +37,7 @@ from skimage.color import rgb2gray
 from skimage.transform import resize
 
 import segrobust
+from segrobust import atomic
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import DataError, DatasetWriter, check_finite, split_ids
 from segrobust.data.download import verify_file
@@ -184,7 +185,7 @@ def prepare_dataset(
     ``msd_import``) into ``out_dir``, atomically.
     """
     source, opts = parse_entry(name, entry)
-    out_dir = Path(out_dir)
+    out_dir = atomic.check_output_path(out_dir)  # before the extraction's work folder beside it
     provenance: dict[str, Any] = {
         "dataset": name,
         "source": source.name,

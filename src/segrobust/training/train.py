@@ -469,5 +469,5 @@ def train_run(
         best_val_dice=best["dice"], device=str(device), device_name=device_name(device),
         amp=amp_name, run=run.columns,
     )  # fmt: skip
-    checkpoint_path.unlink(missing_ok=True)
+    atomic.remove(checkpoint_path)
     return {"best_epoch": best["epoch"], "best_val_dice": best["dice"]}
