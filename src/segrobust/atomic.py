@@ -21,7 +21,8 @@ is confined (:func:`confine_outputs`; the Snakefile confines every pipeline job 
 strictly below one of those folders, and has no ``..``, ``.`` or empty component. The roots
 travel in the environment (``SEGROBUST_OUTPUT_ROOTS``), so the scripts Snakemake starts, the
 processes forked for them and cluster jobs (which parse the Snakefile again) are confined alike.
-An unconfined process (library use, ``segrobust predict``, tests) is not checked.
+An unconfined process (library use, ``segrobust predict``, tests) is not checked: predict guards
+its own output folder (``segrobust.predict.output_folder``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +147,24 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary directory beside ``path``; on a clean exit it replaces ``path``
-    (an existing one is removed first; a symbolic link is replaced, not followed). On any
-    exception it is removed and ``path`` is left as it was."""
+def atomic_dir(
+    path: str | os.PathLike,
+    *,
+    replaces: Collection[str] | None = None,
+    last: Collection[str] = (),
+) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; on a clean exit it replaces ``path``.
+    On any exception it is removed and ``path`` is left as it was.
+
+    ``replaces`` None: an existing ``path`` is removed whole first (a symbolic link is replaced,
+    not followed). A collection of file paths relative to ``path``: an existing folder is kept
+    and only files change (:func:`_merge`): the listed files are removed, the staged files are
+    moved in one by one (those named in ``last`` after the others) and every other entry is
+    kept. A staged file that would land on an entry not listed, or below a symbolic link, is
+    refused before anything changes. A merge is atomic per file, not as a whole: a caller that
+    needs to know what a crash left keeps a record covering both (``segrobust.predict``'s
+    marker file).
+    """
     path = check_output_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,8 +175,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         apply_umask(tmp, directory=True)
-        _remove_existing(path)
-        os.replace(tmp, path)
+        if replaces is not None and path.is_dir() and not path.is_symlink():
+            _merge(tmp, path, replaces, last)
+        else:
+            _remove_existing(path)
+            os.replace(tmp, path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
@@ -178,6 +196,72 @@ def _remove_existing(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path)
+
+
+def _relative_file(text: str, root: Path) -> Path:
+    """``root / text`` for a plain relative path ``text`` (no ``..``, ``.``, empty or absolute
+    component) that does not lead through a symbolic link below ``root``."""
+    parts = text.split("/")
+    if text.startswith("/") or any(part in ("", ".", "..") or "\x00" in part for part in parts):
+        raise OutputPathError(f"refusing to change {root}/{text}: not a plain relative path")
+    target = root.joinpath(*parts)
+    inside = root.resolve().joinpath(*parts[:-1])
+    if target.parent.resolve() != inside:
+        raise OutputPathError(
+            f"refusing to change {target}: a folder on its way is a symbolic link (to "
+            f"{target.parent.resolve()}); nothing was changed"
+        )
+    return target
+
+
+def check_merge(
+    tmp: str | os.PathLike, path: str | os.PathLike, replaces: Collection[str]
+) -> list[str]:
+    """The files staged in ``tmp`` (relative, with ``/``), once it is sure that moving them into
+    the existing folder ``path`` in place of ``replaces`` changes nothing else (see
+    :func:`atomic_dir`).
+
+    Raises:
+        OutputPathError: naming the file that would be changed although not listed, or that
+            lies below a symbolic link; nothing was changed.
+    """
+    tmp, path = Path(tmp), check_output_path(path)
+    staged = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if not p.is_dir())
+    replaced = set(replaces)
+    for rel in sorted(replaced):
+        target = _relative_file(rel, path)
+        if os.path.lexists(target) and (target.is_symlink() or not target.is_file()):
+            raise OutputPathError(
+                f"refusing to replace {target}: listed as a file written before, but it is a "
+                "folder or a symbolic link now; nothing was changed"
+            )
+    for rel in staged:
+        target = _relative_file(rel, path)
+        if os.path.lexists(target) and rel not in replaced:
+            raise OutputPathError(
+                f"refusing to replace {target}: it was not written by the output it replaces "
+                "(someone else's file); nothing was changed"
+            )
+    return staged
+
+
+def _merge(tmp: Path, path: Path, replaces: Collection[str], last: Collection[str]) -> None:
+    """Move the files staged in ``tmp`` into the existing folder ``path``, removing the files
+    of ``replaces`` and keeping every other entry (see :func:`atomic_dir`)."""
+    staged = check_merge(tmp, path, replaces)  # a refusal changes nothing
+    replaced = set(replaces)
+    for rel in sorted(replaced - set(staged)):
+        target = path.joinpath(*rel.split("/"))
+        target.unlink(missing_ok=True)
+        for folder in target.parents:  # folders the removed files leave empty
+            if folder == path or not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+    for rel in sorted(staged, key=lambda r: r in last):
+        target = path.joinpath(*rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, target)
+    shutil.rmtree(tmp)
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -27,7 +27,9 @@ such run by patch and seed), else the run with the highest mean calibration Dice
 A bad file fails alone (its reason, naming it, goes to failures.csv) and the others complete; a
 setup problem (a model without calibration, a calibration of another model, an unreadable
 recipe) or the failure of every file stops the batch with :class:`PredictError`, and then
-nothing is written. The output folder is written atomically.
+nothing is written. The output folder is checked before anything is loaded and written
+atomically; predict replaces only what an earlier batch wrote there
+(``segrobust.predict.output_folder``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ from segrobust.predict.inputs import (
     to_file_layout,
     to_input_grid,
     write_like_input,
+)
+from segrobust.predict.output_folder import (
+    MARKER,
+    OutputFolderError,
+    plan_output_folder,
+    record_outputs,
 )
 from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
 from segrobust.predict.summary import ThumbnailCanvas, write_summary
@@ -363,16 +371,6 @@ class BatchResult:
     out_dir: Path
 
 
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PredictError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise PredictError(
-            f"{out_dir}: folder exists and is not empty; choose a new output folder or allow "
-            "overwriting it"
-        )
-
-
 def _input_files(images_dir: Path) -> list[Path]:
     if not images_dir.is_dir():
         raise PredictError(f"{images_dir}: images folder not found")
@@ -462,15 +460,19 @@ def predict_folder(
         fnr_level: FNR level of the controlled mask.
         save_probabilities: also write the probability maps.
         device: where the networks run (mixed precision on CUDA, as in evaluation).
-        overwrite: replace a non-empty ``out_dir``.
+        overwrite: replace the files an earlier batch wrote to a non-empty ``out_dir`` (only
+            those: ``segrobust.predict.output_folder``).
         log: receives one progress line per image.
 
     Raises:
-        PredictError: a setup problem or every file failed (the message lists each failure);
-            nothing is written then.
+        PredictError: a setup problem (the output folder included) or every file failed (the
+            message lists each failure); nothing is written then.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    try:
+        folder = plan_output_folder(out_dir, images_dir, overwrite)
+    except OutputFolderError as exc:
+        raise PredictError(str(exc)) from None
     entries = _input_files(images_dir)
     device = torch.device(device)
     models = load_models(model_paths, device)
@@ -478,7 +480,7 @@ def predict_folder(
     settings = batch_settings(confidence, fnr_level, save_probabilities, device)
     canvas = ThumbnailCanvas()
     rows, failures, thumbnails, names_seen = [], [], {}, {}
-    with atomic.atomic_dir(out_dir) as staged:
+    with atomic.atomic_dir(out_dir, replaces=folder.earlier, last=(MARKER,)) as staged:
         for entry in entries:
             problem = _entry_problem(entry, names_seen)
             try:
@@ -512,5 +514,6 @@ def predict_folder(
             settings=settings,
             images_dir=images_dir,
         )
+        record_outputs(folder, staged)
     log(f"{len(rows)} of {len(entries)} files segmented, {len(failures)} failed -> {out_dir}")
     return BatchResult(predictions, failed, out_dir)
