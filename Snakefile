@@ -24,7 +24,13 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
+# A name that becomes a folder is one plain path component: letters, digits, underscores, dashes
+# and dots, never a slash and never a leading dot, so never a parent folder (config names are
+# checked at parse time too: segrobust.spec.config). Texture dataset names hold a dot (the alpha).
 wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    name=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    perturbation="[a-z_]+",
     study="texture|perturbation|context",
     direction="background|foreground",
     alpha=r"[0-9.]+",

@@ -215,6 +215,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.mode == "fail_once" and len(self.requests) == 1:
             self.send_error(503, "Service Unavailable")
             return
+        if self.mode == "endless":
+            self._send_endless()
+            return
         data = path.read_bytes()
         start = 0
         m = re.match(r"bytes=(\d+)-$", range_header or "")
@@ -240,6 +243,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body[: len(body) // 2] if truncate else body)
         self.close_connection = True
 
+    def _send_endless(self, limit: int = 300 * 2**20):
+        """A body without Content-Length that does not end (up to ``limit`` bytes) until the
+        client hangs up; the request's ``sent`` records how many bytes went out."""
+        self.send_response(200)
+        self.end_headers()
+        block, record = b"\0" * 2**16, self.requests[-1]
+        record["sent"] = 0
+        try:
+            while record["sent"] < limit:
+                self.wfile.write(block)
+                record["sent"] += len(block)
+        except OSError:  # the client closed the connection
+            pass
+        self.close_connection = True
+
 
 @contextlib.contextmanager
 def serve(directory: Path, mode: str = "range"):
@@ -248,7 +266,8 @@ def serve(directory: Path, mode: str = "range"):
     ``mode``: ``range`` (honours Range), ``plain`` (ignores Range, always 200), ``truncate``
     (announces the full length, sends half), ``truncate_once`` (first response truncated, then
     Range honoured), ``truncate_unannounced`` (no Content-Length, sends half), ``fail_once``
-    (HTTP 503 first, then like ``plain``). Yields ``(base_url, requests)`` where ``requests``
+    (HTTP 503 first, then like ``plain``), ``endless`` (zeros without end or Content-Length,
+    up to 300 MiB, until the client hangs up). Yields ``(base_url, requests)`` where ``requests``
     logs each GET.
     """
     requests: list = []

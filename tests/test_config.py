@@ -41,7 +41,7 @@ def filled(config):
             {"studies": {"texture": {"alphas": [0.5, 1.0]}}},
             ["studies.texture.alphas[1]", "1.0", "< 1"],
         ),
-        ({"studies": {"texture": {"alphas": [0.0]}}}, ["studies.texture.alphas[0]", "> 0"]),
+        ({"studies": {"texture": {"alphas": [0.0]}}}, ["studies.texture.alphas[0]", ">= 0.0001"]),
         ({"studies": {"texture": {"image_size": 0}}}, ["studies.texture.image_size", "0", ">= 16"]),
         ({"studies": {"texture": {"image_size": -64}}}, ["studies.texture.image_size", "-64"]),
         (
@@ -278,9 +278,7 @@ def test_config_files_are_checked_default_first_and_an_absent_default_is_left_to
     with pytest.raises(ConfigError, match="bad.yaml: empty"):
         check_config_files(bad, [good])
     assert read_config_file(REPO / "config" / "paper.yaml")["seeds"] == [1, 2, 3, 4, 5]
-    assert (
-        main([str(good)]) == 0 and "1 config file(s) read without error" in capsys.readouterr().out
-    )
+    assert main([str(good)]) == 0 and "1 config file(s) valid" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -481,17 +481,26 @@ def test_a_calibration_of_another_model_is_refused(runs, tmp_path):
         predict_folder(images, tmp_path / "out", model_paths=[tmp_path], log=lambda s: None)
 
 
-def test_a_non_empty_output_folder_is_kept_unless_overwriting(runs, tmp_path):
+def test_a_non_empty_output_folder_is_kept_unless_it_holds_an_earlier_output(runs, tmp_path):
+    """Overwriting needs the marker of an earlier batch and keeps the files it does not list
+    (the hostile cases: tests/adversarial/test_adv_predict_out.py)."""
     images = _good_images(tmp_path / "images", 1)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep me")
     with pytest.raises(PredictError, match="not empty"):
         predict_folder(images, tmp_path / "out", model_paths=[runs.unet], log=lambda s: None)
+    with pytest.raises(PredictError, match="not an output folder of segrobust predict"):
+        predict_folder(
+            images, tmp_path / "out", model_paths=[runs.unet], overwrite=True, log=lambda s: None
+        )
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+    predict_folder(images, tmp_path / "new", model_paths=[runs.unet], log=lambda s: None)
+    (tmp_path / "new" / "mine.txt").write_text("keep me")
     predict_folder(
-        images, tmp_path / "out", model_paths=[runs.unet], overwrite=True, log=lambda s: None
+        images, tmp_path / "new", model_paths=[runs.unet], overwrite=True, log=lambda s: None
     )
-    assert (tmp_path / "out" / "predictions.csv").is_file()
+    assert (tmp_path / "new" / "predictions.csv").is_file()
+    assert (tmp_path / "new" / "mine.txt").read_text() == "keep me"
 
 
 def test_recommended_uses_the_recipes_architecture_for_the_images_regime(runs, tmp_path):

@@ -5,8 +5,9 @@
 segments every NIfTI image of DIR with a trained, calibrated model run, exactly as the
 workflow's ``predict_images`` rule does (``segrobust.predict.batch.predict_folder``), for users
 who have no workflow open. Exit status: 0 when at least one image was segmented (failures are
-listed in ``failures.csv`` and on stderr), 1 when nothing could be segmented or the models
-cannot be used, 2 for a usage error.
+listed in ``failures.csv`` and on stderr), 1 when nothing could be segmented, the models cannot
+be used (a model file holding anything but tensors and plain data is refused unread) or the
+output folder cannot be used (``segrobust.predict.output_folder``), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from segrobust.data.image_header import DEFAULT_MAX_IMAGE_GB, image_limit
 from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 
 DESCRIPTION = """\
@@ -42,6 +44,13 @@ def _level(text: str) -> float:
     return value
 
 
+def _gigabytes(text: str) -> float:
+    value = float(text)
+    if not 0.001 <= value <= 1000:  # finite: NaN and inf fail both comparisons
+        raise argparse.ArgumentTypeError(f"must lie between 0.001 and 1000 (GB), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand, ``predict``."""
     parser = argparse.ArgumentParser(prog="segrobust", description="segrobust command line")
@@ -62,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         "folder of runs; repeat it or give a folder of runs to let the recipe choose per image",
     )
     predict.add_argument("--images", required=True, metavar="DIR", help="folder of NIfTI images")
-    predict.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
+    predict.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder: new or empty, or (with --overwrite) one an earlier run of this "
+        "command wrote; never the images folder, inside it or around it, nor a symbolic link",
+    )
     predict.add_argument(
         "--recipe",
         metavar="CSV",
@@ -92,7 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the network runs (default auto: CUDA when present)",
     )
     predict.add_argument(
-        "--overwrite", action="store_true", help="replace a non-empty output folder"
+        "--overwrite",
+        action="store_true",
+        help="replace the files an earlier run wrote to --out (listed in its "
+        ".segrobust-predict.json); every other file there is kept",
+    )
+    predict.add_argument(
+        "--max-image-gb",
+        type=_gigabytes,
+        default=DEFAULT_MAX_IMAGE_GB,
+        metavar="GB",
+        help="refuse an image whose header declares more than this once read (default "
+        "%(default)s, the workflow's max_image_gb)",
     )
     return parser
 
@@ -105,18 +131,19 @@ def run_predict(args: argparse.Namespace) -> int:
 
     try:
         device = resolve_device(args.device)
-        result = predict_folder(
-            args.images,
-            args.out,
-            model_paths=args.model,
-            recipe_path=args.recipe,
-            confidence=args.confidence,
-            fnr_level=args.fnr_level,
-            save_probabilities=args.save_probabilities,
-            device=device,
-            overwrite=args.overwrite,
-            log=lambda line: print(line, file=sys.stderr),
-        )
+        with image_limit(args.max_image_gb):
+            result = predict_folder(
+                args.images,
+                args.out,
+                model_paths=args.model,
+                recipe_path=args.recipe,
+                confidence=args.confidence,
+                fnr_level=args.fnr_level,
+                save_probabilities=args.save_probabilities,
+                device=device,
+                overwrite=args.overwrite,
+                log=lambda line: print(line, file=sys.stderr),
+            )
     except (DataError, ValueError, OSError, RuntimeError) as exc:
         print(f"segrobust predict: {exc}", file=sys.stderr)
         return 1

@@ -5,9 +5,9 @@ import re
 import time
 from pathlib import Path
 
-import yaml
 from snakemake.utils import validate
 
+from segrobust.atomic import confine_outputs
 from segrobust.contract import (
     ANALYSIS_FIGURES,
     ANALYSIS_TABLES,
@@ -17,8 +17,15 @@ from segrobust.contract import (
     figure_table_paths,
     study_of_figure,
 )
+from segrobust.data.image_header import set_max_image_gb
 from segrobust.spec.code_deps import library_files
-from segrobust.spec.config import canonical, check_against_schema, check_consistency
+from segrobust.spec.config import (
+    canonical,
+    check_against_schema,
+    check_consistency,
+    check_values,
+    load_schema,
+)
 from segrobust.spec.runs import (
     enabled_studies,
     study_runs,
@@ -32,10 +39,17 @@ from segrobust.spec.runs import (
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 REPO = Path(workflow.basedir)
 
-# A clear message naming the key first, then Snakemake's validation fills in the defaults.
-check_against_schema(config, yaml.safe_load(open(SCHEMA)))
+# A clear message naming the key first (what no schema sees, then the schema), then Snakemake's
+# validation fills in the defaults (segrobust.spec.config.validate_config runs the same steps).
+check_values(config)
+check_against_schema(config, load_schema(SCHEMA))
 validate(config, SCHEMA)
 check_consistency(config)
+# Every job writes and deletes only below these folders (segrobust.atomic's path guard; the
+# environment carries them to the jobs) and reads no image larger than max_image_gb
+# (segrobust.data.image_header).
+confine_outputs(["results", "resources", "logs"])
+set_max_image_gb(config["max_image_gb"])
 # key order must not matter to the params rerun trigger
 _canonical = canonical(config)
 config.clear()

@@ -37,6 +37,8 @@ import nibabel as nib
 import numpy as np
 
 from segrobust import atomic
+from segrobust.data.errors import DataError
+from segrobust.data.image_header import exception_reason, load_nifti
 
 SPLITS = ("training", "validation", "calibration", "test")
 DATALIST = "datalist.json"
@@ -48,10 +50,6 @@ CACHE = "arrays.npz"
 CACHE_MAX_BYTES = 256 * 2**20
 #: A case id becomes a file name: letters, digits, ``_ . -``, not starting with a dot.
 CASE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and what is wrong with it."""
 
 
 @dataclass
@@ -73,16 +71,17 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...], 
     """Read a NIfTI file as float32 with its voxel spacing and affine.
 
     Raises:
-        DataError: naming ``path`` if it is missing or cannot be decoded.
+        DataError: naming ``path`` if it is missing, declares more than ``max_image_gb``
+            (:mod:`segrobust.data.image_header`, checked before reading) or cannot be decoded.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    img = load_nifti(path)
     try:
-        img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for corrupt files
-        raise DataError(f"{path}: not a readable NIfTI image ({exc})") from exc
+        raise DataError(f"{path}: not a readable NIfTI image ({exception_reason(exc)})") from exc
     if data.ndim not in (2, 3):
         raise DataError(f"{path}: expected a 2D or 3D image, got shape {data.shape}")
     spacing = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])

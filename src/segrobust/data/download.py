@@ -17,6 +17,11 @@ Transient network failures (timeouts, dropped connections, HTTP 5xx / 408 / 429)
 here, resuming, up to ``attempts`` transfers; a refused connection, an HTTP 4xx, a checksum
 mismatch or an unreadable archive is final. That is why the download rule has no Snakemake
 ``retries``: it would only download a file that failed its checksum again.
+
+A server that sends more than it should is cut off, not read to its end: the transfer stops one
+block after ``expected_size`` where the size is known, else after the most bytes the archive may
+unpack to (``extract_max_gb``; an archive is not larger than its content, plus 1 % for its
+headers), and the partial file is deleted (:class:`OversizeDownload`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segrobust.atomic import output_error
+from segrobust.atomic import check_output_path, output_error
 from segrobust.data.sources import CHECKSUM_ALGORITHMS
 
 CHUNK = 1 << 20
@@ -58,6 +63,30 @@ class TransientError(DownloadError):
 
 class UnreadableDownload(DownloadError):
     """A file without a checksum that is not a complete, readable archive."""
+
+
+class OversizeDownload(ChecksumError):
+    """The server sent more bytes than the file may have; the transfer was stopped."""
+
+
+def download_limit(
+    expected_size: int | None, extract_limits: Mapping[str, Any] | None
+) -> tuple[int, str]:
+    """The most bytes a download may have, and where that number comes from (for messages):
+    ``expected_size`` where known, else the archive's unpacking cap plus 1 % (module
+    docstring)."""
+    if expected_size is not None:
+        return int(expected_size), "the expected size"
+    from segrobust.data.extract import ExtractLimits  # numpy / nibabel only when needed
+
+    caps = dict(extract_limits or {})
+    prefix = caps.get("key_prefix", "datasets.<name>.")
+    limits = ExtractLimits.from_config(caps, prefix)
+    return (
+        limits.max_bytes + limits.max_bytes // 100,
+        f"{limits.max_bytes / 1e9:g} GB, the most its archive may unpack to "
+        f"({prefix}extract_max_gb), plus 1 %",
+    )
 
 
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:
@@ -144,11 +173,12 @@ def fetch(
     Raises:
         ChecksumError: size or checksum mismatch (the partial file is deleted).
         UnreadableDownload: no checksum and not a complete, readable archive (deleted).
+        OversizeDownload: the server sent more than the file may have (stopped; deleted).
         TruncatedDownload: the connection kept closing early (the partial is kept for a resume).
         DownloadError: no network or an HTTP error, with instructions for a manual download.
         segrobust.atomic.OutputError: the file could not be written (e.g. a full disk).
     """
-    dest = Path(dest)
+    dest = check_output_path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         log.info("%s exists; verifying it instead of downloading", dest)
@@ -160,10 +190,14 @@ def fetch(
         return digest
     part = dest.with_name(dest.name + ".part")
     manual = manual_instructions(url, dest, checksum, algorithm)
+    limit = download_limit(expected_size, extract_limits)
     for attempt in range(1, attempts + 1):
         try:
-            _transfer(url, part, expected_size, timeout, log)
+            _transfer(url, part, expected_size, timeout, log, limit)
             break
+        except OversizeDownload as exc:
+            part.unlink(missing_ok=True)
+            raise OversizeDownload(f"{dest.name}: {exc}; the partial file was deleted") from None
         except (TruncatedDownload, TransientError) as exc:
             log.warning("attempt %d/%d: %s", attempt, attempts, exc)
             if attempt == attempts:
@@ -255,12 +289,19 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _transfer(
-    url: str, part: Path, expected_size: int | None, timeout: float, log: logging.Logger
+    url: str,
+    part: Path,
+    expected_size: int | None,
+    timeout: float,
+    log: logging.Logger,
+    limit: tuple[int, str],
 ) -> None:
-    """One HTTP transfer into ``part``, appending from its current size where possible.
+    """One HTTP transfer into ``part``, appending from its current size where possible, never
+    past ``limit`` (bytes, and where the number comes from: :func:`download_limit`).
 
     Raises:
         TransientError / TruncatedDownload: worth another attempt (see :func:`fetch`).
+        OversizeDownload: the server announced or sent more than ``limit`` bytes.
         urllib.error.URLError / ConnectionError: final network failures.
     """
     offset = part.stat().st_size if part.exists() else 0
@@ -283,7 +324,7 @@ def _transfer(
                 return
             log.warning("server refused to resume %s; restarting", part)
             part.unlink()
-            return _transfer(url, part, expected_size, timeout, log)
+            return _transfer(url, part, expected_size, timeout, log, limit)
         if _is_transient(exc):
             raise TransientError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
         raise
@@ -304,7 +345,17 @@ def _transfer(
             mode, offset = "wb", 0
         length = response.headers.get("Content-Length")
         announced = int(length) if length is not None else None
-        received = _receive(url, response, part, mode)
+        if announced is not None and offset + announced > limit[0]:
+            raise OversizeDownload(
+                f"{url}: the server announces {offset + announced} bytes, more than "
+                f"{limit[0]} ({limit[1]}); nothing more was read"
+            )
+        received = _receive(url, response, part, mode, limit[0] - offset)
+        if received > limit[0] - offset:
+            raise OversizeDownload(
+                f"{url}: the server sent more than {limit[0]} bytes ({limit[1]}); the transfer "
+                "was stopped there"
+            )
     if announced is not None and received < announced:
         raise TruncatedDownload(
             f"{url}: connection closed after {offset + received} of {offset + announced} bytes"
@@ -315,16 +366,18 @@ def _transfer(
         )
 
 
-def _receive(url: str, response: Any, part: Path, mode: str) -> int:
+def _receive(url: str, response: Any, part: Path, mode: str, room: int) -> int:
     """Copy the response body into ``part`` (``mode`` ``wb`` or ``ab``); the bytes received.
 
-    A connection that drops mid-body keeps what arrived (the caller decides whether the file
-    is complete); a failed write is reported with the path and the cause (e.g. a full disk).
+    Reading stops once more than ``room`` bytes arrived (the caller refuses the file then), so
+    an endless body is never read to its end. A connection that drops mid-body keeps what
+    arrived (the caller decides whether the file is complete); a failed write is reported with
+    the path and the cause (e.g. a full disk).
     """
     received = 0
     try:
         with open(part, mode) as f:
-            while True:
+            while received <= room:
                 try:
                     block = response.read(CHUNK)
                 except http.client.IncompleteRead as exc:
@@ -337,6 +390,7 @@ def _receive(url: str, response: Any, part: Path, mode: str) -> int:
                     return received
                 f.write(block)
                 received += len(block)
+            return received
     except OSError as exc:
         if isinstance(exc, (TimeoutError, ConnectionError)):
             raise

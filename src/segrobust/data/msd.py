@@ -29,6 +29,7 @@ import nibabel as nib
 import numpy as np
 
 from segrobust.data.dataset import DataError, DatasetWriter, check_finite, confined_path
+from segrobust.data.image_header import exception_reason, load_nifti
 from segrobust.data.prepare import (
     MAX_RESAMPLED_EDGE,
     PrepareOptions,
@@ -122,13 +123,16 @@ def load_volume(
     silently drop the others' foreground.
 
     Raises:
-        DataError: naming the file: unreadable, not 3D, or holding NaN / infinite voxels.
+        DataError: naming the file: declaring more than ``max_image_gb`` (checked from the
+            header before reading, :mod:`segrobust.data.image_header`), unreadable, not 3D, or
+            holding NaN / infinite voxels (also once converted to float32).
     """
+    img = load_nifti(path)
     try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
+        img = nib.as_closest_canonical(img)
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for corrupt files
-        raise DataError(f"{path}: not a readable NIfTI image ({exc})") from exc
+        raise DataError(f"{path}: not a readable NIfTI image ({exception_reason(exc)})") from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim == 4 and channel is None:

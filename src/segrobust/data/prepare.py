@@ -37,10 +37,12 @@ from skimage.color import rgb2gray
 from skimage.transform import resize
 
 import segrobust
+from segrobust import atomic
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import DataError, DatasetWriter, check_finite, split_ids
 from segrobust.data.download import verify_file
 from segrobust.data.extract import ExtractLimits, UnreadableArchiveError, safe_extract
+from segrobust.data.image_header import check_photo, exception_reason
 from segrobust.data.sources import (
     CHECKSUM_ALGORITHMS,
     DOWNLOAD_OVERRIDES,
@@ -183,7 +185,7 @@ def prepare_dataset(
     ``msd_import``) into ``out_dir``, atomically.
     """
     source, opts = parse_entry(name, entry)
-    out_dir = Path(out_dir)
+    out_dir = atomic.check_output_path(out_dir)  # before the extraction's work folder beside it
     provenance: dict[str, Any] = {
         "dataset": name,
         "source": source.name,
@@ -405,11 +407,14 @@ def check_unique_ids(sources: Iterable[tuple[str, Path]], where: str | os.PathLi
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read a PNG/BMP image, naming the file if it cannot be decoded."""
+    """Read a PNG/BMP image, naming the file if its header declares more than
+    ``max_image_gb`` (checked before decoding, :mod:`segrobust.data.image_header`) or it cannot
+    be decoded."""
+    check_photo(path)
     try:
         return np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises several types for corrupt files
-        raise DataError(f"{path}: not a readable image ({exc})") from exc
+        raise DataError(f"{path}: not a readable image ({exception_reason(exc)})") from exc
 
 
 def write_2d_cases(

@@ -49,6 +49,7 @@ from segrobust.contract import RUN_KEYS, Run, in_domain
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import PROVENANCE, Case
 from segrobust.data.sources import SOURCES
+from segrobust.evaluation.calibration_schema import document_problem, read_calibration_json
 from segrobust.evaluation.metrics import FNR_THRESHOLDS, foreground_ratio, soft_quality
 
 #: Version of the calibration file layout; bump it whenever a key changes meaning.
@@ -504,15 +505,16 @@ class Calibration:
         """Read ``path``.
 
         Raises:
-            CalibrationError: naming the file: missing, not JSON, another format version, or
-                keys missing.
+            CalibrationError: naming the file: missing, too large, not JSON, another format
+                version, or any field that does not fit its layout and numbers
+                (``segrobust.evaluation.calibration_schema``), naming the field.
         """
         path = Path(path)
         try:
-            document = json.loads(path.read_text())
+            document = read_calibration_json(path)
         except FileNotFoundError:
             raise CalibrationError(f"{path}: calibration file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, too large
             raise CalibrationError(f"{path}: not a readable calibration file ({exc})") from exc
         if not isinstance(document, dict):
             raise CalibrationError(f"{path}: not a calibration file (a JSON object expected)")
@@ -525,6 +527,9 @@ class Calibration:
         missing = [key for key in REQUIRED_KEYS if key not in document]
         if missing:
             raise CalibrationError(f"{path}: calibration file lacks {', '.join(missing)}")
+        problem = document_problem(document)
+        if problem:
+            raise CalibrationError(f"{path}: {problem}; re-run rule evaluate_model for this run")
         return cls(path, document)
 
     @property

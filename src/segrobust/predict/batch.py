@@ -27,7 +27,9 @@ such run by patch and seed), else the run with the highest mean calibration Dice
 A bad file fails alone (its reason, naming it, goes to failures.csv) and the others complete; a
 setup problem (a model without calibration, a calibration of another model, an unreadable
 recipe) or the failure of every file stops the batch with :class:`PredictError`, and then
-nothing is written. The output folder is written atomically.
+nothing is written. The output folder is checked before anything is loaded and written
+atomically; predict replaces only what an earlier batch wrote there
+(``segrobust.predict.output_folder``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import torch
 from segrobust import atomic
 from segrobust.analysis import conformal
 from segrobust.data.complexity import lbp_complexity
-from segrobust.data.dataset import DataError
+from segrobust.data.dataset import DataError, count_nonfinite
 from segrobust.evaluation.calibration import (
     CALIBRATION_FILE,
     MASK_THRESHOLD,
@@ -66,10 +68,16 @@ from segrobust.predict.inputs import (
     to_input_grid,
     write_like_input,
 )
+from segrobust.predict.output_folder import (
+    MARKER,
+    OutputFolderError,
+    plan_output_folder,
+    record_outputs,
+)
 from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
 from segrobust.predict.summary import ThumbnailCanvas, write_summary
 from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
-from segrobust.training.modelfile import load_model_file
+from segrobust.training.modelfile import ModelFileError, load_model_file
 
 #: ``predictions.csv``: one row per segmented image.
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -147,7 +155,8 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
 
     Raises:
         PredictError: naming the files, when the calibration is missing, unreadable or was
-            computed for another model file.
+            computed for another model file, or the model file holds anything but tensors and
+            plain data (it is then not loaded: ``segrobust.training.modelfile``).
     """
     calibration_path = model_path.with_name(CALIBRATION_FILE)
     if not calibration_path.is_file():
@@ -159,9 +168,9 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
     try:
         calibration = Calibration.read(calibration_path)
         calibration.check_model(model_path)
-    except CalibrationError as exc:
+        network, info = load_model_file(model_path, device=device)
+    except (CalibrationError, ModelFileError) as exc:
         raise PredictError(str(exc)) from None
-    network, info = load_model_file(model_path, device=device)
     inference = calibration.document["inference"]
     window = SlidingWindow.from_config(inference) if inference else None
     return CalibratedModel(model_path, calibration, network, info, window)
@@ -306,6 +315,11 @@ def segment(
         prob = probs[chosen]
     model = models[chosen]
     calibration = model.calibration
+    if count_nonfinite(prob):
+        raise DataError(
+            f"{path}: the model's output holds {count_nonfinite(prob)} NaN or infinite values; "
+            "the image's intensities lie outside what the model can handle"
+        )
     stats = label_free_statistics(image.model_image, prob)
     bound = calibration.dice_bound(stats["quality"], settings.confidence)
     fnr = calibration.fnr_control(settings.fnr_level)
@@ -355,16 +369,6 @@ class BatchResult:
     predictions: pd.DataFrame
     failures: pd.DataFrame
     out_dir: Path
-
-
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PredictError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise PredictError(
-            f"{out_dir}: folder exists and is not empty; choose a new output folder or allow "
-            "overwriting it"
-        )
 
 
 def _input_files(images_dir: Path) -> list[Path]:
@@ -456,15 +460,19 @@ def predict_folder(
         fnr_level: FNR level of the controlled mask.
         save_probabilities: also write the probability maps.
         device: where the networks run (mixed precision on CUDA, as in evaluation).
-        overwrite: replace a non-empty ``out_dir``.
+        overwrite: replace the files an earlier batch wrote to a non-empty ``out_dir`` (only
+            those: ``segrobust.predict.output_folder``).
         log: receives one progress line per image.
 
     Raises:
-        PredictError: a setup problem or every file failed (the message lists each failure);
-            nothing is written then.
+        PredictError: a setup problem (the output folder included) or every file failed (the
+            message lists each failure); nothing is written then.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    try:
+        folder = plan_output_folder(out_dir, images_dir, overwrite)
+    except OutputFolderError as exc:
+        raise PredictError(str(exc)) from None
     entries = _input_files(images_dir)
     device = torch.device(device)
     models = load_models(model_paths, device)
@@ -472,7 +480,7 @@ def predict_folder(
     settings = batch_settings(confidence, fnr_level, save_probabilities, device)
     canvas = ThumbnailCanvas()
     rows, failures, thumbnails, names_seen = [], [], {}, {}
-    with atomic.atomic_dir(out_dir) as staged:
+    with atomic.atomic_dir(out_dir, replaces=folder.earlier, last=(MARKER,)) as staged:
         for entry in entries:
             problem = _entry_problem(entry, names_seen)
             try:
@@ -506,5 +514,6 @@ def predict_folder(
             settings=settings,
             images_dir=images_dir,
         )
+        record_outputs(folder, staged)
     log(f"{len(rows)} of {len(entries)} files segmented, {len(failures)} failed -> {out_dir}")
     return BatchResult(predictions, failed, out_dir)

@@ -40,7 +40,8 @@ from nibabel.orientations import apply_orientation, io_orientation, ornt_transfo
 from skimage.transform import resize
 
 from segrobust import atomic
-from segrobust.data.dataset import DataError, check_finite
+from segrobust.data import image_header
+from segrobust.data.dataset import DataError, check_finite, count_nonfinite
 from segrobust.data.prepare import (
     MAX_RESAMPLED_EDGE,
     percentile_intensity,
@@ -99,15 +100,18 @@ def load_nifti(path: Path) -> tuple[Any, np.ndarray]:
     """The NIfTI image and its voxels as stored (the dtype a photo scaling needs).
 
     Raises:
-        DataError: naming ``path``: not a NIfTI file by name, or unreadable.
+        DataError: naming ``path``: not a NIfTI file by name, declaring more than
+            ``max_image_gb`` (checked from the header before reading,
+            :mod:`segrobust.data.image_header`), or unreadable (with the reason).
     """
     if nifti_name(path) is None:
         raise DataError(f"{path}: not a NIfTI file; expected a name ending in .nii or .nii.gz")
+    image = image_header.load_nifti(path)
     try:
-        image = nib.load(str(path))
         raw = np.asanyarray(image.dataobj)
     except Exception as exc:  # nibabel raises many types for corrupt files
-        raise DataError(f"{path}: not a readable NIfTI image ({exc})") from exc
+        reason = image_header.exception_reason(exc)
+        raise DataError(f"{path}: not a readable NIfTI image ({reason})") from exc
     return image, raw
 
 
@@ -137,6 +141,20 @@ def normalise(raw: np.ndarray, intensity: Mapping[str, Any]) -> np.ndarray:
     if method == "gray":
         return to_gray(raw)
     raise ValueError(f"unknown intensity normalisation {method!r}")
+
+
+def check_normalised(intensities: np.ndarray, path: Path) -> None:
+    """Refuse intensities that stopped being finite on the way to float32: values beyond
+    float32's range (about 3.4e38, e.g. float64 data or a huge ``scl_slope``) become infinite,
+    and a percentile or photo scaling of them NaN; the network would then predict an empty mask
+    that looks like an ordinary result."""
+    bad = count_nonfinite(intensities)
+    if bad:
+        raise DataError(
+            f"{path}: {bad} of {intensities.size} voxels are not finite once normalised as float32 "
+            "(intensities beyond float32's range of about 3.4e38, e.g. from float64 data or a "
+            "large scl_slope in the header); rescale the image"
+        )
 
 
 def _embedded(array: np.ndarray) -> np.ndarray:
@@ -207,14 +225,18 @@ def read_input(
     """Read ``path`` and bring it to the model's input (see the module docstring).
 
     Raises:
-        DataError: naming the file: not NIfTI, unreadable, the wrong dimensionality, NaN or
-            infinite intensities, a degenerate affine, or too large once resampled.
+        DataError: naming the file: not NIfTI, too large or unreadable, the wrong
+            dimensionality, NaN or infinite intensities (as stored, scaled by the header, or
+            once normalised in float32), a degenerate affine, or too large once resampled.
     """
     path = Path(path)
     nifti, raw = load_nifti(path)
     raw = to_model_dims(raw, spatial_dims, path)
-    check_finite(np.asarray(raw, dtype=np.float64), path)
-    intensities = normalise(raw, preprocessing["intensity"])
+    if raw.dtype.kind in "fc":  # integers are finite; a float64 copy would double the memory
+        check_finite(raw, path)
+    with np.errstate(over="ignore", invalid="ignore"):  # counted and named just below
+        intensities = normalise(raw, preprocessing["intensity"])
+    check_normalised(intensities, path)
     orientation = canonical_orientation(nifti.affine, path)
     canonical, squeezed = to_canonical(intensities, orientation)
     canonical = np.ascontiguousarray(canonical, dtype=np.float32)

@@ -30,7 +30,7 @@ DEFAULT_CONFIDENCE = 0.9
 DEFAULT_FNR_LEVEL = 0.1
 
 _RUN_PATH = re.compile(
-    r"(?P<study>[a-z]+)/(?P<dataset>[^/]+)/(?P<arch>[a-z_]+)/p(?P<patch>full|\d+)/seed(?P<seed>\d+)"
+    r"(?P<study>[a-z]+)/(?P<dataset>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<arch>[a-z_]+)/p(?P<patch>full|\d+)/seed(?P<seed>\d+)"
 )
 
 

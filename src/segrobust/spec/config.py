@@ -1,17 +1,22 @@
 """Config validation at parse time: the JSON schema, with messages a user can act on.
 
-Snakemake's own ``snakemake.utils.validate`` fills the schema's defaults into the config; before
-it, :func:`check_against_schema` reports the first violation as the key path, the bad value and
-what the schema allows, instead of jsonschema's raw dump. :func:`check_consistency` then checks what
-one schema rule cannot express (references between keys, split fractions summing to one, keys a
-source requires).
+:func:`validate_config` is what the Snakefile runs, in this order: :func:`check_values` walks the
+config without recursion and refuses what the schema cannot see (keys that are not text, nesting
+deeper than ``MAX_DEPTH``, NaN or infinite numbers: a JSON schema ``maximum`` is no bound for
+NaN, which compares false with everything); :func:`check_against_schema` reports the first
+schema violation as the key path, the bad value and what the schema allows, instead of
+jsonschema's raw dump; Snakemake's own ``snakemake.utils.validate`` fills the schema's defaults
+in; :func:`check_consistency` then checks what one schema rule cannot express (references
+between keys, split fractions summing to one, keys a source requires, names that would be one
+folder).
 
 Before any of that, :func:`check_config_files` (called at the top of the Snakefile) reads the
 workflow's own config file the way Snakemake is about to, and names the file and the line of an
 empty file or a YAML syntax error, which Snakemake reports as "Config file is not valid JSON or
 YAML" without either. Files given with ``--configfile`` are parsed by Snakemake's command line
 before the Snakefile runs (``ConfigSettings`` in snakemake/settings/types.py), so a broken one
-never reaches this check; ``python -m segrobust.spec.config FILE...`` checks them the same way.
+never reaches this check; ``python -m segrobust.spec.config FILE...`` reads them the same way and
+validates their merged config as the Snakefile does.
 
 Nothing here imports torch or MONAI: the Snakefile is parsed by every cluster job, so parse-time
 checks must stay cheap.
@@ -19,8 +24,12 @@ checks must stay cheap.
 
 from __future__ import annotations
 
+import argparse
+import copy
+import functools
 import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -39,6 +48,14 @@ SOURCE_REQUIRED_KEYS = {
     "msd_import": {"path": "the directory holding imagesTr/, labelsTr/ and dataset.json"},
 }
 
+#: Deepest nesting of mappings and lists a config may have. The schema's deepest value is five
+#: levels down (``studies.perturbation.options.speckle.scaling``); anything far deeper is a
+#: mistake, and recursive code (YAML's parser, jsonschema) would exhaust Python's stack on it.
+MAX_DEPTH = 32
+
+#: The workflow's schema, beside the package in this repository (``src/segrobust/spec/``).
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Parse one config file as Snakemake does (YAML; JSON is YAML too), naming the file and,
@@ -54,6 +71,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: cannot be read ({exc})") from exc
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path}: nested too deeply to read; a config is at most {MAX_DEPTH} "
+            "levels of keys and lists deep"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -82,12 +104,58 @@ def check_config_files(default: str | os.PathLike, given: Iterable[str | os.Path
         read_config_file(path)
 
 
+#: A key shown as is in a key path; any other is shown quoted (``datasets['../x'].seed``).
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def key_path(parts: Iterable[Any]) -> str:
-    """``['studies', 'texture', 'alphas', 2]`` -> ``studies.texture.alphas[2]``."""
+    """``['studies', 'texture', 'alphas', 2]`` -> ``studies.texture.alphas[2]``; a key with other
+    characters than letters, digits, ``_`` and ``-`` is quoted: ``datasets['a/b'].seed``."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(str(part)):
+            out += f"[{str(part)!r}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out or "(top level)"
+
+
+def check_values(config: Mapping[str, Any]) -> None:
+    """Refuse what no schema rule catches, naming the key: a key that is not text, nesting
+    deeper than ``MAX_DEPTH``, a NaN or infinite number (YAML ``.nan`` / ``.inf``, JSON ``NaN``).
+
+    Iterative (an explicit stack), so a config nested thousands of levels deep gives this one
+    error instead of a recursion traceback.
+
+    Raises:
+        ConfigError: naming the key path and what is allowed.
+    """
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), config)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            shown = key_path(path[:6]) + " ... " + key_path(path[-2:])
+            raise ConfigError(
+                f"config key {shown}: nested more than {MAX_DEPTH} levels deep; allowed: at most "
+                f"{MAX_DEPTH} levels of keys and lists (a segrobust config needs 5)"
+            )
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ConfigError(
+                        f"config key {key_path(path)}: key {key!r} ({type(key).__name__}) is not "
+                        "allowed; allowed: keys that are text (quote it)"
+                    )
+                stack.append(((*path, key), item))
+        elif isinstance(value, (list, tuple)):
+            stack.extend(((*path, i), item) for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(
+                f"config key {key_path(path)}: {value!r} is not allowed; allowed: a finite number "
+                "(NaN and infinity are never valid settings)"
+            )
 
 
 def _allowed(error: jsonschema.ValidationError) -> str:
@@ -113,6 +181,8 @@ def _allowed(error: jsonschema.ValidationError) -> str:
     if kw == "additionalProperties":
         known = sorted(schema.get("properties", {}))
         return "known keys: " + ", ".join(known) if known else "no other keys"
+    if kw == "pattern":
+        return f"text matching {schema['pattern']}"
     if kw in ("minItems", "maxItems", "uniqueItems", "required"):
         return error.message
     return error.message
@@ -125,6 +195,11 @@ def check_against_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -
     if error is None:
         return
     where = key_path(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path:
+        rule = error.schema.get("description", "").strip() or _allowed(error)
+        raise ConfigError(
+            f"config key {where}: the name {error.instance!r} is not allowed; allowed: {rule}"
+        )
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         raise ConfigError(
@@ -137,22 +212,93 @@ def check_against_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _parsed_schema(path: str, stamp: int) -> dict[str, Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on the schema
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
+
+
+def load_schema(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed config schema (cached while the file is unchanged; a fresh copy each call)."""
+    return copy.deepcopy(_parsed_schema(str(path), Path(path).stat().st_mtime_ns))
+
+
+def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
+    """Everything the Snakefile checks at parse time, in order (see the module docstring), and
+    the schema's defaults filled into ``config`` (Snakemake's ``validate``). The Snakefile calls
+    the same steps itself, so that Snakemake's ``validate`` sees the workflow (its module
+    ``skip_validation`` and source cache).
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    from snakemake.utils import validate  # parse time has Snakemake loaded; library users pay here
+
+    check_values(config)
+    check_against_schema(config, load_schema(schema_path))
+    validate(config, str(schema_path))
+    check_consistency(config)
+
+
+def check_split_sum(split: Mapping[str, float], key: str) -> None:
+    """The fractions ``train + validation + test`` of ``split`` (config key ``key``) sum to 1."""
+    total = split["train"] + split["validation"] + split["test"]
+    if not math.isclose(total, 1.0, abs_tol=1e-9):
+        raise ConfigError(
+            f"config key {key}: train + validation + test must sum to 1, got {total:g} "
+            f"({split['train']:g} + {split['validation']:g} + {split['test']:g})"
+        )
+
+
+def check_folder_names(config: Mapping[str, Any]) -> None:
+    """Names that become folders stay distinct on every file system: dataset names that differ
+    only in case would be one folder on macOS or Windows, and texture alphas that print alike
+    (``contract.format_alpha``) would name one dataset."""
+    from segrobust.contract import format_alpha
+
+    seen: dict[str, str] = {}
+    for name in config["datasets"]:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ConfigError(
+                f"config key datasets: the names {other!r} and {name!r} differ only in case; on "
+                "a case-insensitive file system (macOS, Windows) they are one folder; allowed: "
+                "names that differ in more than case"
+            )
+    printed: dict[str, float] = {}
+    for i, alpha in enumerate(config["studies"]["texture"]["alphas"]):
+        other = printed.setdefault(format_alpha(alpha), alpha)
+        if other != alpha:
+            raise ConfigError(
+                f"config key studies.texture.alphas[{i}]: {alpha!r} and {other!r} both name the "
+                f"dataset texture-<direction>-{format_alpha(alpha)}; allowed: alphas that differ "
+                "in their shortest printed form"
+            )
+
+
 def check_consistency(config: Mapping[str, Any]) -> None:
     """Cross-key checks on a config whose defaults are filled in.
 
-    - split fractions sum to 1;
+    - split fractions sum to 1, the top-level ones and each dataset's own;
+    - names that become folders are distinct (:func:`check_folder_names`);
+    - every study's patch sampler can draw a patch (``pos_neg_ratio`` not both 0);
     - every dataset a study names is defined under ``datasets`` with a source of the right
       dimensionality (2D for the perturbation study, 3D for the context study);
     - every context patch size fits the study's volumes and suits each architecture.
     """
-    split = config["split"]
-    total = split["train"] + split["validation"] + split["test"]
-    if not math.isclose(total, 1.0, abs_tol=1e-9):
-        raise ConfigError(
-            f"config key split: train + validation + test must sum to 1, got {total:g} "
-            f"({split['train']:g} + {split['validation']:g} + {split['test']:g})"
-        )
+    check_split_sum(config["split"], "split")
     datasets = config["datasets"]
+    for name, entry in datasets.items():
+        if "split" in entry:
+            check_split_sum(entry["split"], f"datasets.{name}.split")
+    check_folder_names(config)
+    for study, settings in config["studies"].items():
+        ratio = settings["train"]["pos_neg_ratio"]
+        if sum(ratio) <= 0:
+            raise ConfigError(
+                f"config key studies.{study}.train.pos_neg_ratio: {ratio} draws no patch; "
+                "allowed: two weights >= 0, not both 0"
+            )
     check_source_keys(datasets)
     studies = config["studies"]
     for study, dims in (("perturbation", 2), ("context", 3)):
@@ -263,18 +409,43 @@ def canonical(value: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m segrobust.spec.config FILE...``: check config files before a run (those
-    given with ``--configfile`` are parsed by Snakemake before any check of ours can run)."""
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print("usage: python -m segrobust.spec.config CONFIG_FILE...", file=sys.stderr)
-        return 2
+    given with ``--configfile`` are parsed by Snakemake before any check of ours can run).
+
+    The files are read (naming a file and line that cannot be), merged in order as Snakemake
+    merges the Snakefile's ``configfile`` and each ``--configfile``, and the merged config is
+    validated as the Snakefile validates it (:func:`validate_config`). Exit status 0 when it
+    is valid, 1 with one line naming the file or key otherwise, 2 for a usage error.
+    """
+    from snakemake.utils import update_config
+
+    parser = argparse.ArgumentParser(
+        prog="python -m segrobust.spec.config",
+        description="Check config files as the Snakefile would: readable YAML, then the merged "
+        "config against the schema and the cross-key checks.",
+    )
+    parser.add_argument(
+        "files", nargs="+", metavar="CONFIG_FILE", help="e.g. config/config.yaml mine.yaml"
+    )
+    parser.add_argument(
+        "--schema", default=str(SCHEMA_PATH), help="the config schema (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = {}
     try:
-        for path in paths:
-            read_config_file(path)
+        for path in args.files:
+            data = read_config_file(path)
+            try:
+                check_values(data)  # before merging: Snakemake's update_config recurses
+            except ConfigError as exc:
+                raise ConfigError(f"config file {path}: {exc}") from None
+            update_config(config, data)
+        if not Path(args.schema).is_file():
+            raise ConfigError(f"schema {args.schema}: not found; give it with --schema PATH")
+        validate_config(config, args.schema)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"{len(paths)} config file(s) read without error")
+    print(f"{len(args.files)} config file(s) valid: {', '.join(args.files)}")
     return 0
 
 

@@ -44,7 +44,7 @@ from segrobust.evaluation.metrics import dice
 from segrobust.jobs import mark
 from segrobust.networks import build_model, check_input_size
 from segrobust.training.device import amp_settings, device_name, seed_everything
-from segrobust.training.modelfile import save_model_file
+from segrobust.training.modelfile import ModelFileError, read_torch_file, save_model_file
 
 LOSSES = ("dice", "dice_ce")
 
@@ -243,26 +243,58 @@ def validation_dice(
     return float(np.mean(scores))
 
 
+def _plain_numpy_state(state: tuple) -> tuple:
+    """A numpy ``RandomState`` state with its key array as a tensor: the checkpoint then holds
+    only what the weights-only unpickler reads (``training.modelfile``)."""
+    name, keys, position, has_gauss, cached = state
+    return (str(name), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position),
+            int(has_gauss), float(cached))  # fmt: skip
+
+
+def _numpy_state(plain: tuple) -> tuple:
+    """The inverse of :func:`_plain_numpy_state`."""
+    name, keys, position, has_gauss, cached = plain
+    return name, keys.numpy().astype(np.uint32), position, has_gauss, cached
+
+
 def _rng_state(generator: torch.Generator, sampler: PatchSampler | None) -> dict[str, Any]:
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _plain_numpy_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "order": generator.get_state(),
-        "sampler": sampler.state() if sampler is not None else None,
+        "sampler": _plain_numpy_state(sampler.state()) if sampler is not None else None,
     }
 
 
 def _set_rng_state(state: dict[str, Any], generator: torch.Generator, sampler) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     generator.set_state(state["order"])
     if sampler is not None:
-        sampler.load_state(state["sampler"])
+        sampler.load_state(_numpy_state(state["sampler"]))
+
+
+def _read_checkpoint(path: Path, run_key: str, log: Callable[[str], None]) -> dict | None:
+    """The checkpoint at ``path`` if it resumes this run (same settings), else None (logged).
+
+    Read like a model file (weights only): one holding other objects, e.g. written by an older
+    segrobust with numpy arrays in it, or one that cannot be read is ignored, and training
+    starts from its first epoch.
+    """
+    try:
+        ckpt = read_torch_file(path, what="training checkpoint")
+    except ModelFileError as exc:
+        log(f"ignoring {exc}; training starts from its first epoch")
+        return None
+    if not isinstance(ckpt, dict) or ckpt.get("run_key") != run_key:
+        log(f"ignoring {path}: it was written by a run with other settings")
+        return None
+    return ckpt
 
 
 def _diverged(
@@ -354,12 +386,7 @@ def train_run(
     patch_rows: list[dict[str, Any]] = []
     # A checkpoint of other settings (a config edit since the kill) must not be resumed.
     run_key = repr((arch, spatial_dims, model_kwargs, asdict(settings), seed))
-    ckpt = None
-    if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if ckpt.get("run_key") != run_key:
-            log(f"ignoring {checkpoint_path}: it was written by a run with other settings")
-            ckpt = None
+    ckpt = _read_checkpoint(checkpoint_path, run_key, log) if checkpoint_path.exists() else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -442,5 +469,5 @@ def train_run(
         best_val_dice=best["dice"], device=str(device), device_name=device_name(device),
         amp=amp_name, run=run.columns,
     )  # fmt: skip
-    checkpoint_path.unlink(missing_ok=True)
+    atomic.remove(checkpoint_path)
     return {"best_epoch": best["epoch"], "best_val_dice": best["dice"]}
