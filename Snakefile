@@ -51,9 +51,11 @@ onstart:
 
 
 rule all:
+    """The default target: the report folder (results/report/index.html), every model run's
+    calibration file, and the predict folder when predict.images is set."""
     default_target: True
     input:
-        "results/report/index.html",
+        "results/report",
         predict_targets(),
 
 

@@ -159,6 +159,11 @@ def caption_text(figure):
     return " ".join(Path(caption_file(figure)).read_text().split())
 
 
+def table_caption_file(table):
+    """The caption of an analysis table, relative to the working directory."""
+    return os.path.relpath(REPO / "workflow" / "report" / "tables" / f"{table}.rst")
+
+
 # --- calibration and predict (rules in predict.smk) ---
 from segrobust.predict.targets import PREDICT_DIR, predict_plan
 
