@@ -98,6 +98,12 @@ def test_snakemake_report_carries_the_answer_the_tables_and_every_figure(finishe
     assert "which segmentation architecture to trust" in text
 
 
+def test_the_run_printed_the_preflight_table_once(finished):
+    console = (finished.parent / f"{finished.name}-console.txt").read_text()
+    assert console.count("segrobust pre-flight: what each study's statistics can reach") == 1
+    assert "pre-flight: no architecture claim in texture complexity: 3 bins" in console
+
+
 def test_report_leads_with_the_answer_on_the_first_screen(finished, tmp_path):
     if find_browser() is None:
         if os.environ.get("CI"):

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import yaml
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from segrobust.contract import (
@@ -18,7 +19,13 @@ from segrobust.contract import (
     study_of_figure,
 )
 from segrobust.spec.code_deps import library_files
-from segrobust.spec.config import canonical, check_against_schema, check_consistency
+from segrobust.spec.config import (
+    canonical,
+    check_against_schema,
+    check_consistency,
+    dataset_entry,
+)
+from segrobust.spec.preflight import check as preflight_check
 from segrobust.spec.runs import (
     enabled_studies,
     study_runs,
@@ -43,6 +50,15 @@ config.update(_canonical)
 
 STUDIES = enabled_studies(config)
 RUNS = {study: study_runs(config, study) for study in STUDIES}
+
+# What each study's statistics can reach, before any job: the table once per invocation (the
+# main process; cluster jobs re-parse this file in another execution mode), a warning per claim
+# out of reach, and an error naming the keys when a study can produce none (segrobust.spec.preflight).
+if workflow.is_main_process:
+    _preflight = preflight_check(config)
+    logger.info(_preflight.table())
+    for _line in _preflight.warnings():
+        logger.warning(f"pre-flight: {_line}")
 
 
 def regex_of(names):
@@ -119,14 +135,8 @@ def get_raw_input(wildcards):
 
 
 def get_dataset_entry(wildcards):
-    """The dataset's config entry, with the top-level split unless the entry overrides it
-    (plain values: their repr drives the params rerun trigger)."""
-    split = dict(config["split"])
-    defaults = {
-        "calibration_fraction": split.pop("calibration_fraction"),
-        "split": split,
-    }
-    return {**defaults, **config["datasets"][wildcards.name]}
+    """The dataset's config entry, with the top-level split unless the entry overrides it."""
+    return dataset_entry(config, wildcards.name)
 
 
 # --- report (rules in report.smk) ---
