@@ -45,6 +45,8 @@ include: "workflow/rules/predict.smk"
 
 
 onstart:
+    # a SLURM profile with its EDIT_ME placeholders still in submits nothing
+    refuse_profile_placeholders()
     # when this invocation started, for the report's provenance line (not an input of any job)
     Path(RUN_STARTED).parent.mkdir(parents=True, exist_ok=True)
     Path(RUN_STARTED).write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z") + "\n")

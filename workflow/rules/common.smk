@@ -26,6 +26,11 @@ from segrobust.spec.config import (
     dataset_entry,
 )
 from segrobust.spec.preflight import check as preflight_check
+from segrobust.spec.profile_placeholders import (
+    explain as explain_placeholders,
+    placeholder_settings,
+    refuse_placeholders,
+)
 from segrobust.spec.runs import (
     enabled_studies,
     study_runs,
@@ -59,6 +64,23 @@ if workflow.is_main_process:
     logger.info(_preflight.table())
     for _line in _preflight.warnings():
         logger.warning(f"pre-flight: {_line}")
+    # an unedited SLURM profile: warned here (a dry run), refused when a cluster run starts
+    _placeholders = placeholder_settings(
+        workflow.resource_settings.default_resources,
+        workflow.resource_settings.overwrite_resources,
+    )
+    if _placeholders:
+        logger.warning(f"profile: {explain_placeholders(_placeholders)}")
+
+
+def refuse_profile_placeholders():
+    """Stop a cluster run whose profile still has placeholders (called by onstart: after the
+    DAG is built, before the first job is submitted; never for a dry run)."""
+    refuse_placeholders(
+        workflow.resource_settings.default_resources,
+        workflow.resource_settings.overwrite_resources,
+        local=workflow.local_exec,
+    )
 
 
 def regex_of(names):
