@@ -37,11 +37,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segrobust.contract import dataset_dir
+from segrobust.contract import FBR_RANGE_QUANTILES, dataset_dir
 from segrobust.spec.config import ConfigError, dataset_entry, with_context_min_shape
 from segrobust.spec.runs import enabled_studies
 
@@ -256,28 +256,45 @@ def _prepared_counts(datalist: Mapping[str, Any]) -> tuple[Count, Count]:
     )
 
 
+#: Settings of a real dataset's entry that decide which cases land in which split: a prepared
+#: dataset's counts hold while these equal what its provenance.json records.
+SPLIT_SETTINGS = ("source", "variant", "split", "calibration_fraction", "seed", "max_cases",
+                  "label_value", "min_fg_pixels", "min_fg_fraction", "classes")  # fmt: skip
+
+
+def prepared_with(entry: Mapping[str, Any], provenance: Mapping[str, Any]) -> bool:
+    """Whether a dataset on disk was prepared with ``entry``'s split settings: each setting the
+    entry gives equals the recorded one (a setting the entry leaves out is the source's default,
+    which the record holds)."""
+    recorded = {**provenance.get("preparation", {}), "source": provenance.get("source")}
+    return all(
+        json.loads(json.dumps(entry[key])) == recorded.get(key)
+        for key in SPLIT_SETTINGS
+        if key in entry
+    )
+
+
 def real_dataset_size(config: Mapping[str, Any], name: str) -> DatasetSize:
     """Sizes of a real dataset: prepared with the current settings, or from an ``msd_import``
-    folder, else unknown until prepared."""
-    from segrobust.data.prepare import parse_entry  # SimpleITK, skimage: real datasets only
-
+    folder, else unknown until prepared. Only an unprepared ``msd_import`` imports the
+    preparation code (SimpleITK, scikit-image: about two seconds)."""
     keys = (f"datasets.{name}.split", f"datasets.{name}.calibration_fraction")
     keys = (keys, keys)  # both counts follow from the split of the volumes / patients
     entry = with_context_min_shape(dataset_entry(config, name), config, name)
+    on_disk = _datalist(name)
+    if on_disk is not None and prepared_with(entry, on_disk[1]):
+        return DatasetSize(*_prepared_counts(on_disk[0]), "prepared", *keys)
+    if entry["source"] != "msd_import":
+        return DatasetSize(
+            Count.unknown(), Count.unknown(), f"unknown until {entry['source']} is prepared", *keys
+        )
+    from segrobust.data.prepare import parse_entry
+
     try:
-        source, opts = parse_entry(name, entry)
+        _, opts = parse_entry(name, entry)
     except Exception as exc:  # prepare_dataset names the problem in full
         return DatasetSize(Count.unknown(), Count.unknown(), f"unknown ({exc})", *keys)
-    on_disk = _datalist(name)
-    if on_disk is not None:
-        datalist, provenance = on_disk
-        if provenance.get("preparation") == json.loads(json.dumps(asdict(opts))):
-            return DatasetSize(*_prepared_counts(datalist), "prepared", *keys)
-    if source.name == "msd_import":
-        return msd_import_size(name, entry["path"], opts, keys)
-    return DatasetSize(
-        Count.unknown(), Count.unknown(), f"unknown until {source.name} is prepared", *keys
-    )
+    return msd_import_size(name, entry["path"], opts, keys)
 
 
 def msd_import_size(name: str, path: str, opts: Any, keys: tuple[tuple, tuple]) -> DatasetSize:
@@ -458,7 +475,7 @@ def whole_volume_sides(
     """(inside, outside) test units of the training foreground-ratio range, where known before
     training: a generated spheres dataset whose patch is the whole volume, so the training
     patches are the training volumes and the range is their 5th-95th percentile
-    (`segrobust.analysis.context.RANGE_QUANTILES`)."""
+    (`contract.FBR_RANGE_QUANTILES`, as `segrobust.analysis.context` computes it)."""
     import numpy as np
 
     spec = config["datasets"][name]
@@ -473,13 +490,11 @@ def whole_volume_sides(
                 "train_radii", "test_radii", "radius_sampling", "seed")  # fmt: skip
     if any(parameters.get(k) != spec.get(k) for k in compared):
         return None  # generated with other settings: it will be generated again
-    from segrobust.analysis.context import RANGE_QUANTILES
-
     train = [e["fg_ratio"] for e in datalist.get("training", [])]
     test = [e["fg_ratio"] for e in datalist.get("test", [])]
     if not train:
         return None
-    low, high = np.quantile(train, RANGE_QUANTILES)
+    low, high = np.quantile(train, FBR_RANGE_QUANTILES)
     inside = sum(low <= f <= high for f in test)
     return Count.exact(inside), Count.exact(len(test) - inside)
 
@@ -522,7 +537,10 @@ def context_reach(config: Mapping[str, Any], needed: int, alpha: float) -> Study
 
 def preflight(config: Mapping[str, Any]) -> Preflight:
     """What every enabled study of a checked config (defaults filled in) can reach."""
-    from segrobust.analysis.conformal import min_calibration_for_bound, min_calibration_for_fnr
+    from segrobust.analysis.conformal_sizes import (
+        min_calibration_for_bound,
+        min_calibration_for_fnr,
+    )
 
     alpha, level = config["analysis"]["conformal_alpha"], config["analysis"]["fnr_level"]
     needed = min_calibration_for_bound(alpha)
