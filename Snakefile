@@ -51,15 +51,19 @@ include: "workflow/rules/predict.smk"
 
 
 onstart:
+    # a SLURM profile with its EDIT_ME placeholders still in submits nothing
+    refuse_profile_placeholders()
     # when this invocation started, for the report's provenance line (not an input of any job)
     Path(RUN_STARTED).parent.mkdir(parents=True, exist_ok=True)
     Path(RUN_STARTED).write_text(time.strftime("%Y-%m-%d %H:%M:%S %Z") + "\n")
 
 
 rule all:
+    """The default target: the report folder (results/report/index.html), every model run's
+    calibration file, and the predict folder when predict.images is set."""
     default_target: True
     input:
-        "results/report/index.html",
+        "results/report",
         predict_targets(),
 
 

@@ -192,6 +192,21 @@ def test_range_problems_name_the_statistic_and_the_calibrated_range():
     ]
 
 
+def test_a_value_just_outside_its_range_prints_the_digits_that_show_it():
+    """Issue 20: "0.0971 outside the calibrated 0.0971 to 0.503" (compared unrounded, printed
+    at 3 digits)."""
+    per_image = _per_image(np.random.default_rng(1), n_cal=12)
+    document = _document(per_image, _fnr(np.random.default_rng(2), per_image))
+    ranges = dict(document["ranges"], predicted_fg_ratio=[0.09712, 0.503])
+    calibration = cal.Calibration("x", dict(document, ranges=ranges))
+    stats = dict(complexity=0.5, predicted_fg_ratio=0.09709, noise_sigma=0.2)
+    assert calibration.range_problems(stats) == [
+        "predicted foreground ratio 0.09709 outside the calibrated 0.09712 to 0.503"
+    ]
+    on_the_bound = dict(stats, predicted_fg_ratio=0.09712)
+    assert calibration.range_problems(on_the_bound) == []
+
+
 def test_without_calibration_images_nothing_is_claimed():
     per_image = _per_image(np.random.default_rng(1), n_cal=0)
     document = cal.build_calibration(

@@ -29,9 +29,11 @@ _RULES_SCRIPT = """
 import json
 from pathlib import Path
 from snakemake.api import SnakemakeApi
+from snakemake.settings.enums import Quietness
 from snakemake.settings.types import OutputSettings, ResourceSettings
 
-with SnakemakeApi(OutputSettings(quiet=True)) as api:
+# quiet is a set of Quietness (a bool breaks Snakemake's log filter once the Snakefile logs)
+with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
     workflow = api.workflow(
         resource_settings=ResourceSettings(), snakefile=Path("Snakefile"), workdir=Path.cwd()
     )._workflow
@@ -41,6 +43,7 @@ with SnakemakeApi(OutputSettings(quiet=True)) as api:
             "gpu": "gpu" in rule.resources.keys(),
             "resources": sorted(rule.resources.keys()),
             "conda": None if rule.conda_env is None else str(rule.conda_env),
+            "docstring": rule.docstring,
         }
         for rule in workflow.rules
     }
@@ -140,6 +143,12 @@ def test_every_cluster_rule_derives_runtime_and_memory(rules):
         and not {"runtime", "mem_mb"} <= set(rule["resources"])
     }
     assert not missing, f"rules without derived runtime / mem_mb: {missing}"
+
+
+def test_every_rule_explains_itself_in_list_rules(rules):
+    """`snakemake --list-rules` prints each rule's docstring under its name."""
+    missing = sorted(name for name, rule in rules.items() if not (rule["docstring"] or "").strip())
+    assert not missing, f"rules without a docstring: {missing}"
 
 
 def test_every_rule_names_the_environment_file(rules):

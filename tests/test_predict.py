@@ -412,7 +412,7 @@ def test_a_batch_with_bad_files_segments_the_good_ones_and_lists_the_others(runs
         assert row.recipe_note == "no recipe given"
     html = (out / "summary.html").read_text()
     assert "Segmentation of 3 of 8 files" in html
-    assert html.count("data:image/png;base64") == 3
+    assert html.count("data:image/webp;base64") == 3
     for name in reasons:
         assert name in html
     assert "https://" not in html and 'src="http' not in html  # self-contained

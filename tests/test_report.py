@@ -3,6 +3,8 @@ with the raw tables folded last and copied beside the page."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -17,16 +19,22 @@ from segrobust import contract  # noqa: E402
 from segrobust.analysis.run import run_analysis  # noqa: E402
 from segrobust.report import answer  # noqa: E402
 from segrobust.report.assemble import (  # noqa: E402
-    TABLE_CAPTIONS,
     ReportInputs,
+    caption,
     git_version,
     pipeline_sections,
     run_lines,
+    write_report,
 )
 
+REPO = Path(__file__).resolve().parents[1]
+TABLE_CAPTIONS = REPO / "workflow" / "report" / "tables"
 
-def test_every_analysis_table_has_a_caption():
-    assert set(TABLE_CAPTIONS) == set(contract.ANALYSIS_TABLES)
+
+def test_every_analysis_table_has_a_caption_and_nothing_else_does():
+    """One caption file per table, read by the HTML report and by ``snakemake --report``."""
+    assert {p.stem for p in TABLE_CAPTIONS.glob("*.rst")} == set(contract.ANALYSIS_TABLES)
+    assert caption(TABLE_CAPTIONS, "recipe").startswith("Recommendation per regime")
 
 
 def _recipe(**rows):
@@ -110,13 +118,14 @@ def built(tmp_path_factory):
         analysis=root / "analysis",
         figures=figures,
         captions=captions,
-        tables_out=root / "tables",
+        table_captions=TABLE_CAPTIONS,
     )
-    return inputs, pipeline_sections(list(contract.STUDIES), inputs)
+    tables_out = root / "tables"
+    return inputs, tables_out, pipeline_sections(list(contract.STUDIES), inputs, tables_out)
 
 
 def test_sections_lead_with_the_answer_and_end_with_the_tables(built):
-    _, sections = built
+    _, _, sections = built
     assert [s.id for s in sections] == ["answer", *contract.STUDIES, "statistics", "tables"]
     answer_html = "".join(sections[0].blocks)
     for heading in ("Which architecture to use", "conformal Dice bounds", "findings"):
@@ -126,9 +135,9 @@ def test_sections_lead_with_the_answer_and_end_with_the_tables(built):
 
 
 def test_raw_tables_are_folded_and_copied_beside_the_report(built):
-    inputs, sections = built
+    _, tables_out, sections = built
     tables_html = "".join(sections[-1].blocks)
-    copies = sorted(p.stem for p in inputs.tables_out.iterdir())
+    copies = sorted(p.stem for p in tables_out.iterdir())
     expected = sorted(
         [*contract.ANALYSIS_TABLES, *(f"{s}_summary" for s in contract.STUDIES)]
         + ["perturbation_levels"]
@@ -137,6 +146,23 @@ def test_raw_tables_are_folded_and_copied_beside_the_report(built):
     assert tables_html.count("<details>") == len(expected)
     for name in expected:
         assert f'href="tables/{name}.csv"' in tables_html
+
+
+def test_the_report_is_one_folder_written_whole(built, tmp_path):
+    """index.html, findings.csv and tables/ together (the --report entry's folder); a failure
+    leaves the previous folder as it was."""
+    inputs, _, _ = built
+    out = tmp_path / "report"
+    page = write_report(out, list(contract.STUDIES), inputs, meta=["m"], config={}, versions={})
+    assert page == out / "index.html"
+    assert sorted(p.name for p in out.iterdir()) == ["findings.csv", "index.html", "tables"]
+    html = page.read_text()
+    assert 'href="tables/recipe.csv"' in html and (out / "tables" / "recipe.csv").is_file()
+    assert (out / "findings.csv").read_text() == (inputs.analysis / "findings.csv").read_text()
+    broken = ReportInputs(**{**inputs.__dict__, "figures": tmp_path / "missing"})
+    with pytest.raises(OSError, match="report figure not found"):
+        write_report(out, list(contract.STUDIES), broken, meta=[], config={}, versions={})
+    assert page.read_text() == html and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
 def test_run_lines_name_the_code_devices_and_start(tmp_path):

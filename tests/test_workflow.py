@@ -32,9 +32,12 @@ def finished(tmp_path_factory):
 
 def test_every_rule_ran_and_report_is_complete(finished):
     html = unescape((finished / "results/report/index.html").read_text())
-    figures = sorted((finished / "results/report/figures").glob("*.png"))
+    figures = sorted((finished / "results/figures").glob("*.png"))
     assert len(figures) == 3 * 3 + len(ANALYSIS_FIGURES)  # three per study + the analysis ones
     assert html.count("data:image/png;base64") == len(figures)
+    # figures are shown at their physical size (1 figure inch = 96 CSS px), within the page
+    widths = [int(w) for w in re.findall(r'<img alt="[^"]*" width="(\d+)"', html)]
+    assert len(widths) == len(figures) and max(widths) <= 1100
     for word in ("Wilcoxon", "Holm", "Friedman", "critical difference", "conformal", "coverage",
                  "Degradation"):  # fmt: skip
         assert word.lower() in html.lower(), word
@@ -55,18 +58,50 @@ def test_every_rule_ran_and_report_is_complete(finished):
     assert list(log["epoch"]) == [1]
 
 
-def test_snakemake_report_packs_every_figure_with_its_caption(finished):
+def _words(text: str) -> str:
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def test_snakemake_report_carries_the_answer_the_tables_and_every_figure(finished):
+    """`snakemake --report report.zip` holds the report page as its entry's index (with the CSV
+    tables it links to beside it), every analysis table as an entry, every figure, and each
+    with the caption of its .rst file."""
     snakemake(finished, "--report", "report.zip")
     with zipfile.ZipFile(finished / "report.zip") as packed:
         names = packed.namelist()
+        index = [n for n in names if n.endswith("/index.html")]
+        assert len(index) == 1, names
+        page = unescape(packed.read(index[0]).decode("utf-8"))
+        folder = index[0].rsplit("/", 1)[0]
+        linked = {
+            name: packed.read(f"{folder}/tables/{name}.csv").decode("utf-8")
+            for name in ("recipe", "findings")
+        }
         text = " ".join(
             packed.read(n).decode("utf-8", "replace") for n in names if n.endswith(".html")
         )
+    assert 'id="answer"' in page and "Which architecture to use" in page
+    assert "The papers' findings" in page and 'href="tables/recipe.csv"' in page
+    analysis = finished / "results" / "analysis"
+    for name, csv in linked.items():
+        assert csv == (analysis / f"{name}.csv").read_text()
+    assert f"{folder}/findings.csv" in names
+    words = _words(text)
+    for table in ANALYSIS_TABLES:  # an entry of its own, outside the page's folder
+        assert any(n.endswith(f"/{table}.csv") and not n.startswith(folder) for n in names), table
+        caption = (finished / "workflow/report/tables" / f"{table}.rst").read_text().split()
+        assert " ".join(caption[:6]) in words, table
     for figure in [*[n for names_ in FIGURES.values() for n in names_], *ANALYSIS_FIGURES]:
         assert any(n.endswith(f"{figure}.png") for n in names), figure
         caption = (finished / "workflow/report/captions" / f"{figure}.rst").read_text().split()
-        assert " ".join(caption[:6]) in " ".join(text.split()), figure
+        assert " ".join(caption[:6]) in words, figure
     assert "which segmentation architecture to trust" in text
+
+
+def test_the_run_printed_the_preflight_table_once(finished):
+    console = (finished.parent / f"{finished.name}-console.txt").read_text()
+    assert console.count("segrobust pre-flight: what each study's statistics can reach") == 1
+    assert "pre-flight: no architecture claim in texture complexity: 3 bins" in console
 
 
 def test_report_leads_with_the_answer_on_the_first_screen(finished, tmp_path):
@@ -76,6 +111,7 @@ def test_report_leads_with_the_answer_on_the_first_screen(finished, tmp_path):
         pytest.skip("no Chromium here (apt-get install chromium); CI runs this check")
     screen = first_screen(finished / "results/report/index.html", screenshot=tmp_path / "s.png")
     assert screen.answer_visible, screen
+    assert screen.scaled_figures == ()  # every figure shown at its full intended size
     assert (tmp_path / "s.png").stat().st_size > 0
 
 

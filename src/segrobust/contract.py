@@ -30,6 +30,10 @@ ARCHITECTURES: tuple[str, ...] = (
 #: Dataset splits (contract 1). Calibration images are never trained on nor used for selection.
 SPLITS: tuple[str, ...] = ("training", "validation", "calibration", "test")
 
+#: Quantiles of the training patches' foreground ratio that bound the context study's training
+#: range (``analysis.context``), which the parse-time pre-flight reproduces where it can.
+FBR_RANGE_QUANTILES: tuple[float, float] = (0.05, 0.95)
+
 #: The papers' named perturbation levels, hardest first.
 LEVEL_ORDER: tuple[str, ...] = ("Hardest", "Harder", "Unperturbed", "Easier", "Easiest")
 CLEAN_LEVEL = "Unperturbed"

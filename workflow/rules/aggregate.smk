@@ -2,6 +2,8 @@
 
 
 rule aggregate_study:
+    """Gather every run's per-image metrics, FNR curves, training logs and patches of one
+    study into its tables and a summary."""
     input:
         per_image=lambda w: study_outputs(w.study, "per_image.csv"),
         fnr=lambda w: study_outputs(w.study, "fnr.csv"),

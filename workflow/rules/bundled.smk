@@ -6,6 +6,8 @@ from segrobust.data.bundles import BUNDLES
 
 
 rule bundled_anatomy:
+    """The MNI152 template that nilearn ships, checked by SHA-256 and cut into slabs: real
+    anatomy offline, in the MSD layout."""
     input:
         code=code_of("write_bundled_anatomy.py"),
     output:

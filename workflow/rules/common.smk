@@ -5,6 +5,7 @@ import re
 import time
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from segrobust.atomic import confine_outputs
@@ -24,7 +25,14 @@ from segrobust.spec.config import (
     check_against_schema,
     check_consistency,
     check_values,
+    dataset_entry,
     load_schema,
+)
+from segrobust.spec.preflight import check as preflight_check
+from segrobust.spec.profile_placeholders import (
+    explain as explain_placeholders,
+    placeholder_settings,
+    refuse_placeholders,
 )
 from segrobust.spec.runs import (
     enabled_studies,
@@ -57,6 +65,32 @@ config.update(_canonical)
 
 STUDIES = enabled_studies(config)
 RUNS = {study: study_runs(config, study) for study in STUDIES}
+
+# What each study's statistics can reach, before any job: the table once per invocation (the
+# main process; cluster jobs re-parse this file in another execution mode), a warning per claim
+# out of reach, and an error naming the keys when a study can produce none (segrobust.spec.preflight).
+if workflow.is_main_process:
+    _preflight = preflight_check(config)
+    logger.info(_preflight.table())
+    for _line in _preflight.warnings():
+        logger.warning(f"pre-flight: {_line}")
+    # an unedited SLURM profile: warned here (a dry run), refused when a cluster run starts
+    _placeholders = placeholder_settings(
+        workflow.resource_settings.default_resources,
+        workflow.resource_settings.overwrite_resources,
+    )
+    if _placeholders:
+        logger.warning(f"profile: {explain_placeholders(_placeholders)}")
+
+
+def refuse_profile_placeholders():
+    """Stop a cluster run whose profile still has placeholders (called by onstart: after the
+    DAG is built, before the first job is submitted; never for a dry run)."""
+    refuse_placeholders(
+        workflow.resource_settings.default_resources,
+        workflow.resource_settings.overwrite_resources,
+        local=workflow.local_exec,
+    )
 
 
 def regex_of(names):
@@ -133,14 +167,8 @@ def get_raw_input(wildcards):
 
 
 def get_dataset_entry(wildcards):
-    """The dataset's config entry, with the top-level split unless the entry overrides it
-    (plain values: their repr drives the params rerun trigger)."""
-    split = dict(config["split"])
-    defaults = {
-        "calibration_fraction": split.pop("calibration_fraction"),
-        "split": split,
-    }
-    return {**defaults, **config["datasets"][wildcards.name]}
+    """The dataset's config entry, with the top-level split unless the entry overrides it."""
+    return dataset_entry(config, wildcards.name)
 
 
 # --- report (rules in report.smk) ---
@@ -171,6 +199,11 @@ def caption_file(figure):
 
 def caption_text(figure):
     return " ".join(Path(caption_file(figure)).read_text().split())
+
+
+def table_caption_file(table):
+    """The caption of an analysis table, relative to the working directory."""
+    return os.path.relpath(REPO / "workflow" / "report" / "tables" / f"{table}.rst")
 
 
 # --- calibration and predict (rules in predict.smk) ---

@@ -2,6 +2,9 @@
 
 
 rule generate_texture_dataset:
+    """One dataset of the texture study's grid: synthetic images whose foreground and
+    background textures are blended at one alpha in one direction (NIfTI + datalist.json).
+    """
     input:
         code=code_of("generate_texture_dataset.py"),
     output:
@@ -21,6 +24,8 @@ rule generate_texture_dataset:
 
 
 rule generate_synthetic_dataset:
+    """A named synthetic dataset of the config's datasets: section (texture images for the
+    perturbation study, 3D spheres for the context study)."""
     input:
         code=code_of("generate_synthetic_dataset.py"),
     output:
@@ -42,6 +47,8 @@ rule generate_synthetic_dataset:
 
 
 rule perturb_test_split:
+    """The perturbed copies of a dataset's test split, one sub-dataset per severity of one
+    perturbation, for the perturbation study."""
     input:
         dataset="resources/datasets/{dataset}",
         code=code_of("perturb_test_split.py"),

@@ -19,6 +19,8 @@ localrules:
 # and a checksum mismatch or an unreadable archive is final -- a rule-level retry only
 # downloaded the same bad file again.
 rule download_source:
+    """Download a real dataset's archive and verify its checksum (runs on the login node:
+    compute nodes may have no internet)."""
     output:
         "resources/downloads/{source}/{filename}",
     log:
@@ -36,6 +38,8 @@ rule download_source:
 
 
 rule prepare_dataset:
+    """A downloaded archive or a user's MSD-layout folder, split by patient or volume and
+    written as a dataset (NIfTI + datalist.json)."""
     input:
         raw=get_raw_input,
         code=code_of("prepare_dataset.py"),

@@ -6,6 +6,8 @@ from segrobust.gpus import rule_resources
 
 
 rule evaluate_model:
+    """Score one trained model on every test condition it is evaluated on (per-image
+    metrics, FNR curves) and write its conformal calibration file."""
     input:
         model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
         conditions=get_condition_inputs,

@@ -4,6 +4,8 @@
 
 
 rule predict_images:
+    """Segment the images of predict.images with the trained models, rating each mask with
+    its conformal Dice bound (results/predict/summary.html)."""
     input:
         images=lambda w: required_predict_plan().images,
         models=lambda w: predict_run_files("model.pt"),

@@ -2,13 +2,25 @@
 
 
 rule analyze:
+    """The statistics: recipe per regime, the papers' findings, paired tests, Friedman
+    ranks, robustness metrics, conformal bounds and their coverage, the context study's
+    foreground-ratio analysis."""
     input:
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         fnr=[f"results/{s}/fnr.csv" for s in STUDIES],
         patches=[f"results/{s}/patches.csv" for s in STUDIES],
         code=code_of("analyze.py"),
     output:
-        tables=[f"results/analysis/{name}.csv" for name in ANALYSIS_TABLES],
+        # each table is also an entry of `snakemake --report`, captioned by the same
+        # workflow/report/tables/<table>.rst the HTML report shows above it
+        tables=[
+            report(
+                f"results/analysis/{name}.csv",
+                caption=f"../report/tables/{name}.rst",
+                category="tables",
+            )
+            for name in ANALYSIS_TABLES
+        ],
         texts=[f"results/analysis/{name}" for name in ANALYSIS_TEXTS],
     log:
         "logs/analysis/analyze.log",
@@ -24,11 +36,13 @@ rule analyze:
 
 
 rule plot_figure:
+    """Draw one report figure from the tables it is drawn from
+    (results/figures/<figure>.png, checked for legible text)."""
     input:
         unpack(figure_inputs),
     output:
         report(
-            "results/report/figures/{figure}.png",
+            "results/figures/{figure}.png",
             caption="../report/figure.rst",
             category=lambda w: figure_category(w.figure),
         ),
@@ -50,9 +64,12 @@ rule plot_figure:
 
 
 rule build_report:
+    """The HTML report folder: the answer first, then the figures, the statistics and every
+    table as CSV (results/report/index.html)."""
     input:
-        figures=[f"results/report/figures/{n}.png" for n in report_figure_names()],
+        figures=[f"results/figures/{n}.png" for n in report_figure_names()],
         captions=[caption_file(n) for n in report_figure_names()],
+        table_captions=[table_caption_file(n) for n in ANALYSIS_TABLES],
         summaries=[f"results/{s}/summary.csv" for s in STUDIES],
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         train_logs=[f"results/{s}/train_logs.csv" for s in STUDIES],
@@ -61,9 +78,14 @@ rule build_report:
         findings="results/analysis/findings.csv",
         code=code_of("build_report.py"),
     output:
-        html="results/report/index.html",
-        findings="results/report/findings.csv",
-        tables=directory("results/report/tables"),
+        # the page is the index of its folder's entry in `snakemake --report`: the zip opens on
+        # it, with the CSV copies it links to beside it
+        report(
+            directory("results/report"),
+            htmlindex="index.html",
+            caption="../report/report_page.rst",
+            category="answer",
+        ),
     log:
         "logs/report/build_report.log",
     conda:

@@ -5,6 +5,8 @@ from segrobust.gpus import rule_resources
 
 
 rule train_model:
+    """Train one architecture on one dataset with one seed (and patch size): model.pt, the
+    training log and the sampled patches' foreground ratios."""
     input:
         dataset="resources/datasets/{dataset}",
         code=code_of("train_model.py"),

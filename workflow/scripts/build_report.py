@@ -1,17 +1,16 @@
-"""Rule build_report: the self-contained HTML report of every enabled study."""
+"""Rule build_report: the report folder of every enabled study (results/report/index.html)."""
 
 import time
 from pathlib import Path
 
-from segrobust import atomic
 from segrobust.jobs import job
-from segrobust.report.assemble import ReportInputs, pipeline_sections, run_lines
-from segrobust.report.html import build_html_report, package_versions
+from segrobust.report.assemble import ReportInputs, run_lines, write_report
+from segrobust.report.html import package_versions
 
 
 def main(snakemake):
     with job(snakemake) as log:
-        params, output = snakemake.params, snakemake.output
+        params = snakemake.params
         studies = params.studies
         started = Path(params.started_file)
         inputs = ReportInputs(
@@ -19,12 +18,12 @@ def main(snakemake):
             analysis=Path(snakemake.input.findings).parent,
             figures=Path(snakemake.input.figures[0]).parent,
             captions=Path(snakemake.input.captions[0]).parent,
-            tables_out=Path(output.tables),
+            table_captions=Path(snakemake.input.table_captions[0]).parent,
         )
-        atomic.write_text(output.findings, Path(snakemake.input.findings).read_text())
-        build_html_report(
-            output.html,
-            title="segrobust report",
+        page = write_report(
+            snakemake.output[0],
+            studies,
+            inputs,
             meta=run_lines(
                 inputs.results,
                 studies,
@@ -33,11 +32,10 @@ def main(snakemake):
                 # the file is written when the invocation starts (the Snakefile's onstart)
                 time.time() - started.stat().st_mtime if started.is_file() else None,
             ),
-            sections=pipeline_sections(studies, inputs),
             config=params.config,
             versions=package_versions(),
         )
-        log(f"wrote {output.html}")
+        log(f"wrote {page}")
 
 
 if __name__ == "__main__":

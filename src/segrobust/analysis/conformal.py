@@ -37,6 +37,11 @@ import pandas as pd
 from scipy import stats
 
 from segrobust import contract
+from segrobust.analysis.conformal_sizes import (  # the arithmetic alone, also at parse time
+    conformal_rank,
+    min_calibration_for_bound,
+    min_calibration_for_fnr,
+)
 from segrobust.analysis.units import independent_unit
 
 RUN_KEYS = list(contract.RUN_KEYS)
@@ -93,8 +98,6 @@ SUMMARY_COLUMNS = [
 ]
 DEFINED = "defined"
 UNDEFINED = "undefined"
-# Tolerance for (n + 1)(1 - alpha) landing a rounding error above an integer (20 * 0.9).
-_CEIL_TOLERANCE = 1e-9
 
 
 def calibration_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -131,14 +134,6 @@ def _mean_fnr_at(rows: pd.DataFrame, t_hat: float) -> float:
     if at.empty:
         return 0.0 if t_hat == 0.0 else np.nan  # t = 0 marks everything foreground: FNR 0
     return float(at["fnr"].mean())
-
-
-def min_calibration_for_fnr(level: float, bound: float = 1.0) -> int:
-    """Smallest calibration n with B / (n + 1) <= level: below it no threshold can qualify."""
-    n = max(0, math.floor(bound / level) - 2)
-    while bound / (n + 1) > level + _CEIL_TOLERANCE:
-        n += 1
-    return n
 
 
 def fnr_status(certified: bool, n: int, level: float) -> str:
@@ -193,20 +188,6 @@ def conformal_fnr(fnr: pd.DataFrame, level: float = 0.1) -> pd.DataFrame:
                 )
             )
     return pd.DataFrame(out, columns=FNR_COLUMNS)
-
-
-def conformal_rank(n: int, alpha: float) -> int:
-    """k = ceil((n + 1)(1 - alpha)): the rank of the calibration score used as quantile."""
-    return math.ceil((n + 1) * (1 - alpha) - _CEIL_TOLERANCE)
-
-
-def min_calibration_for_bound(alpha: float) -> int:
-    """Smallest n with k = ceil((n + 1)(1 - alpha)) <= n, i.e. n >= (1 - alpha) / alpha
-    (9 for alpha = 0.1): with fewer calibration images the bound is vacuous."""
-    n = max(1, math.floor((1 - alpha) / alpha) - 1)
-    while conformal_rank(n, alpha) > n:
-        n += 1
-    return n
 
 
 def conformal_quantile(scores, alpha: float) -> float:

@@ -32,7 +32,7 @@ from segrobust.analysis.units import independent_unit
 
 RUN_KEYS = list(contract.RUN_KEYS)
 RANGE_KEYS = ["study", "dataset", "patch"]
-RANGE_QUANTILES = (0.05, 0.95)
+RANGE_QUANTILES = contract.FBR_RANGE_QUANTILES
 FBR_RANGE_COLUMNS = [
     *RANGE_KEYS,
     "fbr_low",

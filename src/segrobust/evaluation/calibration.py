@@ -49,6 +49,7 @@ from segrobust.contract import RUN_KEYS, Run, in_domain
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import PROVENANCE, Case
 from segrobust.data.sources import SOURCES
+from segrobust.digits import apart
 from segrobust.evaluation.calibration_schema import document_problem, read_calibration_json
 from segrobust.evaluation.metrics import FNR_THRESHOLDS, foreground_ratio, soft_quality
 
@@ -611,10 +612,9 @@ class Calibration:
                     f"{name} undefined (the predicted mask is empty or covers the whole image)"
                 )
             elif not calibrated[0] <= value <= calibrated[1]:
-                problems.append(
-                    f"{name} {value:.3g} outside the calibrated {calibrated[0]:.3g} to "
-                    f"{calibrated[1]:.3g}"
-                )
+                # compared unrounded; printed with the digits that show it is outside
+                shown, low, high = apart(value, *calibrated)
+                problems.append(f"{name} {shown} outside the calibrated {low} to {high}")
         return problems
 
 

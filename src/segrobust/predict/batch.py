@@ -494,7 +494,7 @@ def predict_folder(
             names_seen[seg.image.name] = entry.name
             write_outputs(staged, seg, save_probabilities)
             rows.append(seg.row)
-            thumbnails[seg.image.name] = canvas.png(
+            thumbnails[seg.image.name] = canvas.thumbnail(
                 seg.image.canonical, seg.canonical_prob >= MASK_THRESHOLD, seg.image.spacing
             )
             log(f"{entry.name}: {seg.row['model']}; {seg.row['guarantee']}")

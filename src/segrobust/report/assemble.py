@@ -1,12 +1,20 @@
 """What the pipeline's report shows, in which order: the answer first, then the figures, the
-statistics, and the raw tables last (folded, each also written as CSV beside the report)."""
+statistics, and the raw tables last (folded, each also written as CSV beside the report).
+
+The report is one folder (`write_report`): ``index.html``, ``findings.csv`` and ``tables/``, written
+atomically, so Snakemake's ``--report`` can pack it as one entry whose index is the page. Captions
+have one home each, read by both reports: ``workflow/report/captions/<figure>.rst`` and
+``workflow/report/tables/<table>.rst``.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -14,7 +22,18 @@ from segrobust import atomic
 from segrobust.analysis.aggregate import level_table
 from segrobust.contract import ANALYSIS_FIGURES, ANALYSIS_TABLES, FIGURES, read_table
 from segrobust.report.answer import answer_blocks
-from segrobust.report.html import Section, collapsed_table, figure, notes, paragraph
+from segrobust.report.html import (
+    Section,
+    build_html_report,
+    collapsed_table,
+    figure,
+    notes,
+    paragraph,
+)
+
+INDEX = "index.html"
+TABLES_DIR = "tables"
+FINDINGS = "findings.csv"
 
 STUDY_TEXT = {
     "texture": (
@@ -35,38 +54,6 @@ STUDY_TEXT = {
     ),
 }
 
-#: Caption of every analysis table (``contract.ANALYSIS_TABLES``; a test keeps them equal).
-TABLE_CAPTIONS = {
-    "recipe": "Recommendation per regime: decision, effect (median paired Dice difference) with "
-    "its 95% CI, independent images, Holm-adjusted p, smallest attainable p, reason",
-    "recipe_comparisons": "Every comparison behind the recipe: the leading architecture against "
-    "each rival per regime",
-    "conformal_summary": "Conformal Dice bound per study and architecture over in-domain test "
-    "conditions: median bound, pooled coverage with its Clopper-Pearson CI, status",
-    "findings": "The papers' findings: expected direction, measured effect, CI, n, p, reproduced",
-    "robustness": "Robustness per architecture and perturbation: mean Dice drop vs clean, "
-    "ROOD-MRI Overall and Degradation (weights (2/3)^s), coefficient of variation",
-    "corruption_errors": "Corruption error (CE) and relative CE, normalised to the baseline "
-    "architecture (undefined where the baseline does not degrade); mCE over perturbations",
-    "texture_trends": "Texture study: slope of Dice vs LBP complexity (in-domain, standard errors "
-    "clustered by image) and area under the in-domain Dice-alpha curve",
-    "pairwise_wilcoxon": "Paired Wilcoxon signed-rank tests between architectures on the same test "
-    "images, Holm-corrected per condition",
-    "friedman": "Friedman test over independent test-set blocks, average ranks and the Nemenyi "
-    "critical difference",
-    "rankings": "Ranking per condition with its bootstrap stability",
-    "bootstrap_ci": "Bootstrap 95% confidence intervals of mean Dice and of pairwise differences",
-    "conformal_fnr": "Conformal risk control of the false-negative rate: threshold calibrated on "
-    "the held-out calibration split, realised FNR per test condition, status",
-    "coverage": "Empirical coverage of the conformal Dice lower bound per run and condition, with "
-    "its Clopper-Pearson CI; flagged rows are where coverage breaks under shift",
-    "per_image_with_bounds": "Every test and calibration image with its conformal Dice lower bound",
-    "context_fbr_range": "Training patches' foreground-ratio range per dataset and patch size",
-    "context_out_of_range": "Dice inside minus outside the training foreground-ratio range per "
-    "architecture and patch size, with bootstrap 95% CIs",
-    "context_fbr_bins": "Mean Dice per quantile bin of the test cases' foreground ratio",
-}
-
 
 @dataclass(frozen=True)
 class ReportInputs:
@@ -74,13 +61,13 @@ class ReportInputs:
 
     results: Path  # results/<study>/summary.csv, per_image.csv, train_logs.csv
     analysis: Path  # results/analysis/<table>.csv, notes.md
-    figures: Path  # results/report/figures/<name>.png
-    captions: Path  # workflow/report/captions/<name>.rst
-    tables_out: Path  # results/report/tables/ (CSV copies the page links to)
+    figures: Path  # results/figures/<name>.png
+    captions: Path  # workflow/report/captions/<figure>.rst
+    table_captions: Path  # workflow/report/tables/<table>.rst
 
 
 def caption(captions_dir: Path, name: str) -> str:
-    """The caption of figure ``name``: its ``<name>.rst`` (the one home of captions, which
+    """The caption ``<name>.rst`` of a figure or table (the one home of its caption, which
     Snakemake's ``--report`` shows too) as one paragraph."""
     return " ".join((captions_dir / f"{name}.rst").read_text().split())
 
@@ -149,7 +136,7 @@ def raw_tables(
     studies: Sequence[str], inputs: ReportInputs, analysis: Mapping[str, pd.DataFrame]
 ) -> dict[str, tuple[pd.DataFrame, str]]:
     """Every table of the appendix by name: (table, caption)."""
-    raw = {name: (analysis[name], TABLE_CAPTIONS[name]) for name in ANALYSIS_TABLES}
+    raw = {name: (analysis[name], caption(inputs.table_captions, name)) for name in ANALYSIS_TABLES}
     for study in studies:
         for name, frame in study_tables(inputs.results, study).items():
             what = (
@@ -161,10 +148,12 @@ def raw_tables(
     return raw
 
 
-def pipeline_sections(studies: Sequence[str], inputs: ReportInputs) -> list[Section]:
+def pipeline_sections(
+    studies: Sequence[str], inputs: ReportInputs, tables_out: Path
+) -> list[Section]:
     """The report's sections for the enabled ``studies``: Answer, one per study, statistics,
-    then the tables, whose CSV copies are written into ``inputs.tables_out`` (linked from the
-    page)."""
+    then the tables, whose CSV copies are written into ``tables_out`` (linked from the page,
+    relative to it: ``tables_out`` is the ``tables/`` beside the page)."""
     analysis = analysis_tables(inputs.analysis)
     sections = [Section("Answer", "answer", answer_blocks(analysis, studies))]
     for study in studies:
@@ -182,12 +171,39 @@ def pipeline_sections(studies: Sequence[str], inputs: ReportInputs) -> list[Sect
     statistics.append(notes((inputs.analysis / "notes.md").read_text()))
     sections.append(Section("Statistics and conformal confidence", "statistics", statistics))
     raw = raw_tables(studies, inputs, analysis)
-    with atomic.atomic_dir(inputs.tables_out) as staging:
+    with atomic.atomic_dir(tables_out) as staging:
         for name, (frame, _) in raw.items():
             atomic.write_csv(staging / f"{name}.csv", frame)
     folded = [
-        collapsed_table(frame, text, f"{inputs.tables_out.name}/{name}.csv")
+        collapsed_table(frame, text, f"{tables_out.name}/{name}.csv")
         for name, (frame, text) in raw.items()
     ]
     sections.append(Section("Tables", "tables", folded))
     return sections
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    studies: Sequence[str],
+    inputs: ReportInputs,
+    *,
+    meta: Sequence[str],
+    config: Mapping[str, Any],
+    versions: Mapping[str, str],
+) -> Path:
+    """Write the report folder ``out_dir`` atomically (all of it or nothing): the page
+    ``index.html``, the papers' findings ``findings.csv`` and every table it shows in
+    ``tables/``. Returns the page's path."""
+    out_dir = Path(out_dir)
+    with atomic.atomic_dir(out_dir) as staging:
+        sections = pipeline_sections(studies, inputs, staging / TABLES_DIR)
+        atomic.write_text(staging / FINDINGS, (inputs.analysis / FINDINGS).read_text())
+        build_html_report(
+            staging / INDEX,
+            title="segrobust report",
+            meta=meta,
+            sections=sections,
+            config=config,
+            versions=versions,
+        )
+    return out_dir / INDEX

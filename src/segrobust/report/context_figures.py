@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from segrobust.analysis.aggregate import require_columns
 from segrobust.report.plotting import (
@@ -24,18 +25,22 @@ from segrobust.report.plotting import (
     LAYOUT,
     Layout,
     add_arch_legend,
+    arch_order,
     facet_rows,
     facet_values,
+    is_bottom_panel,
     metric_label,
     new_figure,
+    panel_grid,
     patch_label,
     patch_order,
     resolve_palette,
     rows_of_test_split,
     save_figure,
+    wrapped_axes,
 )
 
-PATCH_AXIS_LABEL = "Training and inference patch edge (voxels)"
+PATCH_AXIS_LABEL = "Patch edge (voxels)"
 TRAINING_RANGE_COLOUR = "0.85"
 TRAINING_FG_RATIO_LABEL = "Training-patch foreground\nratio (fg / all voxels)"
 
@@ -58,11 +63,13 @@ def plot_metric_vs_patch_size(
     means over test cases and seeds, bars their bootstrap 95% confidence interval."""
     rows = rows_of_test_split(per_image, ["dataset", "arch", "patch", metric], "patch-size figure")
     colours = resolve_palette(rows["arch"].unique(), palette)
-    archs = sorted(rows["arch"].unique())
+    archs = arch_order(rows["arch"])
     order = patch_order(rows["patch"])
     datasets = facet_values(rows, "dataset")
-    fig, axes = new_figure(1, len(datasets), layout, sharey=True)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    nrows, ncols = panel_grid(len(datasets))
+    fig, axes = new_figure(nrows, ncols, layout, sharey=True)
+    placed = zip(wrapped_axes(axes, len(datasets)), datasets, strict=True)
+    for i, (ax, dataset) in enumerate(placed):
         sns.pointplot(
             data=facet_rows(rows, "dataset", dataset),
             x="patch",
@@ -81,12 +88,25 @@ def plot_metric_vs_patch_size(
         )
         ax.set(
             title="all datasets" if dataset is None else str(dataset),
-            xlabel=PATCH_AXIS_LABEL,
-            ylabel=metric_label(metric),
+            xlabel=PATCH_AXIS_LABEL if is_bottom_panel(i, len(datasets), ncols) else "",
+            ylabel=metric_label(metric) if i % ncols == 0 else "",
         )
         ax.set_xticks(range(len(order)), ["whole" if p == "full" else p for p in order])
     add_arch_legend(fig, colours, archs)
     save_figure(fig, path)
+
+
+def log_ticks(ax, low: float, high: float) -> None:
+    """Labelled ticks on a logarithmic x axis from ``low`` to ``high`` that never collide: powers
+    of ten when the data span two decades or more, else 1-2-5 steps, as plain numbers (0.002),
+    and no labels on the minor ticks (matplotlib labels them when few decades are shown, which
+    is where its labels run into each other)."""
+    decades = np.log10(high / low) if low > 0 and high > low else 0.0
+    ax.xaxis.set_major_locator(
+        LogLocator(base=10, subs=(1.0,) if decades >= 2 else (1.0, 2.0, 5.0))
+    )
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_metric_vs_test_fbr(
@@ -125,8 +145,11 @@ def plot_metric_vs_test_fbr(
             f"context_fbr_range.csv has {sorted(ranges.index)}"
         )
     colours = resolve_palette(bins["arch"].unique(), palette)
-    fig, axes = new_figure(1, len(order), layout, sharey=True)
-    for ax, patch in zip(axes[0], order, strict=True):
+    nrows, ncols = panel_grid(len(order))
+    fig, axes = new_figure(nrows, ncols, layout, sharey=True)
+    span = np.concatenate([bins["fbr_low"], bins["fbr_high"], ranges.to_numpy().ravel()])
+    span = span[np.isfinite(span) & (span > 0)]
+    for i, (ax, patch) in enumerate(zip(wrapped_axes(axes, len(order)), order, strict=True)):
         ax.axvspan(*ranges.loc[patch, ["fbr_low", "fbr_high"]], color=TRAINING_RANGE_COLOUR)
         for arch, part in bins[bins["patch"] == patch].groupby("arch", sort=True):
             part = part.sort_values("fbr_low")
@@ -137,7 +160,13 @@ def plot_metric_vs_test_fbr(
                 capsize=2, lw=1.2,
             )  # fmt: skip
         ax.set_xscale("log")  # small test spheres sit decades below the training range
-        ax.set(title=patch_label(patch), xlabel=FG_RATIO_LABEL, ylabel=metric_label("dice"))
+        if span.size:
+            log_ticks(ax, float(span.min()), float(span.max()))
+        ax.set(
+            title=patch_label(patch),
+            xlabel=FG_RATIO_LABEL if is_bottom_panel(i, len(order), ncols) else "",
+            ylabel=metric_label("dice") if i % ncols == 0 else "",
+        )
     band = Patch(color=TRAINING_RANGE_COLOUR, label=_range_label(context_fbr_range))
     add_arch_legend(fig, colours, bins["arch"].unique(), extra_handles=[band])
     save_figure(fig, path)
@@ -160,7 +189,7 @@ def plot_training_patch_fbr(
         raise ValueError("training-patch FBR figure: the patch table has no fg_ratio values")
     low, high = context_fbr_range[["quantile_low", "quantile_high"]].iloc[0]
     colours = resolve_palette(patches["arch"].unique(), palette)
-    archs = sorted(patches["arch"].unique())
+    archs = arch_order(patches["arch"])
     fig, axes = new_figure(1, 1, layout)
     ax = axes[0, 0]
     sns.boxplot(

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from segrobust import atomic
+from segrobust.report.display import CSS_PX_PER_INCH, DPI, PAGE_MAX_WIDTH_PX, PAGE_PADDING_PX
 
 VERSIONED_PACKAGES = (
     "segrobust", "torch", "monai", "snakemake", "numpy", "scipy", "statsmodels", "pandas",
@@ -34,20 +35,26 @@ VERSIONED_PACKAGES = (
 #: Rows of a table shown in the page; the CSV beside the report has them all.
 MAX_ROWS = 200
 
-STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222}
+STYLE = (
+    (
+        f"body{{font-family:system-ui,sans-serif;max-width:{PAGE_MAX_WIDTH_PX}px;margin:1.5em auto;"
+        f"padding:0 {PAGE_PADDING_PX}px;color:#222}}"
+    )
+    + """
 h1{border-bottom:2px solid #333;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #aaa}
 .meta{color:#555;font-size:.9em}nav{font-size:.9em;margin:.5em 0 1em}nav a{margin-right:1em}
 #answer{background:#f4f8fc;border:1px solid #c9d9ea;padding:.2em 1.2em 1em;border-radius:6px}
 #answer h2{margin-top:.6em}li{margin:.25em 0}.yes{color:#1a7f37;font-weight:600}
 .no{color:#b42318;font-weight:600}.inconclusive{color:#8a6d00}
-figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#444}
+figure{margin:1.5em 0}figure img{max-width:100%;height:auto}
+figcaption{font-size:.9em;color:#444}
 table{border-collapse:collapse;font-size:.8em;margin:.5em 0 1em}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}
 td:first-child,th:first-child{text-align:left}
 pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.85em}
 details{margin:.4em 0}summary{cursor:pointer}.tablewrap{max-height:420px;overflow:auto}
 """
+)
 
 
 @dataclass
@@ -83,14 +90,30 @@ def bullets(items: Iterable[str]) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
 
 
-def figure(path: str | os.PathLike, caption: str) -> str:
-    """A PNG inlined as a data URI, with its caption; a missing file is an error naming it."""
+def png_size(data: bytes, what: str | os.PathLike = "image") -> tuple[int, int]:
+    """(width, height) in pixels of a PNG, from its header; an error naming ``what`` when the
+    bytes are not a PNG."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError(f"{what}: not a PNG file")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def figure(path: str | os.PathLike, caption: str, dpi: int = DPI) -> str:
+    """A PNG inlined as a data URI, with its caption; a missing file is an error naming it.
+
+    The image is shown at its physical size (a figure drawn at ``dpi`` shows one inch as
+    `CSS_PX_PER_INCH` px, `segrobust.report.display`), so its fonts read as the figure code set
+    them; only a figure wider than the page is scaled down (max-width).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"report figure not found: {path}")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    raw = path.read_bytes()
+    width, height = (round(n * CSS_PX_PER_INCH / dpi) for n in png_size(raw, path))
+    data = base64.b64encode(raw).decode("ascii")
     return (
-        f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+        f'<figure><img alt="{html.escape(path.stem)}" width="{width}" height="{height}" '
+        f'src="data:image/png;base64,{data}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 

@@ -1,7 +1,9 @@
 """Figures of the perturbation study: robustness to graded test-time perturbations.
 
 Each function takes contract-4 rows of the perturbation study (only the `test` split is plotted)
-and writes one PNG. Rows are training datasets; colours are architectures (`arch_palette`).
+and writes one PNG. A panel per (training dataset, perturbation), wrapped into rows that fit one
+screen; colours are architectures (`arch_palette`), perturbations and architectures are named by
+their display names (`segrobust.report.names`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import seaborn as sns
 
 from segrobust.analysis.aggregate import with_named_levels
 from segrobust.contract import LEVEL_ORDER
+from segrobust.report.names import perturbation_display_name
 from segrobust.report.plotting import (
     COMPLEXITY_LABEL,
     LAYOUT,
@@ -21,12 +24,15 @@ from segrobust.report.plotting import (
     add_arch_legend,
     facet_rows,
     facet_values,
+    is_bottom_panel,
     mean_ci_lines,
     metric_label,
     new_figure,
+    panel_grid,
     resolve_palette,
     rows_of_test_split,
     save_figure,
+    wrapped_axes,
 )
 
 LEVEL_COLOURS: dict[str, str] = dict(
@@ -53,6 +59,13 @@ def severity_curves(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def panel_title(dataset: object, perturbation: str) -> str:
+    """A panel's title: the perturbation's display name, under its dataset when there are
+    several datasets (``dataset`` None: one)."""
+    name = perturbation_display_name(perturbation)
+    return name if dataset is None else f"{dataset}\n{name}"
+
+
 def plot_perturbation_severity(
     path: str | os.PathLike,
     *,
@@ -61,8 +74,8 @@ def plot_perturbation_severity(
     palette: Mapping[str, str] | None = None,
     layout: Layout = LAYOUT,
 ) -> None:
-    """``metric`` vs perturbation severity per architecture: a row of panels per training
-    dataset, a column per perturbation; severity 0 is the clean test split. Points are means over
+    """``metric`` vs perturbation severity per architecture: a panel per (training dataset,
+    perturbation), wrapped into rows; severity 0 is the clean test split. Points are means over
     test images and seeds, bars their bootstrap 95% confidence interval.
 
     Call once with ``metric="dice"`` and once with ``metric="hd95"`` for the papers' two views.
@@ -75,18 +88,24 @@ def plot_perturbation_severity(
     colours = resolve_palette(curves["arch"].unique(), palette)
     datasets = facet_values(curves, "dataset")
     perturbations = sorted(curves["perturbation"].unique())
+    panels = [(d, p) for d in datasets for p in perturbations]
     severities = sorted(curves["severity"].unique())
-    fig, axes = new_figure(len(datasets), len(perturbations), layout, sharex=True, sharey="row")
-    for i, dataset in enumerate(datasets):
-        for j, perturbation in enumerate(perturbations):
-            ax = axes[i, j]
-            panel = facet_rows(curves, "dataset", dataset)
-            panel = panel[panel["perturbation"] == perturbation]
-            if not panel.empty:
-                mean_ci_lines(ax, panel, "severity", metric, colours)
-            title = perturbation if dataset is None else f"{dataset}: {perturbation}"
-            ax.set(title=title, xlabel="Severity (0 = clean)", ylabel=metric_label(metric))
-            ax.set_xticks(severities)
+    nrows, ncols = panel_grid(len(panels))
+    fig, axes = new_figure(nrows, ncols, layout, sharex=True, sharey=True)
+    several = len(datasets) > 1
+    placed = zip(wrapped_axes(axes, len(panels)), panels, strict=True)
+    for i, (ax, (dataset, perturbation)) in enumerate(placed):
+        panel = facet_rows(curves, "dataset", dataset)
+        panel = panel[panel["perturbation"] == perturbation]
+        if not panel.empty:
+            mean_ci_lines(ax, panel, "severity", metric, colours)
+        ax.set(
+            title=panel_title(dataset if several else None, perturbation),
+            xlabel="Severity (0 = clean)" if is_bottom_panel(i, len(panels), ncols) else "",
+            ylabel=metric_label(metric) if i % ncols == 0 else "",
+        )
+        ax.set_xticks(severities)
+        ax.tick_params(labelbottom=True)  # every panel shows its severities, also above others
     add_arch_legend(fig, colours, curves["arch"].unique())
     save_figure(fig, path)
 
@@ -98,8 +117,8 @@ def plot_complexity_by_level(
     max_columns: int = 4,
     layout: Layout = LAYOUT,
 ) -> None:
-    """Distribution (box plot) of test-image LBP complexity per named level, Hardest to
-    Easiest, one panel per training dataset (wrapped after ``max_columns``).
+    """Distribution (horizontal box plot) of test-image LBP complexity per named level, Hardest
+    to Easiest from the top, one panel per training dataset (wrapped after ``max_columns``).
 
     Each test image counts once per condition: the rows of the several models that evaluated
     the same image are collapsed first. Perturbations without a named level are left out; the
@@ -118,16 +137,15 @@ def plot_complexity_by_level(
     images = rows.drop_duplicates(subset=[*keys, "level"])
     levels = [level for level in LEVEL_ORDER if level in set(images["level"])]
     datasets = facet_values(images, "dataset")
-    ncols = min(len(datasets), max_columns)
-    nrows = -(-len(datasets) // ncols)
-    fig, axes = new_figure(nrows, ncols, layout, legend=False)
-    for ax in axes.flat[len(datasets) :]:
-        ax.set_axis_off()
-    for ax, dataset in zip(axes.flat, datasets, strict=False):
-        sns.boxplot(
+    nrows, ncols = panel_grid(len(datasets), legend=False, max_columns=max_columns)
+    fig, axes = new_figure(nrows, ncols, layout, legend=False, sharey=True)
+    for i, (ax, dataset) in enumerate(
+        zip(wrapped_axes(axes, len(datasets)), datasets, strict=True)
+    ):
+        sns.boxplot(  # horizontal: the level names read without rotation
             data=facet_rows(images, "dataset", dataset),
-            x="level",
-            y="complexity",
+            x="complexity",
+            y="level",
             hue="level",
             order=levels,
             hue_order=levels,
@@ -138,8 +156,7 @@ def plot_complexity_by_level(
         )
         ax.set(
             title="all datasets" if dataset is None else str(dataset),
-            xlabel="Perturbation level",
-            ylabel=COMPLEXITY_LABEL,
+            xlabel=COMPLEXITY_LABEL if is_bottom_panel(i, len(datasets), ncols) else "",
+            ylabel="Perturbation level" if i % ncols == 0 else "",
         )
-        ax.tick_params(axis="x", labelrotation=30)
     save_figure(fig, path)

@@ -1,13 +1,20 @@
-"""Shared plotting conventions of the report figures: backend, arch colours, layout, saving.
+"""Shared plotting conventions of the report figures: backend, fonts, arch colours and names,
+a layout that fits one screen, saving with a legibility check.
 
-Every figure function of segrobust lays its panels out on a grid of fixed-size panels, so the
-PNG's pixel size follows from the number of panels (``ncols * panel_width + legend`` by
-``nrows * panel_height`` inches at ``dpi``), colours an architecture the same in every figure
-(`arch_palette`) and writes its file atomically (`save_figure`).
+Every figure is sized for the report as it shows it (`segrobust.report.display`: one figure inch
+= 96 CSS px): at most `display.MAX_FIGURE_WIDTH_IN` wide (the page's text column, so it is never
+scaled down and its fonts stay as set here, >= 12 px) and `display.MAX_FIGURE_HEIGHT_IN` tall (one
+screen with the caption). Panels take their preferred size (`Layout`) and shrink to fit, down to
+`MIN_PANEL_WIDTH` x `MIN_PANEL_HEIGHT`; `panel_grid` wraps many panels into rows so they fit. A
+grid beyond what fits at that minimum (more than 4 x 4 panels with a legend) grows past one
+screen rather than become unreadable; the legibility check then says so in the job log.
+`save_figure` writes the PNG atomically after `legibility.warn_if_illegible` has checked every
+drawn text (clipped, overlapping, too small).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,20 +33,42 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from segrobust import atomic  # noqa: E402
 from segrobust.analysis.aggregate import require_columns, select_split  # noqa: E402
+from segrobust.report.display import DPI, MAX_FIGURE_HEIGHT_IN, MAX_FIGURE_WIDTH_IN  # noqa: E402
+from segrobust.report.legibility import warn_if_illegible  # noqa: E402
+from segrobust.report.names import display_name  # noqa: E402
 
-LEGEND_WIDTH = 1.6
-"""Extra figure width, inches, for the legend column on the right."""
-DPI = 150
-"""Default resolution, dots per inch (legible when the report is zoomed or printed)."""
+REPORT_STYLE: dict[str, Any] = {
+    "font.size": 9.5,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 9.5,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9.5,
+    "figure.titlesize": 11,
+}
+"""Font sizes (points) of every report figure: 9 pt is 12 CSS px as the report shows figures,
+above the 10 px floor of `display.MIN_FONT_PX`."""
+matplotlib.rcParams.update(REPORT_STYLE)
+
+LEGEND_WIDTH = 1.7
+"""Extra figure width, inches, for the legend column on the right (the longest display name,
+"Attention U-Net", with its marker)."""
+MIN_PANEL_WIDTH = 2.2
+MIN_PANEL_HEIGHT = 1.8
+"""Smallest panel (inches) that still holds its tick labels, axis labels and title legibly."""
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Size of one panel (inches) and the resolution: a figure's PNG has
-    ``(ncols * panel_width + legend) x nrows * panel_height`` inches at ``dpi``."""
+    """Preferred size of one panel (inches, as shown: 1 in = 96 CSS px) and the PNG resolution.
 
-    panel_width: float = 3.2
-    panel_height: float = 2.6
+    Panels shrink below the preferred size (down to `MIN_PANEL_WIDTH` x `MIN_PANEL_HEIGHT`) when
+    the grid would not fit one screen otherwise; ``dpi`` changes only the PNG's sharpness.
+    """
+
+    panel_width: float = 3.0
+    panel_height: float = 2.4
     dpi: int = DPI
 
 
@@ -57,25 +86,25 @@ KNOWN_ARCHS: tuple[str, ...] = (
     "monai_unet",
     "swin_unetr",
 )
-"""The registered architectures, in the order they take the colours of `ARCH_COLOURS`: an
-architecture has the same colour in every figure of every report."""
+"""The registered architectures, in the order they take the colours of `ARCH_COLOURS` (and
+appear in legends): an architecture has the same colour in every figure of every report."""
 
 ARCH_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
 """Colour cycle: known archs take the first colours in `KNOWN_ARCHS` order, others the rest."""
 
 METRIC_LABELS: dict[str, str] = {
-    "dice": "Dice coefficient (0-1)",
+    "dice": "Dice (0-1)",
     "hd": "Hausdorff distance (mm)",
     "hd95": "HD95 (mm)",
     "nsd": "Normalised surface Dice (0-1)",
     "assd": "ASSD (mm)",
-    "volume_diff": "Relative volume difference (pred - true) / true",
+    "volume_diff": "Relative volume difference",
     "quality": "Self-estimated Dice (0-1)",
 }
-"""Axis labels with units for the metric columns of contract 4."""
+"""Axis labels with units for the metric columns of contract 4 (short: a panel is ~2.5 in)."""
 
-COMPLEXITY_LABEL = "LBP complexity\n(KL divergence, bits)"
-FG_RATIO_LABEL = "Foreground ratio (foreground / all voxels)"
+COMPLEXITY_LABEL = "LBP complexity (bits)"
+FG_RATIO_LABEL = "Foreground ratio (fg / all voxels)"
 
 BOOTSTRAP_SEED = 0
 """Seed of seaborn's bootstrap confidence intervals, so a figure is identical run to run."""
@@ -143,19 +172,37 @@ def patch_label(patch: str) -> str:
     return "whole image" if patch == "full" else f"patch {patch}³ voxels"
 
 
-def new_figure(
-    nrows: int, ncols: int, layout: Layout, *, legend: bool = True, **subplot_kw: Any
-) -> tuple[plt.Figure, np.ndarray]:
-    """A figure of ``nrows`` x ``ncols`` panels (always a 2D axes array) with room for a legend.
+def panel_grid(n_panels: int, *, legend: bool = True, max_columns: int | None = None):
+    """(rows, columns) that wrap ``n_panels`` panels into the fewest rows whose panels stay at
+    least `MIN_PANEL_WIDTH` wide within the page's text column (and at most ``max_columns``
+    per row), the rows filled as evenly as that allows."""
+    room = MAX_FIGURE_WIDTH_IN - (LEGEND_WIDTH if legend else 0.0)
+    fitting = max(1, math.floor(room / MIN_PANEL_WIDTH + 1e-9))
+    widest = max(1, min(n_panels, fitting, max_columns or n_panels))
+    nrows = -(-n_panels // widest)
+    return nrows, -(-n_panels // nrows)  # rows as even as the fewest rows allow: 5 -> 3 + 2
 
-    The size follows ``layout``; the constrained layout fits labels inside it, so the PNG has
-    exactly that many pixels.
-    """
-    width = ncols * layout.panel_width + (LEGEND_WIDTH if legend else 0.0)
+
+def figure_size(nrows: int, ncols: int, layout: Layout, *, legend: bool = True):
+    """(width, height) in inches of a ``nrows`` x ``ncols`` grid: preferred panels, shrunk to fit
+    one screen, never below the minimum panel (see the module docstring)."""
+    legend_width = LEGEND_WIDTH if legend else 0.0
+    fit_width = (MAX_FIGURE_WIDTH_IN - legend_width) / ncols
+    fit_height = MAX_FIGURE_HEIGHT_IN / nrows
+    panel_width = max(min(layout.panel_width, fit_width), MIN_PANEL_WIDTH)
+    panel_height = max(min(layout.panel_height, fit_height), MIN_PANEL_HEIGHT)
+    return ncols * panel_width + legend_width, nrows * panel_height
+
+
+def new_figure(
+    nrows: int, ncols: int, layout: Layout = LAYOUT, *, legend: bool = True, **subplot_kw: Any
+) -> tuple[plt.Figure, np.ndarray]:
+    """A figure of ``nrows`` x ``ncols`` panels (always a 2D axes array) with room for a legend,
+    sized by `figure_size`; the constrained layout fits labels inside it."""
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(width, nrows * layout.panel_height),
+        figsize=figure_size(nrows, ncols, layout, legend=legend),
         dpi=layout.dpi,
         squeeze=False,
         layout="constrained",
@@ -164,23 +211,42 @@ def new_figure(
     return fig, axes
 
 
+def wrapped_axes(axes: np.ndarray, n_panels: int) -> list[plt.Axes]:
+    """The first ``n_panels`` axes of a wrapped grid, row by row; the spare ones are hidden."""
+    flat = list(axes.flat)
+    for ax in flat[n_panels:]:
+        ax.set_axis_off()
+    return flat[:n_panels]
+
+
+def is_bottom_panel(index: int, n_panels: int, ncols: int) -> bool:
+    """Whether panel ``index`` of a wrapped grid has no panel below it (it shows the x label)."""
+    return index + ncols >= n_panels
+
+
+def arch_order(archs: Iterable[str]) -> list[str]:
+    """Architectures in `KNOWN_ARCHS` order, then other names sorted: the legend's order."""
+    names = set(archs)
+    return [a for a in KNOWN_ARCHS if a in names] + sorted(names - set(KNOWN_ARCHS))
+
+
 def add_arch_legend(
     fig: plt.Figure,
     palette: Mapping[str, str],
     archs: Iterable[str],
     extra_handles: Sequence[Artist] = (),
 ) -> None:
-    """One legend for the whole figure, outside the panels on the right: an entry per arch, then
-    ``extra_handles`` (e.g. a shaded range)."""
+    """One legend for the whole figure, outside the panels on the right: an entry per arch (its
+    display name), then ``extra_handles`` (e.g. a shaded range)."""
     handles = [
-        Line2D([], [], color=palette[a], marker="o", linestyle="-", label=a) for a in sorted(archs)
+        Line2D([], [], color=palette[a], marker="o", linestyle="-", label=display_name(a))
+        for a in arch_order(archs)
     ]
     fig.legend(
         handles=[*handles, *extra_handles],
         title="architecture",
         loc="outside right upper",
         frameon=False,
-        fontsize="small",
     )
 
 
@@ -195,17 +261,17 @@ def resolve_palette(archs: Iterable[str], palette: Mapping[str, str] | None) -> 
     return dict(palette)
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike, *, tight: bool = False) -> None:
-    """Write ``fig`` as PNG to ``path`` atomically and close it.
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Check ``fig``'s text (`legibility.warn_if_illegible`: a warning per problem, naming the
+    file), then write it as PNG to ``path`` atomically and close it.
 
-    The PNG has the figure's size at its dpi, unless ``tight`` crops it to what was drawn (for
-    figures whose text stands outside the axes). The figure is closed even when writing fails,
-    so a failed plot leaks no memory in a long Snakemake job, and a failed write leaves no
-    partial file behind.
+    The figure is closed even when writing fails, so a failed plot leaks no memory in a long
+    Snakemake job, and a failed write leaves no partial file behind.
     """
     try:
+        warn_if_illegible(fig, os.fspath(path))
         with atomic.atomic_file(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight" if tight else None)
+            fig.savefig(tmp, format="png", dpi=fig.dpi)
     finally:
         plt.close(fig)
 

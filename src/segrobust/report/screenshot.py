@@ -1,8 +1,10 @@
 """Open the HTML report as a reader would: headless Chromium, a laptop-sized window.
 
 Used by the tests and by ``python -m segrobust.report.screenshot results/report/index.html``:
-it says where the "Answer" section starts on the page (it must be within the first screen) and
-can save a screenshot of that first screen. Chromium runs with ``--no-sandbox`` because CI runs
+it says where the "Answer" section starts on the page (it must be within the first screen),
+which figures the browser shows smaller than their intended size (none should be: a figure is
+drawn to fit the page, `segrobust.report.display`), and can save a screenshot of that first
+screen. Chromium runs with ``--no-sandbox`` because CI runs
 as root, where its sandbox refuses to start; the page is a local file with no scripts of its own.
 """
 
@@ -18,21 +20,25 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
-#: Injected into a copy of the page: the Answer section's position, written into the title.
+#: Injected into a copy of the page: the Answer section's position and the figures shown
+#: narrower than their width attribute, written into the title.
 _PROBE = (
     "<script>const a=document.getElementById('answer');"
+    "const scaled=[...document.querySelectorAll('figure img')].filter(i=>"
+    "i.getBoundingClientRect().width<Number(i.getAttribute('width'))-0.5).map(i=>i.alt);"
     "document.title='answer-top='+(a?Math.round(a.getBoundingClientRect().top):-1)"
-    "+';viewport='+window.innerHeight;</script>"
+    "+';viewport='+window.innerHeight+';scaled='+scaled.join(',')+';end';</script>"
 )
 
 
 @dataclass(frozen=True)
 class FirstScreen:
     """Where the Answer starts (pixels from the top; -1 when the page has none) in a window of
-    ``viewport`` pixels height."""
+    ``viewport`` pixels height, and the figures shown scaled down (by their alt text)."""
 
     answer_top: int
     viewport: int
+    scaled_figures: tuple[str, ...] = ()
 
     @property
     def answer_visible(self) -> bool:
@@ -79,12 +85,13 @@ def first_screen(
         probe = Path(tmp) / page.name
         probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
         dom = _chromium(browser, window, "--dump-dom", probe.as_uri())
-    found = re.search(r"answer-top=(-?\d+);viewport=(\d+)", dom)
+    found = re.search(r"answer-top=(-?\d+);viewport=(\d+);scaled=([^;]*);end", dom)
     if found is None:
         raise RuntimeError(f"{page}: the browser did not run the position probe")
     if screenshot is not None:
         _chromium(browser, window, f"--screenshot={Path(screenshot).resolve()}", page.as_uri())
-    return FirstScreen(int(found.group(1)), int(found.group(2)))
+    scaled = tuple(name for name in found.group(3).split(",") if name)
+    return FirstScreen(int(found.group(1)), int(found.group(2)), scaled)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.page}: the Answer section starts {screen.answer_top} px from the top, "
         f"{where} the first screen ({args.width} x {screen.viewport} px)"
     )
-    return 0 if screen.answer_visible else 1
+    if screen.scaled_figures:
+        print(f"figures shown scaled down: {', '.join(screen.scaled_figures)}")
+    return 0 if screen.answer_visible and not screen.scaled_figures else 1
 
 
 if __name__ == "__main__":

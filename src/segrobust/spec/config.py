@@ -350,6 +350,15 @@ def context_min_shape(config: Mapping[str, Any], name: str) -> list[int] | None:
     return [max(study["patch_sizes"])] * 3
 
 
+def dataset_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Dataset ``name``'s config entry as its preparation reads it: the top-level ``split`` and
+    ``split.calibration_fraction`` unless the entry overrides them (plain values: their repr
+    drives the params rerun trigger)."""
+    split = dict(config["split"])
+    defaults = {"calibration_fraction": split.pop("calibration_fraction"), "split": split}
+    return {**defaults, **config["datasets"][name]}
+
+
 def with_context_min_shape(
     entry: Mapping[str, Any], config: Mapping[str, Any], name: str
 ) -> dict[str, Any]:

@@ -1,0 +1,56 @@
+"""What a person reads instead of an internal id: architectures and perturbations by name.
+
+Every figure, legend and report line that names an architecture or a perturbation calls
+`display_name` / `perturbation_display_name`; the ids (``noskip_unet``, ``background_blur``) stay
+in the tables and file names, where programs read them. This is the one place the names are
+spelled, so a torch-free record per architecture (issue 19) can take over the body of
+`display_name` without touching its callers.
+
+Names not listed (a user's own architecture) are shown as their id with underscores as spaces:
+a readable fallback, never an error, so a new registry entry cannot break a figure.
+"""
+
+from __future__ import annotations
+
+ARCHITECTURE_NAMES: dict[str, str] = {
+    "unet": "U-Net",
+    "noskip_unet": "No-skip U-Net",
+    "attention_unet": "Attention U-Net",
+    "unetpp": "UNet++",
+    "vnet": "V-Net",
+    "noskip_vnet": "No-skip V-Net",
+    "unetr": "UNETR",
+    "swin_unetr": "Swin UNETR",
+    "monai_unet": "MONAI U-Net",
+}
+"""Display name of every registered architecture (``contract.ARCHITECTURES``)."""
+
+PERTURBATION_NAMES: dict[str, str] = {
+    "none": "clean",
+    "speckle": "speckle noise",
+    "background_blur": "background blur",
+    "gaussian_noise": "Gaussian noise",
+    "rician_noise": "Rician noise",
+    "bias_field": "bias field",
+    "ghosting": "ghosting",
+    "motion": "motion",
+    "gamma": "gamma",
+    "blur": "blur",
+    "resolution": "low resolution",
+}
+"""Display name of every registered perturbation (``perturb.catalog.PERTURBATIONS``), and of
+the clean test set (``perturbation = none``)."""
+
+
+def _fallback(name: str) -> str:
+    return str(name).replace("_", " ")
+
+
+def display_name(arch: str) -> str:
+    """``noskip_unet`` -> ``No-skip U-Net``; an unlisted id -> the id, underscores as spaces."""
+    return ARCHITECTURE_NAMES.get(arch, _fallback(arch))
+
+
+def perturbation_display_name(name: str) -> str:
+    """``background_blur`` -> ``background blur``; ``none`` -> ``clean``."""
+    return PERTURBATION_NAMES.get(name, _fallback(name))
