@@ -37,10 +37,13 @@ STUDY_TEXT = {
 
 #: Caption of every analysis table (``contract.ANALYSIS_TABLES``; a test keeps them equal).
 TABLE_CAPTIONS = {
-    "recipe": "Recommendation per regime: decision, effect (median paired Dice difference) with "
-    "its 95% CI, independent images, Holm-adjusted p, smallest attainable p, reason",
+    "recipe": "Recommendation per regime across training runs and test images: decision, effect "
+    "(mean Dice difference) with its t CI and p, runs per architecture, units, run-to-run "
+    "agreement, share of bootstrap resamples ranking the leader first, reason",
     "recipe_comparisons": "Every comparison behind the recipe: the leading architecture against "
-    "each rival per regime",
+    "each rival per regime (mean difference, t CI, ahead / equivalent / undecided)",
+    "recipe_rankings": "Ranking stability per regime: each architecture's mean Dice, rank and "
+    "share of two-level bootstrap resamples (runs, then units) in which it ranks first",
     "conformal_summary": "Conformal Dice bound per study and architecture over in-domain test "
     "conditions: median bound, pooled coverage with its Clopper-Pearson CI, status",
     "findings": "The papers' findings: expected direction, measured effect, CI, n, p, reproduced",
