@@ -13,7 +13,7 @@ from segrobust.analysis import run as analysis_run
 from segrobust.analysis.conformal import SUMMARY_COLUMNS
 from segrobust.analysis.context import FBR_RANGE_COLUMNS, OUT_OF_RANGE_COLUMNS
 from segrobust.analysis.findings import FINDINGS_COLUMNS
-from segrobust.analysis.recipe import COMPARISON_COLUMNS, RECIPE_COLUMNS
+from segrobust.analysis.recipe import COMPARISON_COLUMNS, RANKING_COLUMNS, RECIPE_COLUMNS
 from segrobust.analysis.robustness import CORRUPTION_COLUMNS, ROBUSTNESS_COLUMNS
 from segrobust.contract import read_table
 
@@ -190,13 +190,22 @@ def test_run_analysis_writes_every_output_with_its_columns(full_run):
     assert list(recipe.columns) == RECIPE_COLUMNS
     assert {"complexity", "shift", "perturbation", "context"} == set(recipe["regime_kind"])
     assert (recipe["n_archs"] >= 2).all()
+    assert set(recipe["decision"]) <= {"recommended", "equivalent", "inconclusive"}
     recommended = recipe[recipe["decision"] == "recommended"]
-    assert (recommended["p_value"] < 0.05).all() and (recommended["effect"] > 0).all()
+    assert (recommended["ci_low"] > DEFAULTS["min_effect"]).all()
     assert recipe.loc[recipe["decision"] != "recommended", "recommended"].isna().all()
+    # the context study ran one seed: one run per architecture, never a decision
+    context = recipe[recipe["study"] == "context"]
+    assert (context["decision"] == "inconclusive").all()
+    assert context["reason"].str.startswith("one training run per architecture").all()
+    assert (recipe.loc[recipe["study"] != "context", "n_runs"] == 2).all()
     assert (tmp_path / "recipe.md").read_text().count("- For ") == len(recipe)
     comparisons = pd.read_csv(tmp_path / "recipe_comparisons.csv")
     assert list(comparisons.columns) == COMPARISON_COLUMNS
     assert len(comparisons) == (recipe["n_archs"] - 1).sum()
+    rankings = pd.read_csv(tmp_path / "recipe_rankings.csv")
+    assert list(rankings.columns) == RANKING_COLUMNS
+    assert len(rankings) == recipe["n_archs"].sum()
     ctx = pd.read_csv(tmp_path / "context_out_of_range.csv")
     assert list(ctx.columns) == OUT_OF_RANGE_COLUMNS
     assert (ctx["dice_drop"] > 0.1).all()  # the synthetic drop outside the range is 0.3
@@ -206,6 +215,8 @@ def test_run_analysis_writes_every_output_with_its_columns(full_run):
     friedman = pd.read_csv(tmp_path / "friedman.csv")
     assert set(friedman["study"]) == {"perturbation", "texture", "context"}
     assert friedman.set_index("study").loc["texture", "n_blocks"].eq(2).all()  # in-domain sets
+    applicable = friedman.groupby("study")["cd_applicable"].first()
+    assert applicable.to_dict() == {"context": False, "perturbation": False, "texture": True}
     coverage = pd.read_csv(tmp_path / "coverage.csv")
     assert {"coverage", "coverage_ci_low", "below_target", "slack", "status"} <= set(
         coverage.columns
@@ -253,6 +264,7 @@ def test_run_analysis_without_perturbations_or_context_writes_empty_tables(tmp_p
         ({"min_cases": 0}, "analysis.min_cases"),
         ({"relative_ce_min_degradation": -0.1}, "analysis.relative_ce_min_degradation"),
         ({"noninferiority_margin": "0.02"}, "analysis.noninferiority_margin"),
+        ({"min_effect": -0.01}, "analysis.min_effect"),
     ],
 )
 def test_bad_settings_are_rejected_before_writing(tmp_path, settings, message):

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from segrobust.data.complexity import (
+    ANALYSIS_SIZE,
     kl_divergence_bits,
     lbp_codes,
     lbp_complexity,
     lbp_complexity_2d,
     lbp_histogram,
+    resize_for_lbp,
 )
 
 
@@ -71,13 +73,14 @@ def test_bad_histograms_and_rules_are_rejected():
         kl_divergence_bits([0.5, 0.5], [1.0])
 
 
-def test_image_where_the_background_has_a_single_code():
-    """Background 0, a 32 x 32 foreground square of 1 in a 64 x 64 image. Every neighbour of a
-    background pixel is >= 0, so every background pixel has code P = 24: q is all in bin 24. A
-    foreground pixel has code 24 only if none of its radius-3 neighbours (bilinearly interpolated)
-    touches the background, i.e. rows and columns 19..44 of the square 16..47: 26^2 of its 32^2
-    pixels. drop: p24 log2(p24 / 1) with p24 = 676 / 1024 (negative); smooth: the other
-    foreground codes fall into bins empty in q and add ~33 bits per unit of their mass."""
+def test_image_where_the_background_has_a_single_code_on_the_native_grid():
+    """Background 0, a 32 x 32 foreground square of 1 in a 64 x 64 image, LBP on the native grid
+    (size=None). Every neighbour of a background pixel is >= 0, so every background pixel has
+    code P = 24: q is all in bin 24. A foreground pixel has code 24 only if none of its radius-3
+    neighbours (bilinearly interpolated) touches the background, i.e. rows and columns 19..44 of
+    the square 16..47: 26^2 of its 32^2 pixels. drop: p24 log2(p24 / 1) with p24 = 676 / 1024
+    (negative); smooth: the other foreground codes fall into bins empty in q and add ~33 bits
+    per unit of their mass."""
     image = np.zeros((64, 64))
     image[16:48, 16:48] = 1.0
     label = (image > 0).astype(np.uint8)
@@ -85,11 +88,55 @@ def test_image_where_the_background_has_a_single_code():
     assert np.all(codes[label == 0] == 24)
     p24 = 676 / 1024
     assert np.mean(codes[label == 1] == 24) == p24
-    drop = lbp_complexity(image, label)
+    drop = lbp_complexity(image, label, size=None)
     assert drop == pytest.approx(p24 * math.log2(p24), abs=1e-12)
-    assert drop == lbp_complexity(image, label, empty_bins="drop")
-    smooth = lbp_complexity(image, label, empty_bins="smooth")
+    assert drop == lbp_complexity(image, label, empty_bins="drop", size=None)
+    smooth = lbp_complexity(image, label, empty_bins="smooth", size=None)
     assert smooth > drop + (1 - p24) * 25  # at least 25 bits per unit of the non-24 mass
+
+
+def test_the_same_image_on_the_papers_256_px_grid_by_hand():
+    """The image above resized x4 as the authors do (bilinear, pixel centres: input coordinate
+    (x + 0.5) / 4 - 0.5). The label resized bilinearly is > 0 where that coordinate lies in
+    (15, 48): rows and columns 62..193, 132 px. The image is 1 (255 after scaling) where it lies
+    in [16, 47]: 66..189, and ramps to 0 across 4 px on each side, so the background (value 0)
+    again has the single code 24, and a foreground pixel has code 24 only if its radius-3 circle
+    stays on the plateau: rows and columns 69..186, 118 px. p24 = 118^2 / 132^2."""
+    image = np.zeros((64, 64))
+    image[16:48, 16:48] = 1.0
+    label = (image > 0).astype(np.uint8)
+    resized, mask = resize_for_lbp(image, label)
+    assert resized.shape == mask.shape == (ANALYSIS_SIZE, ANALYSIS_SIZE) == (256, 256)
+    rows = np.flatnonzero(mask.any(axis=1))
+    assert (rows.min(), rows.max(), mask.sum()) == (62, 193, 132**2)
+    plateau = np.flatnonzero(np.isclose(resized[128], 1.0))
+    assert (plateau.min(), plateau.max()) == (66, 189)
+    assert resized[128, 62] == pytest.approx(0.125) and resized[128, 65] == pytest.approx(0.875)
+    codes = lbp_codes(resized)
+    assert np.all(codes[~mask] == 24)
+    p24 = 118**2 / 132**2
+    assert np.mean(codes[mask] == 24) == pytest.approx(p24)
+    assert lbp_complexity(image, label) == pytest.approx(p24 * math.log2(p24), abs=1e-12)
+    assert lbp_complexity(image, label) == lbp_complexity(image, label, size=256)  # the default
+
+
+def test_resizing_a_one_pixel_label_by_hand():
+    """One foreground pixel (10, 10) of a 64 px label: bilinear x4 is > 0 where the input
+    coordinate (x + 0.5) / 4 - 0.5 lies in (9, 11), i.e. output pixels 38..45."""
+    label = np.zeros((64, 64), dtype=np.uint8)
+    label[10, 10] = 1
+    _, mask = resize_for_lbp(np.zeros((64, 64)), label)
+    expected = np.zeros((256, 256), dtype=bool)
+    expected[38:46, 38:46] = True
+    np.testing.assert_array_equal(mask, expected)
+    image, native = resize_for_lbp(np.eye(4), np.eye(4), size=None)
+    assert image.shape == (4, 4) and native.dtype == bool and native.sum() == 4
+
+
+@pytest.mark.parametrize("size", [0, 6, 256.0, True, "256"])
+def test_bad_analysis_sizes_are_rejected(size):
+    with pytest.raises(ValueError, match="LBP analysis size must be None or an integer >= 7"):
+        lbp_complexity(np.zeros((8, 8)), np.eye(8), size=size)
 
 
 def test_constant_image_has_the_single_uniform_code_p():
@@ -142,9 +189,11 @@ def test_3d_is_the_mean_over_axial_slices_with_both_classes():
     label[2:20, 6:12, 1] = 1
     label[:, :, 2] = 1  # foreground only: undefined, left out
     volume[:12, :, 1] = np.sin(np.arange(24) / 1.5)[None, :]  # a different texture on slice 1
-    per_slice = [lbp_complexity_2d(volume[..., k], label[..., k]) for k in (0, 1)]
+    per_slice = [lbp_complexity_2d(volume[..., k], label[..., k], size=None) for k in (0, 1)]
     assert per_slice[0] != pytest.approx(per_slice[1])
-    assert lbp_complexity(volume, label) == pytest.approx(np.mean(per_slice))
+    assert lbp_complexity(volume, label) == pytest.approx(np.mean(per_slice))  # native slices
+    resized = [lbp_complexity_2d(volume[..., k], label[..., k], size=64) for k in (0, 1)]
+    assert lbp_complexity(volume, label, slice_size=64) == pytest.approx(np.mean(resized))
 
 
 def test_3d_without_any_usable_slice_is_nan():

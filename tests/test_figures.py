@@ -263,7 +263,8 @@ def _friedman(study, status, k=3, p_value=0.01, cd=1.2):
             "study": study, "arch": ["unet", "noskip_unet", "attention_unet"][:k],
             "average_rank": [1.2, 2.1, 2.7][:k], "k": k, "n_blocks": 6, "statistic": 8.0,
             "p_value": p_value, "q_alpha": 2.343, "critical_difference": cd,
-            "significance": 0.05, "status": status, "friedman_note": "",
+            "significance": 0.05, "status": status, "cd_applicable": status == "computed",
+            "friedman_note": "",
         }
     )  # fmt: skip
 
@@ -277,6 +278,7 @@ def test_cd_diagram_is_drawn_only_where_friedman_ran(tmp_path, monkeypatch):
     table = pd.concat([
         _friedman("context", "computed"),
         _friedman("texture", "not computable: needs k >= 3 architectures, got 2", k=2),
+        _friedman("perturbation", "not applicable: the blocks share trained models"),
     ])  # fmt: skip
     plot_critical_difference(tmp_path / "cd.png", friedman=table, dpi=TEST_DPI)
     assert len(drawn) == 1 and drawn[0].startswith("context: Friedman p = 0.01")

@@ -238,7 +238,7 @@ def test_recipe_complexity_regimes_carry_their_numeric_bin_edges():
                     complexity=complexity,
                 )
             )
-    table, _ = recipe_tables(pd.DataFrame(rows).reindex(columns=list(PER_IMAGE_COLUMNS)), n_bins=3)
+    table = recipe_tables(pd.DataFrame(rows).reindex(columns=list(PER_IMAGE_COLUMNS)), n_bins=3)[0]
     assert list(table.columns) == RECIPE_COLUMNS
     bins = table[table.regime_kind == "complexity"]
     complexities = pd.DataFrame(rows).groupby("image_id").complexity.first()

@@ -44,13 +44,17 @@ def _recipe(**rows):
 
 def test_recommendations_come_first_and_the_others_are_folded_with_their_reason():
     recipe = _recipe(
-        a=("texture", "no recommendation", "For regime A, no recommendation: n = 4."),
-        b=("texture", "recommended", "For regime B, use unet: median Dice +0.04."),
+        a=("texture", "inconclusive", "For regime A, inconclusive: too few units: n = 4."),
+        b=("texture", "recommended", "For regime B, use unet: mean Dice +0.04."),
+        d=("texture", "equivalent", "For regime D, use any of unet, vnet."),
         c=("context", "recommended", "For patch 32, use unet."),
     )
     html = "".join(answer.recommendation_blocks(recipe, ["texture", "context"]))
-    assert "Texture study: a recommendation in 1 of 2 regimes" in html
-    assert html.index("use unet: median Dice +0.04") < html.index("<details>")
+    assert (
+        "Texture study: a recommendation in 1 of 3 regimes, equivalent architectures in 1" in html
+    )
+    assert html.index("use unet: mean Dice +0.04") < html.index("<details>")
+    assert html.index("use any of unet, vnet") < html.index("<details>")
     assert "No recommendation in 1 regimes: why" in html and "n = 4" in html
     assert html.index("Texture study") < html.index("Context study")
 
@@ -80,7 +84,8 @@ def test_findings_table_marks_what_was_reproduced():
             "measured_effect": [0.031, np.nan],
             "ci_low": [0.01, np.nan],
             "ci_high": [0.05, np.nan],
-            "n": [100, 3],
+            "n_runs": [3, 1],
+            "n_units": [100, 3],
             "p_value": [0.0012, np.nan],
             "reproduced": ["yes", "inconclusive"],
         }

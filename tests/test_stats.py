@@ -1,4 +1,5 @@
-"""Holm, attainable p, Nemenyi CD, Wilcoxon, Friedman blocks, bootstrap, ranking stability."""
+"""Holm, Nemenyi CD, Wilcoxon, Friedman blocks and their independence, bootstrap, ranking
+stability."""
 
 from __future__ import annotations
 
@@ -25,31 +26,6 @@ def test_holm_caps_at_one_and_ignores_nan():
     assert adjusted[[0, 2, 3]] == pytest.approx([0.03, 0.04, 0.6])
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert np.isnan(stats.holm([np.nan])).all()
-
-
-@pytest.mark.parametrize("n", [1, 2, 4, 5, 6, 8])
-def test_min_attainable_p_is_the_exact_signed_rank_extreme(n):
-    # every difference of one sign, distinct magnitudes: the most extreme exact statistic
-    differences = np.arange(1, n + 1) / 100
-    p = sps.wilcoxon(differences).pvalue
-    assert p == pytest.approx(2 / 2**n if n > 1 else 1.0)
-    assert stats.min_attainable_p(n) == pytest.approx(min(1.0, 2 / 2**n))
-    # Holm over k - 1 rivals with every raw p at that floor: all adjusted p = (k - 1) * floor
-    for rivals in (2, 3, 5):
-        adjusted = stats.holm([p] * rivals)
-        assert adjusted.max() == pytest.approx(stats.min_attainable_p(n, rivals))
-    # ties and zeros never go below it
-    tied = np.array([0.01] * n + [0.0])
-    assert sps.wilcoxon(tied).pvalue >= stats.min_attainable_p(n) - 1e-12
-    assert stats.min_attainable_p(0) == 1.0
-
-
-def test_median_ci_is_seeded_and_collapses_for_constant_differences():
-    rng = np.random.default_rng
-    diffs = np.random.default_rng(0).normal(0.05, 0.02, 40)
-    low, high = stats.median_ci(diffs, 500, rng(1))
-    assert low < np.median(diffs) < high and (low, high) == stats.median_ci(diffs, 500, rng(1))
-    assert stats.median_ci(np.full(7, 0.1), 50, rng(0)) == pytest.approx((0.1, 0.1))
 
 
 def test_demsar_critical_difference_example():
@@ -80,10 +56,12 @@ def test_insignificant_groups_of_the_cd_diagram():
     assert insignificant_groups(ranks, 2.5) == [(0, 3)]
 
 
-def _paired_table(means: dict, n: int = 15, seed: int = 0, conditions=("clean",)):
+def _paired_table(means: dict, n: int = 15, seed: int = 0, conditions=("clean",), own_models=False):
+    """Two seeds per arch; with ``own_models`` each condition is its own dataset (own models)."""
     rng = np.random.default_rng(seed)
     rows = []
     for condition in conditions:
+        dataset = f"busi-{condition}" if own_models else "busi"
         base = rng.uniform(0.5, 0.9, n)
         for arch, shift in means.items():
             for s in (1, 2):
@@ -92,10 +70,10 @@ def _paired_table(means: dict, n: int = 15, seed: int = 0, conditions=("clean",)
                     rows.append(
                         dict(
                             study="perturbation",
-                            dataset="busi",
+                            dataset=dataset,
                             patch="full",
                             condition=condition,
-                            test_dataset="busi",
+                            test_dataset=dataset,
                             split="test",
                             arch=arch,
                             seed=s,
@@ -126,8 +104,9 @@ def test_identical_architectures_get_p_one():
     assert stats.pairwise_wilcoxon(table)["p_value"].tolist() == [1.0]
 
 
-def test_friedman_matches_scipy_on_condition_blocks():
-    table = _paired_table({"a": 0.0, "b": 0.03, "c": 0.06}, conditions=("c1", "c2", "c3", "c4"))
+def test_friedman_matches_scipy_on_blocks_with_their_own_models():
+    table = _paired_table({"a": 0.0, "b": 0.03, "c": 0.06}, conditions=("c1", "c2", "c3", "c4"),
+                          own_models=True)  # fmt: skip
     result = stats.friedman(table, 0.05).set_index("arch")
     blocks = table.groupby(["condition", "arch"])["dice"].mean().unstack()
     expected = sps.friedmanchisquare(blocks["a"], blocks["b"], blocks["c"])
@@ -136,8 +115,19 @@ def test_friedman_matches_scipy_on_condition_blocks():
     assert result["average_rank"].to_dict() == pytest.approx({"a": 3.0, "b": 2.0, "c": 1.0})
     assert result["n_blocks"].iloc[0] == 4
     assert result["critical_difference"].iloc[0] == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 4)))
-    assert (result["status"] == "computed").all()
+    assert (result["status"] == "computed").all() and result["cd_applicable"].all()
     assert "one block per (test dataset, test condition)" in result["friedman_note"].iloc[0]
+
+
+def test_friedman_is_not_applicable_when_the_blocks_share_trained_models():
+    """The clean and perturbed test sets of one dataset are scored by the same networks."""
+    table = _paired_table({"a": 0.0, "b": 0.03, "c": 0.06}, conditions=("c1", "c2", "c3", "c4"))
+    assert stats.blocks_share_models(table, "perturbation")
+    result = stats.friedman(table, 0.05)
+    assert result["statistic"].isna().all() and result["critical_difference"].isna().all()
+    assert (result["status"] == "not applicable: the blocks share trained models").all()
+    assert not result["cd_applicable"].any() and result["average_rank"].notna().all()
+    assert "Friedman not applicable" in result["friedman_note"].iloc[0]
 
 
 def _texture_grid(alphas=(0.1, 0.5, 0.9), archs=("unet", "noskip_unet", "vnet"), n=6):
@@ -179,6 +169,7 @@ def test_texture_blocks_are_test_sets_scored_in_domain():
     assert result.loc["unet", "critical_difference"] == pytest.approx(
         stats.critical_difference(3, 6)
     )
+    assert not stats.blocks_share_models(grid, "texture") and result["cd_applicable"].all()
 
 
 def test_context_blocks_average_patch_sizes_sharing_one_test_set():
@@ -204,7 +195,9 @@ def test_context_blocks_average_patch_sizes_sharing_one_test_set():
 
 
 def test_friedman_with_two_architectures_reports_ranks_only():
-    result = stats.friedman(_paired_table({"a": 0.0, "b": 0.1}, conditions=("x", "y")))
+    result = stats.friedman(
+        _paired_table({"a": 0.0, "b": 0.1}, conditions=("x", "y"), own_models=True)
+    )
     assert result["statistic"].isna().all() and result["average_rank"].notna().all()
     assert result["status"].iloc[0] == "not computable: needs k >= 3 architectures, got 2"
 
@@ -227,10 +220,12 @@ def test_bootstrap_ci_of_a_constant_difference_collapses():
     assert [diff["ci_low"], diff["estimate"], diff["ci_high"]] == pytest.approx([-0.1] * 3)
 
 
-def test_ranking_stability():
+def test_ranking_stability_resamples_runs_and_units():
     clear = stats.rankings(_paired_table({"a": 0.0, "b": 0.2}), 100, seed=0).set_index("arch")
     assert clear.loc["b", "rank"] == 1 and clear.loc["b", "p_first"] == 1.0
+    assert clear["n_runs"].eq(2).all() and clear["n_images"].eq(15).all()
     assert clear["rank_stability"].tolist() == [1.0, 1.0]
     close = stats.rankings(_paired_table({"a": 0.0, "b": 0.001}, seed=3), 200, seed=0)
     assert 0.0 < close["p_first"].iloc[0] < 1.0  # a near tie flips in some resamples
+    assert close.equals(stats.rankings(_paired_table({"a": 0.0, "b": 0.001}, seed=3), 200, 0))
     assert close["p_first"].sum() == pytest.approx(1.0)

@@ -6,7 +6,8 @@ output is always written (the workflow declares them all); a part whose study is
 an empty table with its columns, and ``notes.md`` says why.
 
 The structured answer a report leads with is three CSVs (no Markdown to parse):
-``recipe.csv`` (one decision per regime, with effect, CI, n, p and a sentence),
+``recipe.csv`` (one decision per regime across training runs and test units, with effect, CI,
+n runs, n units, p, run-to-run agreement and a sentence),
 ``conformal_summary.csv`` (per study and architecture: Dice lower bound, coverage with its CI,
 status) and ``findings.csv`` (each published finding: reproduced yes / no / inconclusive /
 not run, with effect, CI, n, p).
@@ -28,6 +29,7 @@ from segrobust.analysis import conformal, context, findings, recipe, robustness,
 SETTINGS = (
     "baseline_arch", "fnr_level", "conformal_alpha", "n_bootstrap", "complexity_bins",
     "significance", "seed", "relative_ce_min_degradation", "min_cases", "noninferiority_margin",
+    "min_effect",
 )  # fmt: skip
 #: The per-image columns the analysis reads: every identifying column and the Dice.
 ANALYSED_COLUMNS = [c for c in contract.PER_IMAGE_COLUMNS if c not in contract.METRICS] + ["dice"]
@@ -57,7 +59,7 @@ def check_settings(settings: dict) -> dict:
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
             raise ValueError(f"analysis.{key} must be an integer >= {minimum}, got {value!r}")
-    for key in ("relative_ce_min_degradation", "noninferiority_margin"):
+    for key in ("relative_ce_min_degradation", "noninferiority_margin", "min_effect"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < 1:
             raise ValueError(f"analysis.{key} must be a number in [0, 1), got {value!r}")
@@ -131,9 +133,12 @@ def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
             "context_out_of_range.csv are empty, and there are no context regimes."
         )
     _context_tables(tables, per_image, ranges, settings)
-    tables["recipe.csv"], tables["recipe_comparisons.csv"] = recipe.recipe_tables(
-        per_image, ranges, settings["complexity_bins"], sig, n_boot, seed, settings["min_cases"]
-    )
+    decisions = recipe.RecipeSettings(sig, settings["min_effect"], settings["min_cases"], n_boot)
+    (
+        tables["recipe.csv"],
+        tables["recipe_comparisons.csv"],
+        tables["recipe_rankings.csv"],
+    ) = recipe.recipe_tables(per_image, ranges, settings["complexity_bins"], decisions, seed)
     tables["recipe.md"] = recipe.recipe_markdown(tables["recipe.csv"])
     tables["findings.csv"] = findings.findings(
         per_image,
@@ -141,8 +146,7 @@ def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
         sig,
         settings["noninferiority_margin"],
         settings["min_cases"],
-        n_boot,
-        seed,
+        settings["min_effect"],
     )
     friedman_notes = tables["friedman.csv"].drop_duplicates("study")["friedman_note"].tolist()
     notes += _section(

@@ -1,20 +1,23 @@
-"""Paired statistics between architectures on the same test images.
+"""Paired statistics between architectures on the same test images, per condition.
 
 Every comparison is paired and counts independent units (``segrobust.analysis.units``): the
 seed-averaged Dice of one test image (in the texture study one image index), never repeated rows.
+The per-image tests and intervals here describe the trained networks on these images; the
+architecture claims (the recipe, the findings) are ``segrobust.analysis.replicates``' contrasts
+across training runs and images.
 
 * pairwise Wilcoxon signed-rank tests (scipy.stats.wilcoxon) per condition, Holm-corrected over
   the pairs of that condition (statsmodels ``multipletests``);
-* the smallest p-value the exact signed-rank test can reach with n units (``min_attainable_p``),
-  so a regime that cannot support a claim says so instead of reporting "p = 1";
-* a percentile bootstrap CI of the median paired difference (the effect size that goes with the
-  signed-rank test's direction);
 * a Friedman test per study (scipy.stats.friedmanchisquare) with average ranks and the Nemenyi
   critical difference (Demsar, "Statistical comparisons of classifiers over multiple data sets",
-  JMLR 7, 2006), on one block per independent test set: see ``friedman_blocks``;
+  JMLR 7, 2006), on one block per independent test set, and only where the blocks are scored
+  by independent training runs (``blocks_share_models``): one network's luck repeats in every
+  block that network scores, so such blocks are not independent and the test is "not
+  applicable" (``cd_applicable`` is False: the report draws no critical-difference diagram);
 * percentile bootstrap 95% CIs (numpy, seeded) of each architecture's mean Dice and of each
   pairwise mean difference, resampling images jointly for all architectures;
-* a ranking per condition and its bootstrap stability.
+* a ranking per condition and its stability under a two-level bootstrap (training runs within
+  each architecture, then units; ``replicates.ranking_stability``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from segrobust.analysis.units import independent_unit, unit_matrix
+from segrobust.analysis.replicates import ranking_stability
+from segrobust.analysis.units import independent_unit, run_unit_matrix, runs_by_unit, unit_matrix
 from segrobust.contract import in_domain
 
 CONDITION_KEYS = ["study", "dataset", "patch", "condition"]
@@ -64,6 +68,7 @@ FRIEDMAN_COLUMNS = [
     "critical_difference",
     "significance",
     "status",
+    "cd_applicable",
     "friedman_note",
 ]
 BOOTSTRAP_COLUMNS = [
@@ -81,6 +86,7 @@ RANKING_COLUMNS = [
     *CONDITION_KEYS,
     "arch",
     "n_images",
+    "n_runs",
     "mean_dice",
     "rank",
     "rank_stability",
@@ -107,43 +113,6 @@ def holm(p_values) -> np.ndarray:
         finally:
             gc.unfreeze()
     return adjusted
-
-
-def min_attainable_p(n_units: int, n_rivals: int = 1) -> float:
-    """Smallest Holm-adjusted two-sided p of exact signed-rank tests over ``n_rivals`` rivals.
-
-    With n non-zero paired differences the exact null distribution puts probability 2^-n on each
-    sign pattern; the most extreme statistic (all differences of one sign) has one-sided
-    probability 2^-n, so the two-sided p is at least 2 / 2^n (zero differences are dropped and
-    only shrink n). Holm multiplies the smallest raw p by the family size m = ``n_rivals`` and
-    takes running maxima, so the largest adjusted p of the family is at least m * min(raw p):
-    a recommendation, which needs every adjusted p below the level, needs
-    min(1, m * 2 / 2^n) < level. scipy uses the exact test up to n = 50; beyond that the bound
-    is astronomically small and never binding.
-    """
-    if n_units <= 0:
-        return 1.0
-    return float(min(1.0, max(n_rivals, 1) * 2.0 * 0.5**n_units))
-
-
-def median_ci(
-    differences,
-    n_bootstrap: int,
-    rng: np.random.Generator,
-    level: float = 0.95,
-    min_cases: int = 1,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the median of ``differences``, resampling the units.
-
-    NaN when there are fewer than ``min_cases`` units (``analysis.min_cases``): with a handful
-    of units the resamples take only a few distinct values and the interval is not a 95% one.
-    """
-    values = np.asarray(differences, dtype=float)
-    if len(values) == 0 or len(values) < min_cases:
-        return np.nan, np.nan
-    index = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
-    low, high = percentile_ci(np.median(values[index], axis=1), level)
-    return float(low), float(high)
 
 
 def nemenyi_q(k: int, alpha: float = 0.05) -> float:
@@ -267,10 +236,40 @@ def friedman_blocks(per_image: pd.DataFrame, study: str) -> pd.DataFrame:
     return per_arch.unstack("arch").dropna(axis=0, how="any").sort_index(axis=1)
 
 
+def blocks_share_models(per_image: pd.DataFrame, study: str) -> bool:
+    """Whether two blocks of ``study`` are scored by the same trained models.
+
+    A trained model is identified by its training dataset and patch size (and architecture and
+    seed, which every block has alike). The texture grid's in-domain blocks each have their own
+    models (trained on that blend and alpha); the perturbation study's clean and perturbed test
+    sets of one dataset are all scored by that dataset's models.
+    """
+    rows = _block_rows(per_image, study)
+    if rows.empty:
+        return False
+    models = rows.groupby(BLOCK_KEYS, dropna=False)[["dataset", "patch"]].apply(
+        lambda block: frozenset(map(tuple, block.drop_duplicates().to_numpy().tolist()))
+    )
+    seen: set = set()
+    for owned in models:
+        if seen & owned:
+            return True
+        seen |= owned
+    return False
+
+
+SHARED_BLOCKS = "the blocks share trained models"
+
+
 def friedman_note(study: str, k: int, n_blocks: int, reason: str = "") -> str:
     """The block definition (and why the test was not computed) for the report's CD diagram."""
     text = f"{study}: Friedman / Nemenyi over N = {n_blocks} blocks, k = {k} architectures; "
     text += BLOCK_NOTES.get(study, "one block per (test dataset, test condition).")
+    if reason == SHARED_BLOCKS:
+        return (
+            f"{text} Friedman not applicable: {reason} (one network's luck repeats in every "
+            "block it scores); no critical-difference diagram."
+        )
     return f"{text} Not computed: {reason}." if reason else text
 
 
@@ -286,10 +285,12 @@ def friedman_not_computable(k: int, n_blocks: int) -> str:
 def friedman(per_image: pd.DataFrame, significance: float = 0.05) -> pd.DataFrame:
     """Friedman test, average ranks and Nemenyi CD per study (one row per architecture).
 
-    N is the number of independent blocks (``friedman_blocks``). With fewer than 3
-    architectures or 2 blocks the test is not computable: statistic, p-value and CD are NaN,
-    ``status`` says why, the average ranks are still reported. ``friedman_note`` states the
-    block definition for the report.
+    N is the number of blocks (``friedman_blocks``), each scored by the seed- and unit-averaged
+    Dice. Where the blocks share trained models (``blocks_share_models``) the test is not
+    applicable; with fewer than 3 architectures or 2 blocks it is not computable. Either way
+    statistic, p-value and CD are NaN, ``status`` says why and ``cd_applicable`` is False (the
+    report draws no CD diagram); the average ranks are still reported. ``friedman_note`` states
+    the block definition for the report.
     """
     out = []
     for study in sorted(per_image.loc[per_image["split"] == "test", "study"].unique()):
@@ -297,12 +298,16 @@ def friedman(per_image: pd.DataFrame, significance: float = 0.05) -> pd.DataFram
         k, n = blocks.shape[1], blocks.shape[0]
         if n == 0:
             continue
-        reason = friedman_not_computable(k, n)
+        shared = n >= 2 and blocks_share_models(per_image, study)
+        reason = SHARED_BLOCKS if shared else friedman_not_computable(k, n)
         statistic = p_value = q = cd = np.nan
         if not reason:
             result = stats.friedmanchisquare(*(blocks[c].to_numpy() for c in blocks.columns))
             statistic, p_value = float(result.statistic), float(result.pvalue)
             q, cd = nemenyi_q(k, significance), critical_difference(k, n, significance)
+        status = "computed"
+        if reason:
+            status = f"not applicable: {reason}" if shared else f"not computable: {reason}"
         for arch, rank in average_ranks(blocks).items():
             out.append(
                 dict(
@@ -316,7 +321,8 @@ def friedman(per_image: pd.DataFrame, significance: float = 0.05) -> pd.DataFram
                     q_alpha=q,
                     critical_difference=cd,
                     significance=significance,
-                    status=f"not computable: {reason}" if reason else "computed",
+                    status=status,
+                    cd_applicable=not reason,
                     friedman_note=friedman_note(study, k, n, reason),
                 )
             )
@@ -381,34 +387,35 @@ def bootstrap_ci(per_image: pd.DataFrame, n_bootstrap: int, seed: int) -> pd.Dat
     return pd.DataFrame(rows, columns=BOOTSTRAP_COLUMNS)
 
 
-def rank_descending(means: np.ndarray) -> np.ndarray:
-    """Competition ranks along the last axis, 1 = highest mean (ties share the better rank)."""
-    return stats.rankdata(-means, axis=-1, method="min").astype(int)
-
-
 def rankings(per_image: pd.DataFrame, n_bootstrap: int, seed: int) -> pd.DataFrame:
-    """Rank of each arch per condition and its stability over image bootstrap resamples.
+    """Rank of each arch per condition and its stability under a two-level bootstrap.
 
-    ``rank_stability``: fraction of resamples in which the arch has the same rank as observed;
-    ``p_first``: fraction in which it is ranked first.
+    Each resample draws every architecture's training runs (seeds) with replacement, then the
+    units (``replicates.ranking_stability``). ``rank_stability``: fraction of resamples in which
+    the arch has the same rank as observed; ``p_first``: fraction in which it is ranked first.
+    Descriptive: how often the order would change, not a test.
     """
     rng = np.random.default_rng(seed)
     rows = []
-    for key, matrix in iter_conditions(per_image):
+    test = per_image[per_image["split"] == "test"]
+    for key, group in test.groupby(CONDITION_KEYS, dropna=False, sort=True):
+        matrix = run_unit_matrix(group, "arch", "dice")
         if matrix.empty:
             continue
-        observed = rank_descending(matrix.mean(axis=0).to_numpy())
-        boot_ranks = rank_descending(_resampled_means(matrix, n_bootstrap, rng))
-        for i, arch in enumerate(matrix.columns):
+        archs = list(matrix.columns.get_level_values(0).unique())
+        arms = {arch: runs_by_unit(matrix, arch) for arch in archs}
+        ranked = ranking_stability(arms, n_bootstrap, rng)
+        for row in ranked.itertuples(index=False):
             rows.append(
                 dict(
-                    key,
-                    arch=arch,
-                    n_images=len(matrix),
-                    mean_dice=float(matrix[arch].mean()),
-                    rank=int(observed[i]),
-                    rank_stability=float(np.mean(boot_ranks[:, i] == observed[i])),
-                    p_first=float(np.mean(boot_ranks[:, i] == 1)),
+                    zip(CONDITION_KEYS, key, strict=True),
+                    arch=row.arch,
+                    n_images=row.n_units,
+                    n_runs=row.n_runs,
+                    mean_dice=float(row.mean_dice),
+                    rank=int(row.rank),
+                    rank_stability=float(row.rank_stability),
+                    p_first=float(row.p_first),
                     n_bootstrap=n_bootstrap,
                 )
             )

@@ -26,6 +26,14 @@ size, ...): seeds are averaged per test image first, a test image is kept only w
 setting has it (complete cases: paired comparisons need both members of every pair), and the
 test images of one unit inside the selection (e.g. one image index at several alphas of a
 complexity bin, or the slices of one volume) are then averaged into that unit's single value.
+
+``run_unit_matrix`` does the same without averaging the seeds: one value per unit, compared
+setting and training run (seed), complete cases over every (setting, seed), so that an
+architecture claim can count the training runs as the replicates they are
+(``segrobust.analysis.replicates``). A run here is one seed of a setting: where a selection pools
+several trained models of one architecture (the in-domain models of every alpha in a complexity
+bin, or of two datasets), the seed's models form one replicate, which is independent of the other
+seeds' and enters the pooled estimate with the same weights.
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ import pandas as pd
 TEXTURE_STUDY = "texture"
 #: Columns that identify one evaluated test image of one model setting, seeds aside.
 CELL_KEYS = ["study", "dataset", "arch", "patch", "condition", "test_dataset", "group", "image_id"]
+
+
+def unit_noun(study: str) -> str:
+    """What the independent units of ``study`` are, in words (plural), for sentences."""
+    return "image indices" if study == TEXTURE_STUDY else "test images (volumes / split groups)"
 
 
 def independent_unit(rows: pd.DataFrame) -> pd.Series:
@@ -75,3 +88,34 @@ def unit_matrix(rows: pd.DataFrame, columns: str = "arch", value: str = "dice") 
     matrix.index.name = "unit"
     matrix.columns.name = columns
     return matrix.sort_index(axis=1)
+
+
+#: The column that tells the training runs of one setting apart.
+REPLICATE = "seed"
+
+
+def run_unit_matrix(rows: pd.DataFrame, columns: str = "arch", value: str = "dice") -> pd.DataFrame:
+    """Mean ``value`` per independent unit (index ``unit``), setting and seed.
+
+    Like ``unit_matrix``, without averaging the seeds: the columns are a MultiIndex
+    (``columns`` value, seed), complete cases over every (setting, seed) present, so every run
+    is measured on the same test images.
+    """
+    rows = rows.dropna(subset=[value])
+    if rows.empty:
+        return pd.DataFrame(dtype=float)
+    cell = [key for key in CELL_KEYS if key != columns]
+    per_image = rows.groupby([*cell, columns, REPLICATE], dropna=False, sort=True)[value].mean()
+    wide = per_image.unstack([columns, REPLICATE]).dropna(axis=1, how="all")
+    wide = wide.dropna(axis=0, how="any")
+    if wide.empty:
+        return pd.DataFrame(columns=wide.columns, dtype=float)
+    units = independent_unit(wide.index.to_frame(index=False)).to_numpy()
+    matrix = wide.groupby(units, sort=True).mean()
+    matrix.index.name = "unit"
+    return matrix.sort_index(axis=1)
+
+
+def runs_by_unit(matrix: pd.DataFrame, setting) -> pd.DataFrame:
+    """One setting's runs (rows: seeds) by units (columns) from a ``run_unit_matrix``."""
+    return matrix[setting].T

@@ -14,14 +14,34 @@ infinite. ``empty_bins`` chooses how that is handled (``EMPTY_BIN_RULES``):
   negative, and two histograms without a common non-empty bin score 0.
 - ``smooth``: add ``HISTOGRAM_EPS`` to every bin of both histograms and renormalise. Finite, but an
   empty background bin contributes about ``p * log2(p / 1e-10)``, up to 33 bits per unit of
-  foreground mass there, which inflates the score (a noisy checkerboard on a clean one: 6.44 bits
-  vs 1.53 with ``drop``; docs/design-differences.md).
+  foreground mass there, which inflates the score (a noisy checkerboard on a clean one, on the
+  native grid: 6.44 bits vs 1.53 with ``drop``; docs/design-differences.md).
+
+**Scale.** LBP compares each pixel with neighbours 3 pixels away, so the score depends on the pixel
+grid: the same image scores differently at 64 and at 256 px (on 20 texture images a maximum
+difference of 0.41 bits, Spearman 0.81; issue 18). The papers compute it on images resized to 256 x
+256 px (``ANALYSIS_SIZE``), and so does ``lbp_complexity`` for every 2D image (texture datasets,
+prepared and perturbed test sets, calibration and predict's label-free statistics), so the recipe's
+complexity bins are in the papers' bits. ``resize_for_lbp`` is that step, as the authors do it
+(``skimage.transform.resize``): the image bilinearly (order 1) with Gaussian anti-aliasing (which
+acts only when shrinking), the label bilinearly (order 1) without anti-aliasing, a pixel being
+foreground where the resized label is > 0 (so the foreground gains the partial pixels of its
+border), both to ``size`` x ``size`` regardless of the aspect ratio. ``size=None`` keeps the native
+grid. The 256 px grid is the papers' scale for 2D images; a 3D volume's axial slices are scored on
+their native grid (``slice_size=None``): no paper reports a volume's complexity, and upsampling the
+32 px slices of the default spheres 8x per side cost 1.1 s per volume instead of 14 ms (2D 64 px
+images: 56 ms instead of 1.1 ms; both on a machine at 148 ms/step of
+``benchmarks/machine_speed.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from skimage.feature import local_binary_pattern
+from skimage.transform import resize
+
+#: The side (px) of the square grid the papers compute LBP complexity on.
+ANALYSIS_SIZE = 256
 
 #: Additive smoothing of the histograms under the ``smooth`` rule.
 HISTOGRAM_EPS = 1e-10
@@ -39,16 +59,39 @@ def check_empty_bins(empty_bins: str) -> str:
     return empty_bins
 
 
+def resize_for_lbp(
+    image: np.ndarray, label: np.ndarray, size: int | None = ANALYSIS_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 2D image and its foreground mask on the ``size`` x ``size`` grid of the papers' LBP
+    (module docstring, "Scale"); ``size=None`` returns them unchanged (mask: label > 0).
+
+    Raises:
+        ValueError: ``size`` not None and not an integer >= 2 * radius + 1 (= 7 for R = 3)
+    """
+    image = np.asarray(image, dtype=np.float64)
+    label = np.asarray(label)
+    if size is None:
+        return image, label > 0
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 7:
+        raise ValueError(f"LBP analysis size must be None or an integer >= 7 (px), got {size!r}")
+    shape = (int(size), int(size))
+    resized = resize(image, shape, order=1, anti_aliasing=True, mode="reflect")
+    mask = resize((label > 0).astype(np.float64), shape, order=1, anti_aliasing=False) > 0
+    return resized, mask
+
+
 def lbp_codes(image: np.ndarray, points: int = 24, radius: float = 3) -> np.ndarray:
     """Uniform LBP code per pixel of a 2D image (codes 0..points+1).
 
-    The image is rescaled to 0..255 and quantised first: LBP compares neighbour intensities, and
-    skimage warns on (and treats inconsistently) raw floating-point input.
+    The image is rescaled to 0..255 and rounded to integers first: LBP compares neighbour
+    intensities, and skimage warns on (and treats inconsistently) raw floating-point input.
+    Rounding, not truncation: a resized flat region holds values like 0.9999999999999999, which
+    truncation would split between 254 and 255 and so into different codes.
     """
     image = np.asarray(image, dtype=np.float64)
     lo, hi = float(image.min()), float(image.max())
     scaled = np.zeros_like(image) if hi <= lo else (image - lo) / (hi - lo) * 255.0
-    return local_binary_pattern(scaled.astype(np.uint8), points, radius, method="uniform")
+    return local_binary_pattern(np.rint(scaled).astype(np.uint8), points, radius, method="uniform")
 
 
 def lbp_histogram(codes: np.ndarray, mask: np.ndarray, points: int = 24) -> np.ndarray:
@@ -88,13 +131,17 @@ def lbp_complexity_2d(
     points: int = 24,
     radius: float = 3,
     empty_bins: str = "drop",
+    size: int | None = ANALYSIS_SIZE,
 ) -> float:
-    """KL divergence (bits) of foreground vs background LBP histograms of one 2D image.
+    """KL divergence (bits) of foreground vs background LBP histograms of one 2D image, on the
+    ``size`` x ``size`` grid (``resize_for_lbp``; None: the native grid).
 
     Returns NaN when the label has no foreground or no background pixel (undefined).
     """
     check_empty_bins(empty_bins)
-    fg = np.asarray(label) > 0
+    if np.asarray(label).all() or not np.asarray(label).any():
+        return float("nan")
+    image, fg = resize_for_lbp(image, label, size)
     if fg.all() or not fg.any():
         return float("nan")
     codes = lbp_codes(image, points, radius)
@@ -109,22 +156,26 @@ def lbp_complexity(
     points: int = 24,
     radius: float = 3,
     empty_bins: str = "drop",
+    size: int | None = ANALYSIS_SIZE,
+    slice_size: int | None = None,
 ) -> float:
     """Complexity of a 2D image, or of a 3D volume as the mean over its axial slices (last axis)
     that hold both foreground and background (NaN if none does).
 
-    ``empty_bins``: ``drop`` (the authors' rule, default) or ``smooth``; see the module docstring.
+    ``empty_bins``: ``drop`` (the authors' rule, default) or ``smooth``; ``size``: the grid a 2D
+    image is resized to first (the papers' 256 px; None: native), ``slice_size`` the same for a
+    volume's slices (default: native); module docstring.
     """
     check_empty_bins(empty_bins)
     image, label = np.asarray(image), np.asarray(label)
     if image.shape != label.shape:
         raise ValueError(f"image shape {image.shape} != label shape {label.shape}")
     if image.ndim == 2:
-        return lbp_complexity_2d(image, label, points, radius, empty_bins)
+        return lbp_complexity_2d(image, label, points, radius, empty_bins, size)
     if image.ndim != 3:
         raise ValueError(f"expected a 2D or 3D image, got {image.ndim} dimensions")
     scores = [
-        lbp_complexity_2d(image[..., k], label[..., k], points, radius, empty_bins)
+        lbp_complexity_2d(image[..., k], label[..., k], points, radius, empty_bins, slice_size)
         for k in range(image.shape[-1])
     ]
     scores = [s for s in scores if np.isfinite(s)]

@@ -60,13 +60,14 @@ def friedman_ran(rows: pd.DataFrame) -> tuple[bool, str]:
     """Whether a study's Friedman test ran (so its critical-difference diagram means something),
     and if not why, from its rows of ``friedman.csv``.
 
-    Today's table says so in ``status`` ("computed", or "not computable: <why>"); this is the one
-    place that reads it.
+    ``cd_applicable`` says whether it ran; ``status`` says why not ("not applicable: the blocks
+    share trained models", "not computable: ..."). This is the one place that reads them.
     """
-    status = str(rows["status"].iloc[0])
-    if status == "computed":
+    first = rows.iloc[0]
+    if bool(first["cd_applicable"]):
         return True, ""
-    return False, status.removeprefix("not computable: ")
+    status = str(first["status"])
+    return False, status.removeprefix("not computable: ").removeprefix("not applicable: ")
 
 
 def _fit_names_inside(ax, names: list, low: float, high: float) -> None:

@@ -29,7 +29,8 @@ def _interval(low: float, high: float, digits: int = 2) -> str:
 
 
 def recommendation_blocks(recipe: pd.DataFrame, studies: Sequence[str]) -> list[str]:
-    """Per study: the regimes with a recommendation as sentences, then the others folded."""
+    """Per study: the regimes with a recommendation or an equivalent set as sentences, then the
+    inconclusive ones folded with their reason."""
     blocks = [heading("Which architecture to use")]
     if recipe.empty:
         return [*blocks, paragraph("No regime had images evaluated by two or more architectures.")]
@@ -37,13 +38,16 @@ def recommendation_blocks(recipe: pd.DataFrame, studies: Sequence[str]) -> list[
         rows = recipe[recipe["study"] == study]
         if rows.empty:
             continue
-        chosen = rows[rows["decision"] == "recommended"]
-        others = rows[rows["decision"] != "recommended"]
+        chosen = rows[rows["decision"].isin(["recommended", "equivalent"])]
+        others = rows[~rows["decision"].isin(["recommended", "equivalent"])]
+        recommended = int((rows["decision"] == "recommended").sum())
         blocks.append(
             paragraph(
-                f"{study.capitalize()} study: a recommendation in {len(chosen)} of {len(rows)} "
-                "regimes (a recommended architecture beats every rival on the same independent "
-                "images, Holm-adjusted paired Wilcoxon, in the stated direction)."
+                f"{study.capitalize()} study: a recommendation in {recommended} of {len(rows)} "
+                f"regimes, equivalent architectures in {len(chosen) - recommended} (an "
+                "architecture is recommended when the confidence interval of its mean Dice minus "
+                "each rival's, across training runs and test images, lies above the minimum "
+                "relevant difference; equivalent when it lies within it)."
             )
         )
         if not chosen.empty:
@@ -94,9 +98,11 @@ def findings_blocks(findings: pd.DataFrame) -> list[str]:
                         if k in counts)  # fmt: skip
     blocks.append(
         paragraph(
-            f"Each finding is 'yes' only when the effect is in the expected direction and "
-            f"significant, 'no' when it is significantly opposite, otherwise inconclusive "
-            f"({summary})."
+            "Each finding is a contrast between architectures across their training runs and "
+            "the test images; 'yes' only when its confidence interval lies beyond the minimum "
+            "relevant difference in the expected direction (above -margin for a "
+            f"non-inferiority claim), 'no' when it lies on the other side, otherwise "
+            f"inconclusive ({summary})."
         )
     )
     shown = findings.assign(
@@ -106,8 +112,16 @@ def findings_blocks(findings: pd.DataFrame) -> list[str]:
             for lo, hi in zip(findings["ci_low"], findings["ci_high"], strict=True)
         ],  # fmt: skip
         p=findings["p_value"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3g}"),
-    )[["finding", "comparison", "expected_direction", "effect", "ci", "n", "p", "reproduced"]]
-    shown = shown.rename(columns={"expected_direction": "expected", "ci": "95% CI"})
+    )[["finding", "comparison", "expected_direction", "effect", "ci", "n_runs", "n_units", "p",
+       "reproduced"]]  # fmt: skip
+    shown = shown.rename(
+        columns={
+            "expected_direction": "expected",
+            "ci": "95% CI",
+            "n_runs": "runs per arm",
+            "n_units": "units",
+        }  # fmt: skip
+    )
     blocks.append(table(shown, classes={"reproduced": REPRODUCED_CLASSES}))
     return blocks
 
