@@ -4,7 +4,7 @@ import time
 from pathlib import Path
 
 from segrobust import atomic
-from segrobust.jobs import job
+from segrobust.execution.job import job
 from segrobust.report.assemble import ReportInputs, pipeline_sections, run_lines
 from segrobust.report.html import build_html_report, package_versions
 
