@@ -94,8 +94,8 @@ def test_console_lines_say_what_ended_how_well_how_long_and_where(capfd):
         {"best_val_dice": 0.81234, "best_epoch": 17}, 20, 45.4, "cuda:1 (NVIDIA H200)",
     )  # fmt: skip
     assert line == (
-        "trained texture texture-background-0.5/unet/pfull/seed1: best validation Dice 0.812 "
-        "at epoch 17/20, 45 s on cuda:1 (NVIDIA H200)"
+        "trained texture texture-background-0.5/unet/pfull/seed1: best val Dice 0.812 "
+        "(epoch 17/20), 45 s on cuda:1 (NVIDIA H200)"
     )
     per_image = pd.DataFrame({
         "condition": ["clean", "clean", "clean", "speckle-s1", "speckle-s1"],
@@ -106,8 +106,8 @@ def test_console_lines_say_what_ended_how_well_how_long_and_where(capfd):
         "perturbation texture_demo/unet/pfull/seed1", per_image, 3.2, "cpu"
     )
     assert line == (
-        "evaluated perturbation texture_demo/unet/pfull/seed1: 5 images in 3 test sets, mean "
-        "Dice calibration 0.500, test 0.650, 3 s on cpu"
+        "evaluated perturbation texture_demo/unet/pfull/seed1: test Dice 0.650 (4 images, 2 "
+        "conditions), 3 s on cpu"
     )
     console.console(line)
     assert capfd.readouterr().err == f"segrobust: {line}\n"

@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-#: Seconds between two progress lines of one job on the console (an epoch may take longer).
-PROGRESS_SECONDS = 30.0
+#: Seconds between two progress lines of one job. Long enough that a run of many parallel
+#: hour-long jobs stays readable, short enough to show that a job is alive.
+PROGRESS_SECONDS = 300.0
 
 
 def console(message: str) -> None:
@@ -52,20 +53,19 @@ def train_summary(
 ) -> str:
     """The line a training job ends with: what, best validation Dice and its epoch, time, device."""
     return (
-        f"trained {what}: best validation Dice {result['best_val_dice']:.3f} at epoch "
-        f"{result['best_epoch']}/{epochs}, {seconds:.0f} s on {device}"
+        f"trained {what}: best val Dice {result['best_val_dice']:.3f} "
+        f"(epoch {result['best_epoch']}/{epochs}), {seconds:.0f} s on {device}"
     )
 
 
 def evaluate_summary(what: str, per_image: Any, seconds: float, device: str) -> str:
-    """The line an evaluation job ends with: what, images and conditions, mean Dice per split,
-    time, device."""
-    means = per_image.groupby("split", sort=True)["dice"].mean()
-    dice = ", ".join(f"{split} {value:.3f}" for split, value in means.items())
-    conditions = per_image[["condition", "split"]].drop_duplicates()
+    """The line an evaluation job ends with: what, the mean Dice of its test images and how
+    many there were in how many test conditions, time, device. (The calibration split's Dice
+    and the per-condition counts are in the job's log.)"""
+    test = per_image[per_image["split"] == "test"]
     return (
-        f"evaluated {what}: {len(per_image)} images in {len(conditions)} test sets, mean Dice "
-        f"{dice}, {seconds:.0f} s on {device}"
+        f"evaluated {what}: test Dice {test['dice'].mean():.3f} ({len(test)} images, "
+        f"{test['condition'].nunique()} conditions), {seconds:.0f} s on {device}"
     )
 
 
