@@ -68,6 +68,6 @@ rule all:
 
 
 onsuccess:
-    from segrobust.jobs import workflow_summary
+    from segrobust.execution.console import workflow_summary
 
     print(workflow_summary(log))

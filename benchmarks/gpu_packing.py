@@ -1,12 +1,14 @@
 """GPU packing: training images per second of k = 1, 2, 4 concurrent texture trainings on one GPU.
 
-The 2D texture trainings (64-256 px, small networks) leave most of a modern GPU idle; config
-``execution.gpu_jobs_per_device`` lets k of them share one (issue 15.3). This measures what that
-buys: k processes, each one training job as the pipeline runs it (the default study's network
-for ``--arch``, batch size and image size, ``segrobust.training.train.train_epoch``, mixed
-precision as ``segrobust.training.device.amp_settings`` chooses, GPU memory capped at 1/k),
-start together and train for ``--seconds``; the summed images/s of the k jobs is compared with
-one job alone. Pick the k where the sum stops growing.
+The 2D texture trainings (64-256 px, small networks) may leave most of a modern GPU idle. The
+pipeline runs one job per GPU: letting k jobs share one was built once (issue 15.3) and removed
+unmeasured (issue 19, docs/decisions.md), because nobody had shown it pays. This is the
+measurement that would justify bringing it back: k processes, each one training job as the
+pipeline runs it (the default study's network for ``--arch``, batch size and image size,
+``segrobust.training.train.train_epoch``, mixed precision as
+``segrobust.training.device.amp_settings`` chooses, GPU memory capped at 1/k), start together and
+train for ``--seconds``; the summed images/s of the k jobs is compared with one job alone. Pick
+the k where the sum stops growing; sharing pays only where that sum is well above k = 1.
 
     PYTHONPATH=src python benchmarks/gpu_packing.py                       # k = 1, 2, 4 on cuda:0
     PYTHONPATH=src python benchmarks/gpu_packing.py --ks 1 2 4 8 --size 128 --seconds 60

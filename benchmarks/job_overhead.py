@@ -1,7 +1,7 @@
 """Fixed cost per job: how much of the training and evaluation jobs' time is not their work.
 
 A job's *work* is the span between the ``first_step`` and ``last_step`` timing lines its log
-holds (``segrobust.jobs.mark``: the epoch loop of a training job; reading the test sets,
+holds (``segrobust.execution.job.mark``: the epoch loop of a training job; reading the test sets,
 predicting and scoring of an evaluation job). Everything else of the job's wall time (its
 benchmark file, ``s``) is *fixed cost*: interpreter start, imports, data loading, model
 construction, writing the outputs, exit. The report splits it into process start -> first step,
@@ -17,7 +17,7 @@ cost), evaluation jobs are reported as unmeasured.
     python benchmarks/job_overhead.py --workdir /path/to/a/run
 
     # run the default study in a fresh copy of this repository first (15-20 min on 2 cores):
-    python benchmarks/job_overhead.py --run /tmp/overhead-run [--no-preload] [--cores 2]
+    python benchmarks/job_overhead.py --run /tmp/overhead-run [--cores 2]
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ class JobTime:
     work: float | None
     to_first: float | None = None
     after_last: float | None = None
-    preloaded: bool | None = None
 
     @property
     def fixed(self) -> float | None:
@@ -109,9 +108,6 @@ def job_times(workdir: Path) -> list[JobTime]:
             job.work = marks["last_step"][0] - marks["first_step"][0]
             job.to_first = marks["first_step"][0] - marks["process_start"][0]
             job.after_last = marks["exit"][0] - marks["last_step"][0]
-            job.preloaded = (
-                "preloaded=True" in marks["job_start"][1] if "job_start" in marks else None
-            )
         elif stage == "train":
             job.work = epoch_seconds(workdir, study, path)
         times.append(job)
@@ -132,7 +128,7 @@ def report(times: list[JobTime]) -> float | None:
     job's work is unmeasured)."""
     header = (
         f"{'rule':<16}{'jobs':>5}{'summed s':>10}{'work s':>9}{'fixed s':>9}{'fixed/job':>10}"
-        f"{'start->1st':>11}{'last->end':>10}{'outside':>9}  preloaded"
+        f"{'start->1st':>11}{'last->end':>10}{'outside':>9}"
     )
     print(header)
     groups = {rule: [t for t in times if t.rule == rule] for rule in RULES.values()}
@@ -142,17 +138,15 @@ def report(times: list[JobTime]) -> float | None:
             continue
         total, work = sum(t.total for t in group), _sum(t.work for t in group)
         fixed = None if work is None else total - work
-        preloaded = sum(1 for t in group if t.preloaded)
         print(
             f"{name:<16}{len(group):>5}{_fmt(total, 10)}{_fmt(work)}{_fmt(fixed)}"
             f"{_fmt(None if fixed is None else fixed / len(group), 10)}"
             f"{_fmt(_sum(t.to_first for t in group), 11)}"
             f"{_fmt(_sum(t.after_last for t in group), 10)}{_fmt(_sum(t.outside for t in group))}"
-            f"  {preloaded}/{len(group)}"
         )
     total, fixed = sum(t.total for t in times), _sum(t.fixed for t in times)
     if fixed is None:
-        print("\nsome jobs have no timing lines (a run older than segrobust.jobs.mark): no share")
+        print("\nsome jobs have no timing lines (a run older than the timing marks): no share")
         return None
     share = fixed / total
     verdict = "meets" if share <= TARGET_SHARE else "misses"
@@ -163,7 +157,7 @@ def report(times: list[JobTime]) -> float | None:
     return share
 
 
-def run_study(workdir: Path, cores: int, preload: bool) -> float:
+def run_study(workdir: Path, cores: int) -> float:
     """Copy the repository to ``workdir`` and run the default study there; returns the wall
     time. ``PYTHONPATH`` points at the copy's ``src`` (the installed package may be another)."""
     if workdir.exists():
@@ -174,9 +168,6 @@ def run_study(workdir: Path, cores: int, preload: bool) -> float:
                                       "__pycache__"),
     )  # fmt: skip
     command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--resources", "gpu=1"]
-    if not preload:
-        (workdir / "no-preload.yaml").write_text("execution: {preload: false}\n")
-        command += ["--configfile", "no-preload.yaml"]  # on top of config/config.yaml
     print(f"running in {workdir}: PYTHONPATH={workdir / 'src'} {' '.join(command)}", flush=True)
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
@@ -193,11 +184,10 @@ def main() -> None:
                         help="a finished run's directory (holding results/ and logs/)")  # fmt: skip
     parser.add_argument("--run", type=Path, help="run the default study in this new directory")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--no-preload", action="store_true", help="execution.preload: false")
     args = parser.parse_args()
     workdir = args.workdir
     if args.run is not None:
-        wall = run_study(args.run, args.cores, preload=not args.no_preload)
+        wall = run_study(args.run, args.cores)
         print(f"default study: {wall:.0f} s wall on {args.cores} cores")
         workdir = args.run
     times = job_times(workdir)

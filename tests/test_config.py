@@ -305,6 +305,18 @@ def test_replaced_count_keys_name_the_per_split_counts(config, where):
     )
 
 
+@pytest.mark.parametrize(
+    "section", [{"preload": False}, {"gpu_jobs_per_device": {"train_model": 4}}, {}]
+)
+def test_the_removed_execution_section_says_why_and_what_to_do(section):
+    with pytest.raises(ConfigError) as info:
+        check_against_schema({"execution": section}, SCHEMA)
+    message = " ".join(str(info.value).split())
+    assert message.startswith("config key execution:")
+    assert "the key was removed" in message and "docs/decisions.md" in message
+    assert "delete the section from your config" in message
+
+
 def test_split_count_and_design_option_defaults():
     config = filled({})
     texture = config["studies"]["texture"]

@@ -687,7 +687,6 @@ def test_the_evaluate_model_script_writes_the_calibration_beside_the_model(runs,
             evaluation={"nsd_tolerance": 1.0, "nsd_unit": "px"},
             device="cpu",
         ),
-        config={"execution": {"gpu_jobs_per_device": {"evaluate_model": 1}, "preload": False}},
         resources={},
     )
     job.rule = "evaluate_model"

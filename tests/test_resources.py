@@ -381,3 +381,19 @@ def test_parse_time_imports_stay_light():
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_the_printed_gpu_estimates_say_they_are_order_of_magnitude_only(tmp_path, capsys):
+    """The GPU constants (gpu_speedup, start, step, host memory) are assumed: every GPU figure
+    the command prints carries the caveat; CPU figures (measured constants) do not."""
+    tiny = REPO / "tests" / "configs" / "tiny.yaml"
+    on_gpu = tmp_path / "gpu.yaml"
+    on_gpu.write_text("device: auto\n")
+    assert resources.main([str(REPO / "config" / "config.yaml"), str(tiny), str(on_gpu)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    caveat = "order of magnitude only: the GPU constants are not measured"
+    assert lines[0].startswith(f"estimates on a GPU, {caveat}")
+    assert lines[-1].startswith("all GPU jobs: expected") and lines[-1].endswith(f"({caveat})")
+    assert resources.main([str(REPO / "config" / "config.yaml"), str(tiny)]) == 0
+    cpu = capsys.readouterr().out
+    assert cpu.startswith("estimates on one CPU thread") and caveat not in cpu

@@ -308,7 +308,7 @@ def test_progress_lines_timing_marks_and_the_recorded_device(discs, tmp_path):
     reads (issue 15.2): one progress line per epoch, first/last step marks in the job log."""
     from types import SimpleNamespace
 
-    from segrobust.jobs import job
+    from segrobust.execution.job import job
 
     fake = SimpleNamespace(log=[str(tmp_path / "job.log")], rule="train_model", threads=1)
     lines: list[str] = []

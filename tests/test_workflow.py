@@ -221,7 +221,7 @@ def test_console_shows_one_line_per_model_job_and_where_the_report_is(finished):
     console = (finished.parent / f"{finished.name}-console.txt").read_text()
     jobs = planned_jobs(finished, "--forceall")
     trained = re.findall(
-        r"^segrobust: trained (\w+) (\S+): best validation Dice (\d\.\d{3}) at epoch (\d+)/1, "
+        r"^segrobust: trained (\w+) (\S+): best val Dice (\d\.\d{3}) \(epoch (\d+)/1\), "
         r"\d+ s on cpu$",
         console,
         re.MULTILINE,
@@ -229,8 +229,8 @@ def test_console_shows_one_line_per_model_job_and_where_the_report_is(finished):
     assert len(trained) == jobs["train_model"]
     assert {study for study, *_ in trained} == {"texture", "perturbation", "context"}
     evaluated = re.findall(
-        r"^segrobust: evaluated (\w+) (\S+): (\d+) images in (\d+) test sets, mean Dice "
-        r"calibration \d\.\d{3}, test \d\.\d{3}, \d+ s on cpu$",
+        r"^segrobust: evaluated (\w+) (\S+): test Dice \d\.\d{3} \((\d+) images, (\d+) "
+        r"conditions\), \d+ s on cpu$",
         console,
         re.MULTILINE,
     )

@@ -2,9 +2,6 @@
 # and the run's calibration.json (conformal guarantees for predict), from the same predictions.
 
 
-from segrobust.gpus import rule_resources
-
-
 rule evaluate_model:
     """Score one trained model on every test condition it is evaluated on (per-image
     metrics, FNR curves) and write its conformal calibration file."""
@@ -29,8 +26,8 @@ rule evaluate_model:
         "../../envs/segrobust.yaml"
     threads: config["threads"]["evaluate"]
     resources:
-        # gpu, gpu_slots (and gres when jobs share a GPU): segrobust.gpus.rule_resources
-        **rule_resources(config["execution"]["gpu_jobs_per_device"], "evaluate_model"),
+        # one whole GPU per job, which the job claims (segrobust.execution.gpu_slots)
+        gpu=1,
         runtime=runtime_of("evaluate_model"),
         mem_mb=mem_mb_of("evaluate_model"),
     params:

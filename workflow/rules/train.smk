@@ -1,9 +1,6 @@
 # One training rule for every study: (study, dataset, arch, patch, seed) -> model run (contract 3).
 
 
-from segrobust.gpus import rule_resources
-
-
 rule train_model:
     """Train one architecture on one dataset with one seed (and patch size): model.pt, the
     training log and the sampled patches' foreground ratios."""
@@ -22,8 +19,8 @@ rule train_model:
         "../../envs/segrobust.yaml"
     threads: config["threads"]["train"]
     resources:
-        # gpu, gpu_slots (and gres when jobs share a GPU): segrobust.gpus.rule_resources
-        **rule_resources(config["execution"]["gpu_jobs_per_device"], "train_model"),
+        # one whole GPU per job, which the job claims (segrobust.execution.gpu_slots)
+        gpu=1,
         runtime=runtime_of("train_model"),
         mem_mb=mem_mb_of("train_model"),
     params:

@@ -2,7 +2,7 @@
 
 from segrobust import atomic
 from segrobust.analysis.aggregate import concat_tables, summarise
-from segrobust.jobs import job
+from segrobust.execution.job import job
 
 
 def main(snakemake):

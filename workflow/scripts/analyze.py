@@ -4,7 +4,7 @@ from pathlib import Path
 
 from segrobust.analysis.aggregate import concat_tables
 from segrobust.analysis.run import run_analysis
-from segrobust.jobs import job
+from segrobust.execution.job import job
 
 
 def main(snakemake):

@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from segrobust.jobs import job
+from segrobust.execution.job import job
 from segrobust.report.assemble import ReportInputs, run_lines, write_report
 from segrobust.report.html import package_versions
 

@@ -3,7 +3,7 @@
 import logging
 
 from segrobust.data.download import fetch
-from segrobust.jobs import job
+from segrobust.execution.job import job
 
 
 def main(snakemake):

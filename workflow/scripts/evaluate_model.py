@@ -1,36 +1,29 @@
 """Rule evaluate_model: one model run on every test condition -> per-image metrics (contract 4)
 and calibration.json beside model.pt."""
 
-from segrobust.jobs import run_script
+import time
+from pathlib import Path
+
+from segrobust.contract import Run
+from segrobust.evaluation.evaluate import conditions_from_specs, evaluate_run
+from segrobust.evaluation.infer import SlidingWindow
+from segrobust.execution.console import PROGRESS_SECONDS, Throttle, console, evaluate_summary
+from segrobust.execution.gpu_allocation import holds_gpu
+from segrobust.execution.job import job, process_start
+from segrobust.training.device import describe_device, job_device, set_compute_threads
 
 
 def main(snakemake):
-    # Imported here, not above: the job process hands the job to a preloaded child
-    # (segrobust.preload), which has these imported already.
-    import time
-    from pathlib import Path
-
-    from segrobust.contract import Run
-    from segrobust.evaluation.evaluate import conditions_from_specs, evaluate_run
-    from segrobust.evaluation.infer import SlidingWindow
-    from segrobust.jobs import (
-        PROGRESS_SECONDS,
-        Throttle,
-        console,
-        evaluate_summary,
-        gpu_placement,
-        job,
-        process_start,
-    )
-    from segrobust.training.device import describe_device, job_device
-
     w, params = snakemake.wildcards, snakemake.params
     run = Run(w.study, w.dataset, w.arch, w.patch, int(w.seed))
     what = f"{run.study} {run.path}"
     with (
-        job(snakemake, uses_torch=True) as log,
-        job_device(params.device, **gpu_placement(snakemake), log=log) as device,
+        job(snakemake) as log,
+        job_device(
+            params.device, holds_gpu_resource=holds_gpu(snakemake.resources), log=log
+        ) as device,
     ):
+        set_compute_threads(snakemake.threads)
         per_image = evaluate_run(
             snakemake.input.model,
             conditions_from_specs(params.conditions),
@@ -54,4 +47,4 @@ def main(snakemake):
 
 
 if __name__ == "__main__":
-    run_script(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,7 +1,7 @@
 """Rule generate_synthetic_dataset: a named synthetic dataset (textures or 3D spheres)."""
 
 from segrobust.data.synthetic import generate_named_dataset
-from segrobust.jobs import job
+from segrobust.execution.job import job
 
 
 def main(snakemake):

@@ -1,7 +1,7 @@
 """Rule generate_texture_dataset: one texture-study dataset (direction, alpha)."""
 
 from segrobust.data.textures import generate_texture_dataset
-from segrobust.jobs import job
+from segrobust.execution.job import job
 
 
 def main(snakemake):

@@ -1,6 +1,6 @@
 """Rule perturb_test_split: a dataset's test split under one perturbation at every severity."""
 
-from segrobust.jobs import job
+from segrobust.execution.job import job
 from segrobust.perturb import perturb_test_split
 
 

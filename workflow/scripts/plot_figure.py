@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from segrobust.contract import FIGURE_TABLES, read_table  # noqa: E402
-from segrobust.jobs import job  # noqa: E402
+from segrobust.execution.job import job  # noqa: E402
 from segrobust.report.figures import draw_figure  # noqa: E402
 
 

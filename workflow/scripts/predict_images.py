@@ -1,12 +1,13 @@
 """Rule predict_images: the config's images folder -> masks, predictions.csv, summary.html."""
 
-from segrobust.jobs import job
+from segrobust.execution.job import job
 from segrobust.predict.batch import predict_folder
-from segrobust.training.device import resolve_device
+from segrobust.training.device import resolve_device, set_compute_threads
 
 
 def main(snakemake):
-    with job(snakemake, uses_torch=True) as log:
+    with job(snakemake) as log:
+        set_compute_threads(snakemake.threads)
         params = snakemake.params
         predict_folder(
             snakemake.input.images,

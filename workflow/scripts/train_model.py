@@ -1,34 +1,27 @@
 """Rule train_model: one model run (study, dataset, arch, patch, seed) -> contract 3."""
 
-from segrobust.jobs import run_script
+import time
+
+from segrobust.contract import Run
+from segrobust.execution.console import PROGRESS_SECONDS, Throttle, console, train_summary
+from segrobust.execution.gpu_allocation import holds_gpu
+from segrobust.execution.job import job, process_start
+from segrobust.training.device import describe_device, job_device, set_compute_threads
+from segrobust.training.train import TrainSettings, train_run
 
 
 def main(snakemake):
-    # Imported here, not above: the job process hands the job to a preloaded child
-    # (segrobust.preload), which has these imported already.
-    import time
-
-    from segrobust.contract import Run
-    from segrobust.jobs import (
-        PROGRESS_SECONDS,
-        Throttle,
-        console,
-        gpu_placement,
-        job,
-        process_start,
-        train_summary,
-    )
-    from segrobust.training.device import describe_device, job_device
-    from segrobust.training.train import TrainSettings, train_run
-
     spec, w = snakemake.params.spec, snakemake.wildcards
     run = Run(w.study, w.dataset, w.arch, w.patch, int(w.seed))
     what = f"{run.study} {run.path}"
     settings = TrainSettings.from_config(spec["train"], spec["patch_size"], spec["inference"])
     with (
-        job(snakemake, uses_torch=True) as log,
-        job_device(snakemake.params.device, **gpu_placement(snakemake), log=log) as device,
+        job(snakemake) as log,
+        job_device(
+            snakemake.params.device, holds_gpu_resource=holds_gpu(snakemake.resources), log=log
+        ) as device,
     ):
+        set_compute_threads(snakemake.threads)
         result = train_run(
             snakemake.input.dataset,
             run=run,
@@ -48,4 +41,4 @@ def main(snakemake):
 
 
 if __name__ == "__main__":
-    run_script(main, snakemake)  # noqa: F821 (injected by Snakemake)
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

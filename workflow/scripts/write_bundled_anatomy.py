@@ -3,7 +3,7 @@
 import logging
 
 from segrobust.data.bundled_anatomy import write_bundled_dataset
-from segrobust.jobs import job
+from segrobust.execution.job import job
 
 
 def main(snakemake):

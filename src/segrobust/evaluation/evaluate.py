@@ -43,7 +43,7 @@ from segrobust.evaluation.metrics import (
     segmentation_metrics,
     soft_quality,
 )
-from segrobust.jobs import mark
+from segrobust.execution.job import mark
 from segrobust.training.modelfile import load_model_file
 
 #: Threshold turning probabilities into the predicted mask.

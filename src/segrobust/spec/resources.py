@@ -49,8 +49,10 @@ estimated for a GPU unless ``device: cpu``; everything else for one CPU thread (
 assumed no faster, which errs long). The CPU constants were measured on the development machine
 (benchmarks/resource_constants.py, one thread of a shared 2-core x86-64 VM); a GPU was not
 available to measure, so ``gpu_speedup`` (how many times faster than that thread a GPU runs
-the network) and the GPU step latency are conservative assumptions. A cluster's real numbers are
-in each job's benchmark file (``results/<study>/benchmarks/...tsv``: wall seconds and max_rss).
+the network), the GPU start, step latency and host memory are conservative assumptions, and
+:func:`main` prints :data:`GPU_CAVEAT` ("order of magnitude only") beside every GPU figure. A
+cluster's real numbers are in each job's benchmark file (``results/<study>/benchmarks/...tsv``:
+wall seconds and max_rss).
 
 Dataset sizes: a synthetic dataset's counts and sizes are config keys. A real dataset's are read
 from its prepared directory (``datalist.json`` and the NIfTI headers) once it exists -- Snakemake
@@ -171,6 +173,9 @@ CHECKPOINT_S_PER_MB = 0.01
 GPU_START_S = 60.0
 GPU_STEP_S = 0.02
 GPU_HOST_MB = 2000.0
+#: Said next to every GPU figure this module prints: ``resources.gpu_speedup``, GPU_START_S,
+#: GPU_STEP_S and GPU_HOST_MB are assumptions, not measurements.
+GPU_CAVEAT = "order of magnitude only: the GPU constants are not measured"
 #: Bytes per voxel of scoring one image: probabilities, masks, distance maps and FNR thresholds.
 SCORE_BYTES_PER_VOXEL = 64.0
 #: Before a real dataset is prepared (a dry run), the largest it can be: labelled cases, the
@@ -767,9 +772,15 @@ def main(argv: list[str] | None = None) -> int:
         update_config(config, yaml.safe_load(Path(path).read_text()))
     schema = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
     validate(config, str(schema))
-    device = "a GPU" if config["device"] != "cpu" else "one CPU thread"
-    print(f"estimates on {device} (gpu_speedup {config['resources']['gpu_speedup']}, "
-          f"runtime_factor {config['resources']['runtime_factor']} in the requests)")  # fmt: skip
+    on_gpu = config["device"] != "cpu"
+    caveat = f" ({GPU_CAVEAT})" if on_gpu else ""
+    if on_gpu:
+        print(f"estimates on a GPU, {GPU_CAVEAT} (gpu_speedup "
+              f"{config['resources']['gpu_speedup']} assumed, runtime_factor "
+              f"{config['resources']['runtime_factor']} in the requests)")  # fmt: skip
+    else:
+        print(f"estimates on one CPU thread (measured constants; runtime_factor "
+              f"{config['resources']['runtime_factor']} in the requests)")  # fmt: skip
     totals = gpu_rule_totals(config)
     for (rule, study), total in totals.items():
         print(f"{rule} {study}: {total['jobs']} jobs, expected {total['expected_hours']:.0f} h, "
@@ -777,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{total['largest_runtime_min']} min / {total['largest_mem_mb']} MB")  # fmt: skip
     expected = sum(t["expected_hours"] for t in totals.values())
     requested = sum(t["requested_hours"] for t in totals.values())
-    print(f"all GPU jobs: expected {expected:.0f} h, requested {requested:.0f} h")
+    print(f"all GPU jobs: expected {expected:.0f} h, requested {requested:.0f} h{caveat}")
     sys.stdout.flush()
     return 0
 

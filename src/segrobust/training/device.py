@@ -1,11 +1,11 @@
-"""Where training and inference run: device choice, GPU placement, mixed precision, seeding.
+"""Where training and inference run: device choice, GPU placement, threads, mixed precision,
+seeding: everything about the device that decides the numbers a job writes.
 
-A job given a GPU (``segrobust.gpus.gpu_given``) whose torch cannot use CUDA fails with
-:class:`GpuUnavailableError` instead of running on the CPU for hours unnoticed; ``device: auto``
-still means the CPU on a machine without GPUs, and ``device: cpu`` always means the CPU.
-:func:`job_device` also takes the job's own GPU slot (``segrobust.gpus.claim_gpu``), so
-concurrent jobs on a multi-GPU workstation land on distinct GPUs, and bounds the job's GPU memory
-to its share when several jobs share one GPU.
+A job given a GPU (``segrobust.execution.gpu_allocation.gpu_given``) whose torch cannot use CUDA
+fails with :class:`GpuUnavailableError` instead of running on the CPU for hours unnoticed;
+``device: auto`` still means the CPU on a machine without GPUs, and ``device: cpu`` always means
+the CPU. :func:`job_device` also takes the job's own GPU (``segrobust.execution.gpu_slots``), so
+concurrent jobs on a multi-GPU workstation land on distinct GPUs.
 """
 
 from __future__ import annotations
@@ -19,14 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segrobust.gpus import (
-    default_lock_dir,
-    device_labels,
-    gpu_given,
-    held_gpu,
-    lock_scope,
-    machine_gpus,
-)
+from segrobust.execution.gpu_allocation import gpu_given, machine_gpus
+from segrobust.execution.gpu_slots import default_lock_dir, device_labels, held_gpu
 
 DEVICE_SPECS = ("auto", "cpu", "cuda")
 
@@ -53,7 +47,7 @@ def resolve_device(spec: str, *, gpu_given: str | None = None) -> torch.device:
 
     ``cpu`` -> the CPU. ``cuda`` -> CUDA, an error if torch cannot use it. ``auto`` -> CUDA when
     torch can use it; else the CPU, unless the job was given a GPU (``gpu_given`` says how, see
-    ``segrobust.gpus.gpu_given``): then :class:`GpuUnavailableError`.
+    ``segrobust.execution.gpu_allocation.gpu_given``): then :class:`GpuUnavailableError`.
     """
     if spec not in DEVICE_SPECS:
         raise ValueError(f"device {spec!r} not understood; allowed: {', '.join(DEVICE_SPECS)}")
@@ -92,8 +86,6 @@ def describe_device(device: torch.device) -> str:
 def job_device(
     spec: str,
     *,
-    jobs_per_device: int,
-    slots_per_gpu: int,
     holds_gpu_resource: bool,
     environ: Mapping[str, str] | None = None,
     lock_dir: str | os.PathLike | None = None,
@@ -101,14 +93,11 @@ def job_device(
 ) -> Iterator[torch.device]:
     """The device a pipeline job runs on, held for the ``with`` block.
 
-    Resolves ``spec`` (:func:`resolve_device`, with ``segrobust.gpus.gpu_given`` from
-    ``environ`` and ``holds_gpu_resource``). For CUDA it takes ``slots_per_gpu /
-    jobs_per_device`` slots of the least loaded visible GPU (``segrobust.gpus.claim_gpu``; locks
-    under ``lock_dir``, by default ``segrobust.gpus.default_lock_dir() / lock_scope``), makes it
-    the current device, and bounds the process's GPU memory to its share
-    (``torch.cuda.set_per_process_memory_fraction``) when the GPU is shared. Yields
-    ``cuda:<index>`` or ``cpu``; the slots are released on exit (and by the kernel if the
-    process dies).
+    Resolves ``spec`` (:func:`resolve_device`, with ``segrobust.execution.gpu_allocation
+    .gpu_given`` from ``environ`` and ``holds_gpu_resource``). For CUDA it takes the first free
+    visible GPU (``segrobust.execution.gpu_slots.claim_gpu``; locks under ``lock_dir``, by
+    default ``default_lock_dir``) and makes it the current device. Yields ``cuda:<index>`` or
+    ``cpu``; the GPU is released on exit (and by the kernel if the process dies).
 
     Raises:
         GpuUnavailableError: given a GPU that torch cannot use.
@@ -122,25 +111,24 @@ def job_device(
         yield device
         return
     n_devices = torch.cuda.device_count()
-    if lock_dir is None:
-        lock_dir = default_lock_dir() / lock_scope(environ)
-    with held_gpu(
-        n_devices=n_devices,
-        jobs_per_device=jobs_per_device,
-        slots_per_gpu=slots_per_gpu,
-        labels=device_labels(n_devices, environ),
-        lock_dir=Path(lock_dir),
-        on_wait=log,
-    ) as claim:
+    lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir(environ)
+    with held_gpu(device_labels(n_devices, environ), lock_dir=lock_dir, on_wait=log) as claim:
         torch.cuda.set_device(claim.index)
-        if claim.share < 1:
-            torch.cuda.set_per_process_memory_fraction(claim.share, claim.index)
         device = torch.device("cuda", claim.index)
-        log(
-            f"GPU {device} ({device_name(device)}): slot(s) {list(claim.slots)} of "
-            f"{slots_per_gpu}, memory share {claim.share:g}"
-        )
+        log(f"GPU {device} ({device_name(device)}), lock {claim.label} in {lock_dir}")
         yield device
+
+
+def set_compute_threads(threads: int) -> None:
+    """Let torch compute with ``threads`` CPU threads (at least 1).
+
+    This decides numbers, not only speed: torch splits a CPU reduction (a convolution's weight
+    gradient, a sum) into per-thread partial sums, so another thread count adds floats in
+    another order and a model trained with 1 thread differs in its last bits from one trained
+    with 2, which training then amplifies (measured: docs/decisions.md). Hence it lives here,
+    beside the seeds, and not in the execution plumbing.
+    """
+    torch.set_num_threads(max(1, int(threads)))
 
 
 def amp_settings(device: torch.device) -> tuple[bool, torch.dtype | None]:

@@ -41,7 +41,7 @@ from segrobust.contract import PATCH_COLUMNS, TRAIN_LOG_COLUMNS, Run
 from segrobust.data.dataset import Case, load_split
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import dice
-from segrobust.jobs import mark
+from segrobust.execution.job import mark
 from segrobust.networks import build_model, check_input_size
 from segrobust.training.device import amp_settings, device_name, seed_everything
 from segrobust.training.modelfile import ModelFileError, read_torch_file, save_model_file
