@@ -51,6 +51,7 @@ lint: install
 	$(SNAKEMAKE) --lint
 	$(PY) -m ruff check src tests workflow/scripts benchmarks
 	$(PY) -m snakefmt --check Snakefile workflow/rules
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(PY) -m ruff format src tests workflow/scripts benchmarks

@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
+from segrobust.spec.predict_targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 
 DESCRIPTION = """\
 Segment new images with a trained segrobust model run and rate each mask's trustworthiness:

@@ -8,8 +8,9 @@ drift apart.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -63,3 +64,17 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def import_target(target: str) -> Any:
+    """Import and return what a ``"module:function"`` string names: the form in which a record
+    (an architecture's builder, a source's preparation) names code it needs only when used, so
+    that parse time, which reads the records, imports nothing heavy.
+
+    Raises:
+        ValueError: for a string not of that form, naming it.
+    """
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{target!r} is not of the form 'module:function'")
+    return getattr(importlib.import_module(module), name)

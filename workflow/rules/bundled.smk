@@ -6,8 +6,6 @@ from segrobust.data.bundles import BUNDLES
 
 
 rule bundled_anatomy:
-    input:
-        code=code_of("write_bundled_anatomy.py"),
     output:
         directory("resources/bundled/{bundle}"),
     log:
@@ -21,6 +19,7 @@ rule bundled_anatomy:
         runtime=runtime_of("bundled_anatomy"),
         mem_mb=mem_mb_of("bundled_anatomy"),
     params:
+        code=code_version("write_bundled_anatomy.py"),
         # the files' digests, threshold and slab layout: a change re-writes the dataset
         spec=lambda wildcards: BUNDLES[wildcards.bundle].spec(),
     script:

@@ -2,8 +2,6 @@
 
 
 rule generate_texture_dataset:
-    input:
-        code=code_of("generate_texture_dataset.py"),
     output:
         directory("resources/datasets/texture-{direction}-{alpha}"),
     log:
@@ -15,14 +13,13 @@ rule generate_texture_dataset:
         runtime=runtime_of("generate_texture_dataset"),
         mem_mb=mem_mb_of("generate_texture_dataset"),
     params:
+        code=code_version("generate_texture_dataset.py"),
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
     script:
         "../scripts/generate_texture_dataset.py"
 
 
 rule generate_synthetic_dataset:
-    input:
-        code=code_of("generate_synthetic_dataset.py"),
     output:
         directory("resources/datasets/{name}"),
     log:
@@ -36,6 +33,7 @@ rule generate_synthetic_dataset:
         runtime=runtime_of("generate_synthetic_dataset"),
         mem_mb=mem_mb_of("generate_synthetic_dataset"),
     params:
+        code=code_version("generate_synthetic_dataset.py"),
         spec=lambda w: config["datasets"][w.name],
     script:
         "../scripts/generate_synthetic_dataset.py"
@@ -44,7 +42,6 @@ rule generate_synthetic_dataset:
 rule perturb_test_split:
     input:
         dataset="resources/datasets/{dataset}",
-        code=code_of("perturb_test_split.py"),
     output:
         directory("results/perturbation/conditions/{dataset}/{perturbation}"),
     log:
@@ -56,6 +53,7 @@ rule perturb_test_split:
         runtime=runtime_of("perturb_test_split"),
         mem_mb=mem_mb_of("perturb_test_split"),
     params:
+        code=code_version("perturb_test_split.py"),
         severities=config["studies"]["perturbation"]["severities"],
         options=lambda w: config["studies"]["perturbation"]["options"].get(
             w.perturbation, {}

@@ -6,7 +6,6 @@ rule analyze:
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         fnr=[f"results/{s}/fnr.csv" for s in STUDIES],
         patches=[f"results/{s}/patches.csv" for s in STUDIES],
-        code=code_of("analyze.py"),
     output:
         tables=[f"results/analysis/{name}.csv" for name in ANALYSIS_TABLES],
         texts=[f"results/analysis/{name}" for name in ANALYSIS_TEXTS],
@@ -18,6 +17,7 @@ rule analyze:
         runtime=runtime_of("analyze"),
         mem_mb=mem_mb_of("analyze"),
     params:
+        code=code_version("analyze.py"),
         settings=config["analysis"],
     script:
         "../scripts/analyze.py"
@@ -42,6 +42,7 @@ rule plot_figure:
         runtime=runtime_of("plot_figure"),
         mem_mb=mem_mb_of("plot_figure"),
     params:
+        code=code_version("plot_figure.py"),
         # the caption's text (workflow/report/captions/<figure>.rst): shown by --report through
         # the figure.rst template, and its edits re-draw nothing but this rule's report entry
         caption=lambda w: caption_text(w.figure),
@@ -59,7 +60,6 @@ rule build_report:
         analysis=rules.analyze.output.tables,
         texts=rules.analyze.output.texts,
         findings="results/analysis/findings.csv",
-        code=code_of("build_report.py"),
     output:
         html="results/report/index.html",
         findings="results/report/findings.csv",
@@ -72,6 +72,7 @@ rule build_report:
         runtime=runtime_of("build_report"),
         mem_mb=mem_mb_of("build_report"),
     params:
+        code=code_version("build_report.py"),
         config={key: value for key, value in config.items() if key != "resources"},
         studies=STUDIES,
         repo=os.path.relpath(REPO),

@@ -41,6 +41,10 @@ from segrobust import atomic
 SPLITS = ("training", "validation", "calibration", "test")
 DATALIST = "datalist.json"
 PROVENANCE = "provenance.json"
+#: How a dataset's preparation mapped raw intensities to the stored ones, as its provenance
+#: records them (``intensity.method``): ``none`` (generated, stored as made), ``window`` (CT
+#: window), ``percentile`` (per-volume percentiles), ``gray`` (8-bit photos to [0, 1]).
+INTENSITY_METHODS: tuple[str, ...] = ("none", "window", "percentile", "gray")
 #: The optional array cache of a dataset (see the module docstring).
 CACHE = "arrays.npz"
 #: Largest array cache written: beyond it (large 3D volumes) reading the NIfTI files is the

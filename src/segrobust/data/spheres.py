@@ -255,6 +255,8 @@ def generate_sphere_dataset(
 
     provenance = {
         "source": "synthetic-spheres",
+        # stored as generated: predict has no normalisation to reproduce
+        "intensity": {"method": "none"},
         "generator": "segrobust.data.spheres.generate_sphere_dataset",
         "segrobust_version": segrobust.__version__,
         "parameters": {

@@ -323,6 +323,8 @@ def generate_texture_dataset(
 
     provenance = {
         "source": "synthetic-texture",
+        # stored as generated: predict has no normalisation to reproduce
+        "intensity": {"method": "none"},
         "generator": "segrobust.data.textures.generate_texture_dataset",
         "segrobust_version": segrobust.__version__,
         "parameters": {

@@ -40,6 +40,7 @@ def background_blur(
 
 PERTURBATION = Perturbation(
     name="background_blur",
+    display_name="background blur",
     severities=tuple({"sigma": v} for v in (1.0, 3.0, 5.0, 7.0, 9.0)),
     units={"sigma": "Gaussian standard deviation in pixels (voxels)"},
     reference="skip-connection study (sigma 3 Easier, sigma 7 Easiest)",

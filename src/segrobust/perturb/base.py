@@ -45,6 +45,7 @@ class Perturbation:
 
     Args:
         name: the registry / config name.
+        display_name: how the report names it ("Gaussian noise").
         severities: the parameter values of severities 1..5, one mapping per severity
             (parameter name -> value), mildest first.
         units: unit of each parameter.
@@ -58,6 +59,7 @@ class Perturbation:
     """
 
     name: str
+    display_name: str
     severities: tuple[Mapping[str, float], ...]
     units: Mapping[str, str]
     reference: str

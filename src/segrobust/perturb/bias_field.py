@@ -40,6 +40,7 @@ def bias_field(
 
 PERTURBATION = Perturbation(
     name="bias_field",
+    display_name="bias field",
     severities=tuple({"coefficient": v} for v in (0.3, 0.6, 0.9, 1.2, 1.5)),
     units={"coefficient": "bound on the log-field polynomial coefficients (dimensionless)"},
     reference="ROOD-MRI BiasField (TorchIO RandomBiasField coefficients); MONAI RandBiasField",

@@ -28,6 +28,7 @@ def blur(
 
 PERTURBATION = Perturbation(
     name="blur",
+    display_name="blur",
     severities=tuple({"sigma": v} for v in (0.8, 1.6, 2.4, 3.2, 4.0)),
     units={"sigma": "Gaussian standard deviation in pixels (voxels)"},
     reference="ROOD-MRI Smoothing",

@@ -30,6 +30,7 @@ def gamma_contrast(
 
 PERTURBATION = Perturbation(
     name="gamma",
+    display_name="gamma",
     severities=tuple({"gamma": v} for v in (1.4, 1.8, 2.2, 2.6, 3.0)),
     units={"gamma": "exponent on the range-normalised intensity (dimensionless)"},
     reference="ROOD-MRI ContrastExpansion (MONAI AdjustContrast)",

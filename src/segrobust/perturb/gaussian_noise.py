@@ -29,6 +29,7 @@ def gaussian_noise(
 
 PERTURBATION = Perturbation(
     name="gaussian_noise",
+    display_name="Gaussian noise",
     severities=tuple({"std": v} for v in (0.04, 0.08, 0.12, 0.16, 0.20)),
     units={"std": "fraction of the image intensity range (max - min)"},
     reference="MedMNIST-C gaussian_noise (OrganMNIST grid)",

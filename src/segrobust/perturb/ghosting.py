@@ -48,6 +48,7 @@ def ghosting(
 
 PERTURBATION = Perturbation(
     name="ghosting",
+    display_name="ghosting",
     severities=tuple({"num_ghosts": 7, "intensity": i} for i in (0.5, 1.0, 1.5, 2.0, 2.5)),
     units={
         "num_ghosts": "number of ghost copies (count)",

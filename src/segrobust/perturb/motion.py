@@ -72,6 +72,7 @@ def motion(
 
 PERTURBATION = Perturbation(
     name="motion",
+    display_name="motion",
     severities=tuple(
         {"num_transforms": m, "degrees": d, "translation": t}
         for m, d, t in ((2, 1, 2), (4, 2, 4), (6, 3, 6), (8, 4, 8), (10, 5, 10))

@@ -31,6 +31,7 @@ def resolution(
 
 PERTURBATION = Perturbation(
     name="resolution",
+    display_name="low resolution",
     severities=tuple({"factor": v} for v in (1.6, 2.2, 2.8, 3.4, 4.0)),
     units={"factor": "downsampling factor per axis (dimensionless)"},
     reference="ROOD-MRI isotropic downsampling",

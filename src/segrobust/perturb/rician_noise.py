@@ -36,6 +36,7 @@ def rician_noise(
 
 PERTURBATION = Perturbation(
     name="rician_noise",
+    display_name="Rician noise",
     severities=tuple({"std": v} for v in (0.16, 0.32, 0.48, 0.64, 0.80)),
     units={"std": "fraction of the image intensity standard deviation"},
     reference="ROOD-MRI RicianNoise (MONAI RandRicianNoise, relative=True)",

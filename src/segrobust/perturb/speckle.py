@@ -56,6 +56,7 @@ def speckle(
 
 PERTURBATION = Perturbation(
     name="speckle",
+    display_name="speckle noise",
     severities=tuple({"var": v} for v in (0.05, 0.1, 0.2, 0.3, 0.5)),
     units={"var": "variance of the multiplicative noise (dimensionless)"},
     reference="skip-connection study (var 0.1 Harder, 0.3 Hardest); MedMNIST-C speckle_noise",

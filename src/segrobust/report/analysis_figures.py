@@ -16,6 +16,7 @@ from segrobust.report.plotting import (
     DPI,
     Layout,
     add_arch_legend,
+    arch_label,
     new_figure,
     resolve_palette,
     save_figure,
@@ -65,7 +66,7 @@ def draw_cd(ax, avg_ranks: pd.Series, cd: float, title: str | None = None) -> No
         ax.text(
             x_text,
             level,
-            f"{name} ({rank:.2f})",
+            f"{arch_label(name)} ({rank:.2f})",
             ha="right" if left else "left",
             va="center",
             fontsize=9,

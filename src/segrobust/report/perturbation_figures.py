@@ -35,6 +35,16 @@ LEVEL_COLOURS: dict[str, str] = dict(
 """Red for harder, grey for the clean baseline, blue for easier levels."""
 
 
+def perturbation_label(name: str) -> str:
+    """How the report names a perturbation: its record's display name ("Gaussian noise"), or
+    ``name`` itself where there is no record."""
+    # imported here: the perturbations import torch and MONAI, which only the figures that
+    # name a perturbation should pay for (every plot_figure job imports this module)
+    from segrobust.perturb import PERTURBATIONS
+
+    return PERTURBATIONS.get(name).display_name if name in PERTURBATIONS else name
+
+
 def _clean_rows(rows: pd.DataFrame) -> pd.Series:
     return (rows["severity"] == 0) | (rows["perturbation"] == "none")
 
@@ -84,7 +94,8 @@ def plot_perturbation_severity(
             panel = panel[panel["perturbation"] == perturbation]
             if not panel.empty:
                 mean_ci_lines(ax, panel, "severity", metric, colours)
-            title = perturbation if dataset is None else f"{dataset}: {perturbation}"
+            label = perturbation_label(perturbation)
+            title = label if dataset is None else f"{dataset}: {label}"
             ax.set(title=title, xlabel="Severity (0 = clean)", ylabel=metric_label(metric))
             ax.set_xticks(severities)
     add_arch_legend(fig, colours, curves["arch"].unique())

@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from segrobust import atomic  # noqa: E402
 from segrobust.analysis.aggregate import require_columns, select_split  # noqa: E402
+from segrobust.spec.architectures import ARCHITECTURES  # noqa: E402
 
 LEGEND_WIDTH = 1.6
 """Extra figure width, inches, for the legend column on the right."""
@@ -46,22 +47,8 @@ class Layout:
 LAYOUT = Layout()
 """The report's default layout."""
 
-KNOWN_ARCHS: tuple[str, ...] = (
-    "unet",
-    "noskip_unet",
-    "attention_unet",
-    "unetpp",
-    "vnet",
-    "noskip_vnet",
-    "unetr",
-    "monai_unet",
-    "swin_unetr",
-)
-"""The registered architectures, in the order they take the colours of `ARCH_COLOURS`: an
-architecture has the same colour in every figure of every report."""
-
-ARCH_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
-"""Colour cycle: known archs take the first colours in `KNOWN_ARCHS` order, others the rest."""
+SPARE_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
+"""Colours for names without an architecture record (each record has its own colour)."""
 
 METRIC_LABELS: dict[str, str] = {
     "dice": "Dice coefficient (0-1)",
@@ -92,18 +79,24 @@ def metric_label(metric: str) -> str:
 def arch_palette(archs: Iterable[str]) -> dict[str, str]:
     """Colour per architecture name, the same in every figure.
 
-    The papers' architectures (`KNOWN_ARCHS`) always get the same colour whatever else is
-    plotted. Other names share the remaining colours in sorted order, so they are consistent
-    between figures drawn from the same set of names: pass the config's full list of
-    architectures as ``palette=arch_palette(all_archs)`` to make it hold across studies.
+    A registered architecture always has its record's colour (``segrobust.spec.architectures``)
+    whatever else is plotted. Other names share the remaining colours in sorted order, so they
+    are consistent between figures drawn from the same set of names: pass the config's full list
+    of architectures as ``palette=arch_palette(all_archs)`` to make it hold across studies.
     """
     names = sorted(set(archs))
-    palette = {a: ARCH_COLOURS[KNOWN_ARCHS.index(a)] for a in names if a in KNOWN_ARCHS}
-    spare = [c for c in ARCH_COLOURS if c not in palette.values()]
-    others = [a for a in names if a not in KNOWN_ARCHS]
+    palette = {a: ARCHITECTURES.get(a).colour for a in names if a in ARCHITECTURES}
+    spare = [c for c in SPARE_COLOURS if c not in palette.values()]
+    others = [a for a in names if a not in ARCHITECTURES]
     extra = sns.color_palette("husl", max(len(others) - len(spare), 0)).as_hex()
     palette.update(zip(others, spare + extra, strict=False))
     return palette
+
+
+def arch_label(name: str) -> str:
+    """How the report names an architecture: its record's display name ("No-skip U-Net"), or
+    ``name`` itself where there is no record."""
+    return ARCHITECTURES.get(name).display_name if name in ARCHITECTURES else name
 
 
 def rows_of_test_split(df: pd.DataFrame, columns: Sequence[str], what: str) -> pd.DataFrame:
@@ -173,7 +166,8 @@ def add_arch_legend(
     """One legend for the whole figure, outside the panels on the right: an entry per arch, then
     ``extra_handles`` (e.g. a shaded range)."""
     handles = [
-        Line2D([], [], color=palette[a], marker="o", linestyle="-", label=a) for a in sorted(archs)
+        Line2D([], [], color=palette[a], marker="o", linestyle="-", label=arch_label(a))
+        for a in sorted(archs)
     ]
     fig.legend(
         handles=[*handles, *extra_handles],
