@@ -212,6 +212,8 @@ def _coverage_row(rows: pd.DataFrame, alpha: float, significance: float) -> dict
         target=1 - alpha,
     )
     if not np.isfinite(q_hat):
+        # every coverage column undefined (`duplicates` finds this keyword list alike in shape
+        # to an unrelated call in cli.py)
         return dict(
             common,
             covered=np.nan,

@@ -36,6 +36,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+import segrobust
 from segrobust import atomic
 
 SPLITS = ("training", "validation", "calibration", "test")
@@ -405,6 +406,21 @@ class _CacheBuilder:
             manifest=np.array(json.dumps({"version": 1, "cases": self.cases})),
         )  # fmt: skip
         atomic.write_bytes(path, buffer.getvalue())
+
+
+def generated_provenance(
+    source: str, generator: str, parameters: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The provenance of a generated dataset: its source and generator, segrobust's version,
+    every parameter the generator used, and its intensities stored as generated (predict has no
+    normalisation to reproduce)."""
+    return {
+        "source": source,
+        "intensity": {"method": "none"},
+        "generator": generator,
+        "segrobust_version": segrobust.__version__,
+        "parameters": dict(parameters),
+    }
 
 
 def _plain(value: Any) -> Any:

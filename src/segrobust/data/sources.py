@@ -122,6 +122,8 @@ def _register(source: Source) -> Source:
     return SOURCES.register(source.name)(source)
 
 
+# One _register() per record: the records are data and alike in shape on purpose
+# (`duplicates` pairs them); a table of tuples would lose the field names.
 _register(
     Source(
         name="msd_spleen",

@@ -14,6 +14,9 @@ import seaborn as sns
 
 from segrobust.analysis.aggregate import with_named_levels
 from segrobust.contract import LEVEL_ORDER
+
+# The same helpers as texture_figures imports (`duplicates` pairs the two lists): one set of
+# figure conventions, named where they are used.
 from segrobust.report.plotting import (
     COMPLEXITY_LABEL,
     LAYOUT,

@@ -76,14 +76,25 @@ def plot_texture_in_domain(
     if rows.empty:
         raise ValueError("texture in-domain figure: no test rows with train_alpha == test_alpha")
     colours = resolve_palette(rows["arch"].unique(), palette)
-    directions = facet_values(rows, "direction")
-    fig, axes = new_figure(1, len(directions), layout, sharey=True)
-    for ax, direction in zip(axes[0], directions, strict=True):
-        mean_ci_lines(ax, facet_rows(rows, "direction", direction), "test_alpha", metric, colours)
+    fig, panels = _direction_panels(rows, layout)
+    for ax, direction, panel in panels:
+        mean_ci_lines(ax, panel, "test_alpha", metric, colours)
         ax.set(title=_direction_title(direction), xlabel=ALPHA_LABEL, ylabel=metric_label(metric))
         _bounded_ylim(ax, metric)
     add_arch_legend(fig, colours, rows["arch"].unique())
     save_figure(fig, path)
+
+
+def _direction_panels(rows: pd.DataFrame, layout: Layout):
+    """A figure with one panel per blend direction (shared y axis), and each panel's axes,
+    direction and rows."""
+    directions = facet_values(rows, "direction")
+    fig, axes = new_figure(1, len(directions), layout, sharey=True)
+    panels = [
+        (ax, direction, facet_rows(rows, "direction", direction))
+        for ax, direction in zip(axes[0], directions, strict=True)
+    ]
+    return fig, panels
 
 
 def plot_texture_heatmap(
@@ -193,10 +204,8 @@ def plot_metric_vs_complexity(
     if rows.empty:
         raise ValueError("metric vs complexity figure: no test rows with a complexity and a value")
     colours = resolve_palette(rows["arch"].unique(), palette)
-    directions = facet_values(rows, "direction")
-    fig, axes = new_figure(1, len(directions), layout, sharey=True)
-    for ax, direction in zip(axes[0], directions, strict=True):
-        panel = facet_rows(rows, "direction", direction)
+    fig, panels = _direction_panels(rows, layout)
+    for ax, direction, panel in panels:
         sns.scatterplot(
             data=panel,
             x="complexity",

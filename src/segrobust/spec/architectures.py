@@ -112,6 +112,8 @@ def _norm_key(keys: Mapping[str, Any]) -> bool:
 
 _COST = "segrobust.spec.network_cost"
 
+# One register() per record: the records are data and alike in shape on purpose (`duplicates`
+# pairs them); a table of tuples would lose the field names that make each value readable.
 
 register(
     Architecture(
