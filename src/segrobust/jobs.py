@@ -115,8 +115,9 @@ def job(snakemake: Any, *, uses_torch: bool = False) -> Iterator[Callable[[str],
     _log_stream = stream
     try:
         yield log
-    except BaseException:
+    except BaseException as exc:
         stream.write(traceback.format_exc())
+        console(failure_line(snakemake, exc, log_path))
         raise
     finally:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -127,6 +128,15 @@ def job(snakemake: Any, *, uses_torch: bool = False) -> Iterator[Callable[[str],
         logging.captureWarnings(False)
         if log_path:
             stream.close()
+
+
+def failure_line(snakemake: Any, exc: BaseException, log_path: Path | None) -> str:
+    """The console line of a failed job: which job, why, and where its log is (``make run``
+    keeps Snakemake's per-job blocks, its error block included, off the console)."""
+    wildcards = ", ".join(f"{key}={value}" for key, value in snakemake.wildcards.items())
+    where = f" ({wildcards})" if wildcards else ""
+    log = f"; its log: {log_path}" if log_path else ""
+    return f"rule {snakemake.rule}{where} failed: {type(exc).__name__}: {exc}{log}"
 
 
 def run_script(main: Callable[[Any], None], snakemake: Any) -> None:
@@ -230,15 +240,18 @@ def workflow_summary(
 ) -> str:
     """The message a finished Snakemake run ends with (the Snakefile's ``onsuccess``, whose
     ``log`` is the list of Snakemake's log files of the run): where the report is, how many
-    models exist and how many this run trained (``rule train_model`` jobs in those logs), and
-    where the per-job logs are."""
+    models exist and how many this run trained (the ``train_model`` jobs those logs say
+    finished, a line Snakemake writes also under ``--quiet rules``), and where the per-job logs
+    are."""
     if isinstance(snakemake_logs, (str, os.PathLike)):
         snakemake_logs = [snakemake_logs]
     trained = 0
     for path in snakemake_logs or []:
         if Path(path).is_file():
             text = Path(path).read_text(errors="replace")
-            trained += len(re.findall(r"^(?:local)?rule train_model:$", text, re.MULTILINE))
+            trained += len(
+                re.findall(r"^Finished jobid: \d+ \(Rule: train_model\)$", text, re.MULTILINE)
+            )
     models = sum(1 for _ in Path(results).glob("*/models/**/model.pt"))
     report = Path(report)
     where = (
