@@ -30,12 +30,17 @@ $(INSTALLED): pyproject.toml | $(PY)
 
 install: $(INSTALLED)
 
+# --quiet rules: the console shows one line per finished job, each model job's own summary and
+# a failed job's reason and log (segrobust's `segrobust:` lines), not Snakemake's block of
+# inputs, outputs and reasons per job; `snakemake -n` lists those.
+QUIET := --quiet rules
+
 run: install
-	$(SNAKEMAKE) --cores all --resources gpu=1
+	$(SNAKEMAKE) --cores all --resources gpu=1 $(QUIET)
 
 # The papers' findings at CPU scale (config/reproduce.yaml; README, "Configuration").
 reproduce: install
-	$(SNAKEMAKE) --configfile config/reproduce.yaml --cores all --resources gpu=1
+	$(SNAKEMAKE) --configfile config/reproduce.yaml --cores all --resources gpu=1 $(QUIET)
 
 # Two test processes, each taking whole files (--dist loadfile): a file's module fixtures (the
 # tiny workflow run, the SLURM cluster) start once, and the SLURM tests, which own the machine's
@@ -51,6 +56,7 @@ lint: install
 	$(SNAKEMAKE) --lint
 	$(PY) -m ruff check src tests workflow/scripts benchmarks
 	$(PY) -m snakefmt --check Snakefile workflow/rules
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(PY) -m ruff format src tests workflow/scripts benchmarks

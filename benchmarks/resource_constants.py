@@ -1,6 +1,8 @@
 """Measure the constants of segrobust.spec.resources on this machine's CPU.
 
-Prints each measurement and the values to put into ``segrobust/spec/resources.py``:
+Prints each measurement and the values to put into ``segrobust/spec/resources.py`` (per
+architecture: its record in ``segrobust/spec/architectures.py``, ``train_s_per_gmac`` and
+``infer_s_per_gmac``):
 
 - seconds per training / inference multiply-add of every architecture in 2D and 3D, timed on the
   library's own loops (``train_epoch``; ``predict_probabilities`` on a whole 2D image, or with

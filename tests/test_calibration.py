@@ -14,14 +14,16 @@ from schema_defaults import model_kwargs
 
 from segrobust.analysis import conformal
 from segrobust.contract import FNR_COLUMNS, PER_IMAGE_COLUMNS, Run
+from segrobust.data import msd
 from segrobust.data.dataset import DatasetWriter, load_split
 from segrobust.data.prepare import PrepareOptions
-from segrobust.evaluation import calibration as cal
+from segrobust.evaluation import label_free, preprocessing
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import FNR_THRESHOLDS
+from segrobust.guarantees import calibration_file as cal
 from segrobust.networks import build_model
-from segrobust.training.modelfile import save_model_file
+from segrobust.networks.modelfile import save_model_file
 
 torch.set_num_threads(1)
 
@@ -38,13 +40,13 @@ def test_noise_sigma_recovers_gaussian_noise_on_a_smooth_image(shape, sigma):
     rng = np.random.default_rng(0)
     grids = np.meshgrid(*[np.linspace(0, 1, n) for n in shape], indexing="ij")
     smooth = np.sin(3 * grids[0]) + grids[1] ** 2  # structure the diagonal band barely sees
-    estimate = cal.noise_sigma(smooth + sigma * rng.standard_normal(shape))
+    estimate = label_free.noise_sigma(smooth + sigma * rng.standard_normal(shape))
     assert estimate == pytest.approx(sigma, rel=0.08)
 
 
 def test_noise_sigma_of_a_constant_or_too_thin_image():
-    assert cal.noise_sigma(np.ones((8, 8))) == 0.0
-    assert math.isnan(cal.noise_sigma(np.ones((1, 8))))
+    assert label_free.noise_sigma(np.ones((8, 8))) == 0.0
+    assert math.isnan(label_free.noise_sigma(np.ones((1, 8))))
 
 
 # --- numbers equal to the analysis' ---------------------------------------------------------
@@ -236,45 +238,43 @@ AUTO = {"normalize": "auto", "window": [-200, 300], "percentiles": [2, 98]}
 
 
 @pytest.mark.parametrize(
-    ("provenance", "expected"),
+    ("options", "modality", "expected"),
     [
-        ({"source": "synthetic-texture"}, {"method": "none"}),
-        ({"source": "synthetic-spheres"}, {"method": "none"}),
-        (
-            {"source": "msd_spleen", "modality": "CT", "preparation": WINDOW},
-            {"method": "window", "window": [-100.0, 200.0]},
-        ),
-        (
-            {"source": "msd_import", "modality": "CT", "preparation": AUTO},
-            {"method": "window", "window": [-200.0, 300.0]},
-        ),
-        (
-            {"source": "msd_import", "modality": "MRI", "preparation": AUTO},
-            {"method": "percentile", "percentiles": [2.0, 98.0]},
-        ),
-        ({"source": "busi", "preparation": {}}, {"method": "gray"}),
-        ({"source": "glas", "preparation": {}}, {"method": "gray"}),
+        (WINDOW, "CT", {"method": "window", "window": [-100.0, 200.0]}),
+        (AUTO, "CT", {"method": "window", "window": [-200.0, 300.0]}),
+        (AUTO, "MRI", {"method": "percentile", "percentiles": [2.0, 98.0]}),
+        ({"normalize": "percentile"}, "CT", {"method": "percentile", "percentiles": [1.0, 99.0]}),
     ],
 )
-def test_intensity_normalisation_follows_the_source(provenance, expected):
-    assert cal.intensity_normalisation(provenance, "provenance.json") == expected
+def test_msd_preparation_records_its_intensity_normalisation(options, modality, expected):
+    """What the MSD preparation writes into the provenance, ``auto`` resolved by modality."""
+    assert msd.intensity_normalisation(PrepareOptions(**options), modality) == expected
 
 
-def test_msd_defaults_are_what_preparation_records():
-    """A prepared MSD dataset's provenance holds the PrepareOptions as a dict: its keys work."""
-    options = vars(PrepareOptions(normalize="percentile"))
-    provenance = {"source": "msd_heart", "modality": "MRI", "preparation": options}
-    assert cal.intensity_normalisation(provenance, "p") == {
-        "method": "percentile",
-        "percentiles": [1.0, 99.0],
-    }
+@pytest.mark.parametrize(
+    "intensity",
+    [
+        {"method": "none"},
+        {"method": "gray", "mode": "mean"},
+        {"method": "window", "window": [-100.0, 200.0]},
+        {"method": "percentile", "percentiles": [1.0, 99.0]},
+    ],
+)
+def test_calibration_takes_the_normalisation_the_provenance_records(intensity):
+    provenance = {"source": "any", "intensity": intensity}
+    assert preprocessing.intensity_normalisation(provenance, "provenance.json") == intensity
 
 
-def test_unknown_source_is_refused_naming_the_file():
+@pytest.mark.parametrize(
+    "provenance", [{"source": "scanner"}, {"intensity": {"method": "histogram"}}]
+)
+def test_a_provenance_without_a_known_normalisation_is_refused_naming_the_file(provenance):
     with pytest.raises(
-        cal.CalibrationError, match=r"data/provenance.json: source 'scanner'.*known"
+        cal.CalibrationError,
+        match=r"data/provenance.json: records no intensity normalisation.*none, window, "
+        r"percentile, gray",
     ):
-        cal.intensity_normalisation({"source": "scanner"}, "data/provenance.json")
+        preprocessing.intensity_normalisation(provenance, "data/provenance.json")
 
 
 # --- written by the evaluation, end to end -----------------------------------------------
@@ -282,7 +282,9 @@ def test_unknown_source_is_refused_naming_the_file():
 
 def _dataset(path, shape, n_test=3, n_calibration=12, seed=0, spacing=None):
     rng = np.random.default_rng(seed)
-    with DatasetWriter(path, provenance={"source": "synthetic-texture"}) as ds:
+    with DatasetWriter(
+        path, provenance={"source": "synthetic-texture", "intensity": {"method": "none"}}
+    ) as ds:
         for i in range(n_test + n_calibration):
             label = np.zeros(shape, dtype=np.uint8)
             corner = rng.integers(1, 6, size=len(shape))
@@ -365,7 +367,7 @@ def test_evaluation_writes_strict_json_with_the_calibration_images_statistics(ev
     assert sorted(images["image_id"]) == sorted(cases)
     for i, case_id in enumerate(images["image_id"]):
         prob = predict_probabilities(model, cases[case_id].image)
-        expected = cal.label_free_statistics(cases[case_id].image, prob)
+        expected = label_free.label_free_statistics(cases[case_id].image, prob)
         for key in (*cal.RANGE_STATISTICS, "quality"):
             stored = math.nan if images[key][i] is None else images[key][i]  # JSON null = NaN
             assert stored == pytest.approx(expected[key], nan_ok=True), key
@@ -405,7 +407,9 @@ def test_without_a_calibration_condition_nothing_is_written(evaluated, tmp_path)
 
 
 def test_without_calibration_images_the_training_images_give_the_grid(tmp_path):
-    with DatasetWriter(tmp_path / "d", provenance={"source": "synthetic-texture"}) as ds:
+    with DatasetWriter(
+        tmp_path / "d", provenance={"source": "synthetic-texture", "intensity": {"method": "none"}}
+    ) as ds:
         for i, split in enumerate(["training", "test"]):
             ds.add(
                 f"c{i}", np.zeros((16, 16), np.float32), np.zeros((16, 16), np.uint8), split=split
@@ -454,8 +458,8 @@ def test_3d_datasets_record_their_spacing_and_mixed_spacings_are_refused(tmp_pat
     data = _dataset(
         tmp_path / "vol", (12, 12, 12), n_test=1, n_calibration=3, spacing=(1.5, 1.5, 2.0)
     )
-    grids = [cal.ImageGrid.of(case) for case in load_split(data, "calibration")]
-    assert cal.dataset_preprocessing(data, grids, 3)["spacing"] == [1.5, 1.5, 2.0]
-    grids[0] = cal.ImageGrid(grids[0].shape, (1.0, 1.0, 1.0))
+    grids = [preprocessing.ImageGrid.of(case) for case in load_split(data, "calibration")]
+    assert preprocessing.dataset_preprocessing(data, grids, 3)["spacing"] == [1.5, 1.5, 2.0]
+    grids[0] = preprocessing.ImageGrid(grids[0].shape, (1.0, 1.0, 1.0))
     with pytest.raises(cal.CalibrationError, match="differ in spacing"):
-        cal.dataset_preprocessing(data, grids, 3)
+        preprocessing.dataset_preprocessing(data, grids, 3)

@@ -167,6 +167,11 @@ def test_environment_file_pins_what_pyproject_pins():
     assert not [line for line in pip if line.startswith(("-e", ".", "/"))]
     listed = {r.name.lower(): r for r in map(Requirement, pip)}
     wanted = {r.name.lower(): r for r in map(Requirement, project["dependencies"])}
+    # and the layers check of `make lint`, from the test extra
+    linter = Requirement(
+        next(d for d in project["optional-dependencies"]["test"] if d.startswith("import-linter"))
+    )
+    wanted[linter.name] = linter
     assert set(listed) == set(wanted)
     for name, requirement in listed.items():
         if name != "torch":

@@ -19,7 +19,7 @@ from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import FNR_THRESHOLDS, segmentation_metrics, soft_quality
 from segrobust.networks import build_model
-from segrobust.training.modelfile import load_model_file, save_model_file
+from segrobust.networks.modelfile import load_model_file, save_model_file
 
 torch.set_num_threads(1)
 
@@ -34,7 +34,7 @@ def make_dataset(path, shape, n_test=3, n_calibration=2, seed=0, affine=None):
     """Bright disc-ish squares on noise; complexity is a made-up per-case number; the first two
     cases are slices of one volume (``group`` vol0), the others name no group."""
     rng = np.random.default_rng(seed)
-    with DatasetWriter(path, provenance={"source": "test"}) as ds:
+    with DatasetWriter(path, provenance={"source": "test", "intensity": {"method": "none"}}) as ds:
         for i in range(n_test + n_calibration):
             label = np.zeros(shape, dtype=np.uint8)
             corner = rng.integers(1, 5, size=len(shape))

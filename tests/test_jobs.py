@@ -4,6 +4,7 @@ lines a person follows, and the rule that the package decides nothing a job writ
 from __future__ import annotations
 
 import ast
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,12 @@ PACKAGE = Path(job.__file__).resolve().parent
 
 
 def _snakemake(tmp_path, rule="train_model"):
-    return SimpleNamespace(log=[str(tmp_path / "job.log")], rule=rule, threads=3)
+    return SimpleNamespace(
+        log=[str(tmp_path / "job.log")],
+        rule=rule,
+        threads=3,
+        wildcards={"arch": "unet", "seed": "1"},
+    )
 
 
 def _absolute_imports(path: Path) -> set[str]:
@@ -71,11 +77,19 @@ def test_the_job_log_has_the_timing_lines_of_the_fixed_cost(tmp_path):
     assert any(line.endswith("working") for line in lines)
 
 
-def test_the_log_records_the_traceback_of_a_failed_job(tmp_path):
+def test_the_log_records_the_traceback_of_a_failed_job(tmp_path, capfd):
     with pytest.raises(ValueError), job.job(_snakemake(tmp_path)):
         raise ValueError("bad input named here")
     text = (tmp_path / "job.log").read_text()
     assert "ValueError: bad input named here" in text and "timing exit" in text
+    # the console says which job failed, why, and where its log is
+    err = capfd.readouterr().err
+    assert re.search(
+        r"^segrobust: rule train_model \(arch=unet, seed=1\) failed: ValueError: bad input "
+        r"named here; its log: .*job\.log$",
+        err,
+        re.MULTILINE,
+    ), err
 
 
 def test_progress_is_throttled_to_one_line_per_interval():
@@ -121,7 +135,9 @@ def test_the_run_ends_with_the_report_and_the_models_trained(tmp_path):
     log = tmp_path / "run.log"
     log.write_text(
         "localrule generate_texture_dataset:\nlocalrule train_model:\n    wildcards: ...\n"
-        "rule train_model:\nlocalrule evaluate_model:\n"
+        "Finished jobid: 3 (Rule: generate_texture_dataset)\nFinished jobid: 1 (Rule: "
+        "train_model)\nlocalrule train_model:\nFinished jobid: 2 (Rule: train_model)\n"
+        "localrule evaluate_model:\n"
     )
     report = results / "report" / "index.html"
     message = console.workflow_summary([str(log)], results, report)

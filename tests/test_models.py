@@ -8,9 +8,9 @@ import pytest
 import torch
 from schema_defaults import model_kwargs
 
-from segrobust.contract import ARCHITECTURES as ARCHITECTURE_NAMES
-from segrobust.networks import ARCHITECTURES, build_model, check_input_size
+from segrobust.networks import build_model, check_input_size
 from segrobust.registry import UnknownNameError
+from segrobust.spec.architectures import ARCHITECTURES
 
 torch.set_num_threads(1)
 
@@ -35,7 +35,14 @@ TINY = {
 
 
 def test_every_registered_architecture_has_a_tiny_setting():
-    assert sorted(TINY) == ARCHITECTURES.names() == sorted(ARCHITECTURE_NAMES)
+    assert sorted(TINY) == ARCHITECTURES.names()
+
+
+def test_records_have_distinct_display_names_and_colours():
+    records = [ARCHITECTURES.get(name) for name in ARCHITECTURES.names()]
+    assert len({r.display_name for r in records}) == len(records)
+    assert len({r.colour for r in records}) == len(records)
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", r.colour) for r in records)
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

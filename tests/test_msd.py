@@ -47,6 +47,8 @@ def test_label_value_selects_the_foreground(user_dir, tmp_path, label_value):
         np.testing.assert_array_equal(c.label, expected)
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["source"] == "msd_import" and prov["path"] == str(user_dir.resolve())
+    # normalize: auto on a CT task: the default CT window
+    assert prov["intensity"] == {"method": "window", "window": [-200.0, 300.0]}
 
 
 def test_import_2d_keeps_only_slices_with_that_label(user_dir, tmp_path):

@@ -31,8 +31,8 @@ from segrobust.cli import main as cli_main
 from segrobust.contract import PER_IMAGE_COLUMNS, Run
 from segrobust.data.dataset import DataError, DatasetWriter
 from segrobust.data.prepare import percentile_intensity, resample_volume, to_gray, window_intensity
-from segrobust.evaluation.calibration import CALIBRATION_FILE, Calibration, DiceBound
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
+from segrobust.guarantees.calibration_file import CALIBRATION_FILE, Calibration, DiceBound
 from segrobust.predict import inputs
 from segrobust.predict.batch import (
     FAILURE_COLUMNS,
@@ -42,13 +42,13 @@ from segrobust.predict.batch import (
     predict_folder,
 )
 from segrobust.predict.recipe_lookup import ComplexityRecipe
-from segrobust.predict.targets import (
+from segrobust.spec.config import ConfigError
+from segrobust.spec.predict_targets import (
     DEFAULT_CONFIDENCE,
     DEFAULT_FNR_LEVEL,
     parse_run_path,
     predict_plan,
 )
-from segrobust.spec.config import ConfigError
 from segrobust.training.train import train_run
 
 torch.set_num_threads(1)
@@ -112,8 +112,11 @@ def test_normalisation_is_the_preparations():
     assert np.array_equal(inputs.normalise(raw, window), window_intensity(raw, [-200, 300]))
     assert np.array_equal(inputs.normalise(raw, percentile), percentile_intensity(raw, [1, 99]))
     photo = rng.integers(0, 256, size=(20, 20)).astype(np.uint8)
-    assert np.array_equal(inputs.normalise(photo, {"method": "gray"}), to_gray(photo))
-    assert inputs.normalise(photo, {"method": "gray"}).max() <= 1.0  # uint8 / 255
+    gray = {"method": "gray", "mode": "luminance"}
+    assert np.array_equal(inputs.normalise(photo, gray), to_gray(photo, "luminance"))
+    assert inputs.normalise(photo, gray).max() <= 1.0  # uint8 / 255
+    mean = inputs.normalise(photo, {"method": "gray", "mode": "mean"})
+    assert np.array_equal(mean, to_gray(photo, "mean"))
     assert np.array_equal(inputs.normalise(raw, {"method": "none"}), raw)
 
 
@@ -300,7 +303,9 @@ SPLITS = {"training": 16, "validation": 4, "test": 2, "calibration": 15}
 def _squares(path, seed=0):
     """Bright squares on noise: an easy task a tiny U-Net learns in a few epochs."""
     rng = np.random.default_rng(seed)
-    with DatasetWriter(path, provenance={"source": "synthetic-texture"}) as ds:
+    with DatasetWriter(
+        path, provenance={"source": "synthetic-texture", "intensity": {"method": "none"}}
+    ) as ds:
         for split, n in SPLITS.items():
             for i in range(n):
                 image, label = _square_image(rng)

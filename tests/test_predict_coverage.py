@@ -31,9 +31,9 @@ from segrobust.analysis.conformal import clopper_pearson, conformal_rank
 from segrobust.contract import Run
 from segrobust.data.dataset import load_split, read_nifti, write_nifti
 from segrobust.data.textures import generate_texture_dataset
-from segrobust.evaluation.calibration import CALIBRATION_FILE
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.evaluation.metrics import dice
+from segrobust.guarantees.calibration_file import CALIBRATION_FILE
 from segrobust.predict.batch import predict_folder
 from segrobust.training.train import train_run
 

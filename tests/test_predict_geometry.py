@@ -16,10 +16,10 @@ from schema_defaults import default_config, model_kwargs, train_settings
 from segrobust.contract import Run
 from segrobust.data.dataset import DatasetWriter
 from segrobust.data.spheres import generate_sphere_dataset
-from segrobust.evaluation.calibration import CALIBRATION_FILE
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.evaluation.infer import SlidingWindow
 from segrobust.evaluation.metrics import dice
+from segrobust.guarantees.calibration_file import CALIBRATION_FILE
 from segrobust.predict.batch import predict_folder
 from segrobust.spec.runs import window_settings
 from segrobust.training.train import train_run
@@ -103,7 +103,9 @@ def test_3d_volume_in_another_orientation_and_spacing_comes_back_in_its_own_geom
 
 def _squares(path, seed=0):
     rng = np.random.default_rng(seed)
-    with DatasetWriter(path, provenance={"source": "synthetic-texture"}) as ds:
+    with DatasetWriter(
+        path, provenance={"source": "synthetic-texture", "intensity": {"method": "none"}}
+    ) as ds:
         for split, n in {"training": 24, "validation": 4, "calibration": 12}.items():
             for i in range(n):
                 label = np.zeros((16, 16), np.uint8)

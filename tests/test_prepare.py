@@ -81,6 +81,8 @@ def test_msd_spleen_2d_slices_window_spacing_and_patient_splits(tmp_path):
     assert prov["source"] == "msd_spleen" and prov["checksum_verified"] is True
     assert prov["checksum"] == entry["checksum"] and prov["url"].endswith("Task09_Spleen.tar")
     assert prov["preparation"]["window"] == [-200, 300]
+    # what predict reproduces on a new image (the source's default: the CT window)
+    assert prov["intensity"] == {"method": "window", "window": [-200.0, 300.0]}
     assert [p.name for p in (tmp_path / "datasets").iterdir()] == ["spleen2d"]
 
 
@@ -194,6 +196,7 @@ def test_no_published_checksum_records_sha256(tmp_path):
     prepare_dataset("glas", entry, archive, tmp_path / "glas")
     prov = json.loads((tmp_path / "glas" / "provenance.json").read_text())
     assert prov["checksum"] == sha256(archive) and prov["checksum_verified"] is False
+    assert prov["intensity"] == {"method": "gray", "mode": "luminance"}
 
 
 def test_wrong_checksum_of_a_hand_placed_archive_prepares_nothing(tmp_path):

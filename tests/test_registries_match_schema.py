@@ -1,4 +1,4 @@
-"""The names the config schema allows are exactly the registered implementations."""
+"""The names the config schema allows are exactly the registered implementations (records)."""
 
 from pathlib import Path
 
@@ -30,19 +30,21 @@ def test_analysis_writes_the_outputs_the_contract_names():
     assert named == set(OUTPUTS)
 
 
-def test_dataset_sources_match_registry():
+def test_dataset_sources_match_the_records():
+    """One enum of sources in the schema (``definitions.source``, referenced by every dataset
+    entry); its real-data sources are exactly the records, and the real sources' keys apply to
+    every source that is not a generator."""
     from segrobust.data.sources import SOURCES
 
-    datasets = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]
-    real = set(datasets["source"]["enum"]) - {"synthetic_texture", "synthetic_spheres"}
-    assert real == set(SOURCES.names())
+    generators = {"synthetic_texture", "synthetic_spheres"}
+    assert set(SCHEMA["definitions"]["source"]["enum"]) - generators == set(SOURCES.names())
+    entry = SCHEMA["properties"]["datasets"]["additionalProperties"]
+    assert entry["properties"]["source"] == {"$ref": "#/definitions/source"}
 
 
-def test_architecture_names_match_registry_and_schema():
-    from segrobust import contract
-    from segrobust.networks import ARCHITECTURES
+def test_architecture_names_match_records_and_schema():
+    from segrobust.spec.architectures import ARCHITECTURES
 
-    assert sorted(contract.ARCHITECTURES) == ARCHITECTURES.names()
     assert sorted(SCHEMA["definitions"]["arch"]["enum"]) == ARCHITECTURES.names()
     assert sorted(SCHEMA["properties"]["models"]["properties"]) == ARCHITECTURES.names()
 

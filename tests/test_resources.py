@@ -8,6 +8,7 @@ monotonicity and for the paper grid's scale.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -25,8 +26,11 @@ from slurm_cluster import REPO
 from snakemake.utils import update_config, validate
 from torch.utils.flop_counter import FlopCounterMode
 
+from segrobust.data.sources import get_source
 from segrobust.networks import build_model
+from segrobust.registry import UnknownNameError
 from segrobust.spec import resources
+from segrobust.spec.architectures import ARCHITECTURES, get_architecture
 from segrobust.spec.network_cost import macs_per_voxel, network_layers, parameter_count
 from segrobust.spec.resources import (
     Cost,
@@ -107,7 +111,7 @@ def test_unet_macs_by_hand():
 
 
 def test_unknown_architecture_is_named():
-    with pytest.raises(ValueError, match="no cost model for architecture 'resnet'.*unet"):
+    with pytest.raises(UnknownNameError, match="unknown architecture 'resnet'.*unet"):
         network_layers("resnet", 2, {}, (32, 32))
 
 
@@ -133,8 +137,10 @@ def round_constants(monkeypatch):
         "GPU_HOST_MB": 1000.0,
     }.items():
         monkeypatch.setattr(resources, name, value)
-    monkeypatch.setattr(resources, "TRAIN_S_PER_GMAC", {("unet", 2): 2.0})
-    monkeypatch.setattr(resources, "INFER_S_PER_GMAC", {("unet", 2): 1.0})
+    unet = dataclasses.replace(
+        get_architecture("unet"), train_s_per_gmac={2: 2.0}, infer_s_per_gmac={2: 1.0}
+    )
+    monkeypatch.setitem(ARCHITECTURES._entries, "unet", unet)
     monkeypatch.setattr(resources, "SCORE_S_PER_VOXEL", {2: 1e-6})
     monkeypatch.setattr(resources, "DATASET_BYTES_PER_VOXEL", 13)
 
@@ -345,7 +351,7 @@ def test_stated_defaults_match_the_preparation():
     options = PrepareOptions()
     assert [resources.DEFAULT_2D_EDGE] * 2 == options.image_size
     assert list(resources.DEFAULT_SPACING) == options.spacing
-    assert list(resources.DEFAULT_BUSI_CLASSES) == options.classes
+    assert get_source("busi").defaults["classes"] == options.classes
 
 
 def test_every_rule_with_resources_has_a_cost_model():
@@ -355,11 +361,17 @@ def test_every_rule_with_resources_has_a_cost_model():
 
 
 def test_measured_constants_cover_every_architecture():
-    pairs = {(arch, dims) for arch in DEFAULTS["models"] for dims in (2, 3)}
-    assert set(resources.TRAIN_S_PER_GMAC) == pairs == set(resources.INFER_S_PER_GMAC)
+    records = [get_architecture(arch) for arch in DEFAULTS["models"]]
+    for record in records:
+        assert set(record.train_s_per_gmac) == set(record.spatial_dims), record.name
+        assert set(record.infer_s_per_gmac) == set(record.spatial_dims), record.name
+    per_gmac = [
+        value
+        for record in records
+        for value in (*record.train_s_per_gmac.values(), *record.infer_s_per_gmac.values())
+    ]
     measured = (
-        *resources.TRAIN_S_PER_GMAC.values(), *resources.INFER_S_PER_GMAC.values(),
-        *resources.SCORE_S_PER_VOXEL.values(), resources.START_S, resources.BASE_MB,
+        *per_gmac, *resources.SCORE_S_PER_VOXEL.values(), resources.START_S, resources.BASE_MB,
         resources.ACTIVATION_BYTES, resources.TEXTURE_S_PER_VOXEL, resources.SPHERES_S_PER_VOXEL,
         resources.PERTURB_S_PER_VOXEL, resources.PREPARE_S_PER_VOXEL, resources.TABLE_S_PER_ROW,
         resources.TABLE_BYTES_PER_ROW, resources.ANALYSIS_S_PER_ROW_RESAMPLE,

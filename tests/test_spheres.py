@@ -88,6 +88,7 @@ def test_dataset_follows_the_contract(spheres):
         assert outside.std() == pytest.approx(0.2, rel=0.1)
     provenance = json.loads((spheres / "provenance.json").read_text())
     assert provenance["source"] == "synthetic-spheres"
+    assert provenance["intensity"] == {"method": "none"}
     assert provenance["segrobust_version"] == segrobust.__version__
     assert provenance["parameters"] == {
         "volume_size": 24,

@@ -154,6 +154,7 @@ def test_dataset_follows_the_contract(alpha_grid):
         assert case.meta["complexity"] == pytest.approx(lbp_complexity(case.image, case.label))
     provenance = json.loads((dataset / "provenance.json").read_text())
     assert provenance["source"] == "synthetic-texture"
+    assert provenance["intensity"] == {"method": "none"}
     assert provenance["segrobust_version"] == segrobust.__version__
     assert provenance["parameters"] == dataset_kwargs()
 

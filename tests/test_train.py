@@ -18,9 +18,9 @@ from schema_defaults import model_kwargs, train_settings
 
 from segrobust.contract import PATCH_COLUMNS, TRAIN_LOG_COLUMNS, Run
 from segrobust.data.dataset import Case, DatasetWriter, load_split
+from segrobust.networks.modelfile import load_model_file
 from segrobust.registry import UnknownNameError
 from segrobust.training.device import amp_settings, resolve_device
-from segrobust.training.modelfile import load_model_file
 from segrobust.training.train import PatchSampler, TrainSettings, train_run
 
 torch.set_num_threads(1)

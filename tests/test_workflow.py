@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,9 +15,9 @@ import pytest
 import yaml
 from workflow_helpers import copy_workflow, planned_jobs, planned_wildcards, snakemake
 
-from segrobust.contract import ANALYSIS_FIGURES, ANALYSIS_TABLES, FIGURES
+from segrobust.contract import ANALYSIS_FIGURES, ANALYSIS_TABLES, FIGURE_TABLES, FIGURES
 from segrobust.report.screenshot import find_browser, first_screen
-from segrobust.spec.code_deps import library_files
+from segrobust.spec import code_deps
 
 pytestmark = pytest.mark.workflow
 
@@ -178,42 +179,109 @@ def _downstream(workdir) -> dict[str, set[str]]:
     return closure
 
 
-def test_editing_any_library_module_reruns_exactly_the_rules_that_import_it(finished, monkeypatch):
-    """Every module of the library is edited: the rules a dry run would re-run are exactly
-    those whose script imports it (transitively) and the rules downstream of them.
+@contextlib.contextmanager
+def _edited(workdir, paths):
+    """Each file of ``paths`` (relative to ``workdir``) with a comment appended, restored after."""
+    originals = {path: (workdir / path).read_bytes() for path in paths}
+    try:
+        for path, original in originals.items():
+            (workdir / path).write_bytes(original + b"\n# an edit\n")
+        yield
+    finally:
+        for path, original in originals.items():
+            (workdir / path).write_bytes(original)
 
-    Modules imported by the same rules are edited together, one dry run per such class (25
-    dry runs for ~90 modules): within a class every module is declared as an input of exactly
-    the same rules (``code_of`` declares ``library_files``, whose closure test_code_deps.py
-    checks against what each script really loads), so editing them one at a time would repeat
-    the same check. (Snakemake reports only "updated by another job" for a job whose upstream
-    re-runs too, so the check is on the planned rules, with the rule graph giving what follows
-    from what.)
+
+def _module_name(path) -> str:
+    return ".".join(path.relative_to("src").with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_editing_plumbing_reruns_nothing(finished):
+    """The job runner, preload server, GPU slots, logging and console progress decide how a
+    job runs, never what it writes (segrobust.spec.code_deps.PLUMBING)."""
+    modules = [p.relative_to(finished) for p in (finished / "src").rglob("*.py")]
+    plumbing = [p for p in modules if code_deps.is_plumbing(_module_name(p))]
+    assert len(plumbing) >= 3, plumbing
+    with _edited(finished, plumbing):
+        assert planned_jobs(finished) == {}
+
+
+def test_editing_a_network_builder_reruns_only_its_architectures(finished):
+    """networks/monai_unet.py builds only monai_unet (the perturbation study's second
+    architecture): its one run is trained and evaluated again, and what follows from it."""
+    with _edited(finished, ["src/segrobust/networks/monai_unet.py"]):
+        jobs = planned_jobs(finished)
+        trained = planned_wildcards(finished, "train_model")
+        evaluated = planned_wildcards(finished, "evaluate_model")
+        aggregated = planned_wildcards(finished, "aggregate_study")
+    assert jobs["train_model"] == jobs["evaluate_model"] == 1
+    assert all("arch=monai_unet" in w for w in trained + evaluated), trained + evaluated
+    assert aggregated == ["wildcards: study=perturbation"]
+    assert set(jobs) - {"all"} == {
+        "train_model", "evaluate_model", "aggregate_study", "analyze", "plot_figure",
+        "build_report",
+    }  # fmt: skip
+    # no study of the tiny config builds a V-Net
+    with _edited(finished, ["src/segrobust/networks/skip_vnet.py"]):
+        assert planned_jobs(finished) == {}
+
+
+def test_editing_the_recipe_reruns_only_the_analysis_and_what_reads_it(finished):
+    with _edited(finished, ["src/segrobust/analysis/recipe.py"]):
+        jobs = planned_jobs(finished)
+        drawn = planned_wildcards(finished, "plot_figure")
+    assert set(jobs) - {"all"} == {"analyze", "plot_figure", "build_report"}
+    from_analysis = {
+        figure
+        for figure, tables in FIGURE_TABLES.items()
+        if any(table in ANALYSIS_TABLES for table in tables)
+    }
+    assert sorted(drawn) == sorted(f"wildcards: figure={f}" for f in from_analysis)
+
+
+def _study_archs(workdir) -> set[str]:
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    return {arch for study in config["studies"].values() for arch in study["archs"]}
+
+
+def test_editing_any_library_module_reruns_exactly_the_rules_whose_code_it_is(finished):
+    """Every module of the library is edited: the rules a dry run would re-run are exactly
+    those whose code version includes it (segrobust.spec.code_deps: for training and
+    evaluation, with the builder of an architecture of the tiny config) and the rules
+    downstream of them.
+
+    Modules in the code of the same rules are edited together, one dry run per such class:
+    within a class every module changes the code version of exactly the same rules (whose
+    closure test_code_deps.py checks against what each script really loads), so editing them
+    one at a time would repeat the same check. (Snakemake reports only "updated by another
+    job" for a job whose upstream re-runs too, so the check is on the planned rules, with the
+    rule graph giving what follows from what.)
     """
-    monkeypatch.chdir(finished)  # library_files gives paths relative to the working directory
     downstream = _downstream(finished)
     rules = set(downstream) - {"all"}
-    importers = {rule: set(library_files(f"workflow/scripts/{rule}.py", "src")) for rule in rules}
-    modules = sorted((finished / "src" / "segrobust").rglob("*.py"))
+    scripts, src = finished / "workflow" / "scripts", finished / "src"
+    archs = sorted(_study_archs(finished))
+    code = {}
+    for rule in rules:
+        builds = rule in ("train_model", "evaluate_model")
+        variants = [(arch,) for arch in archs] if builds else [()]
+        code[rule] = {
+            path
+            for variant in variants
+            for path in code_deps.code_files(scripts / f"{rule}.py", src, archs=variant)
+        }
+    modules = sorted(p.resolve() for p in src.joinpath("segrobust").rglob("*.py"))
     assert len(modules) > 40
     classes: dict[frozenset, list] = {}
     for module in modules:
-        relative = os.path.relpath(module, finished)
-        direct = frozenset(rule for rule, files in importers.items() if relative in files)
-        classes.setdefault(direct, []).append(module)
-    assert len(classes) > 5, "the rules should not all import the same modules"
+        direct = frozenset(rule for rule, files in code.items() if module in files)
+        classes.setdefault(direct, []).append(module.relative_to(finished.resolve()))
+    assert len(classes) > 5, "the rules should not all depend on the same modules"
     for direct, members in classes.items():
         expected = set(direct).union(*(downstream[rule] for rule in direct)) - {"all"}
-        originals = {module: module.read_bytes() for module in members}
-        try:
-            for module, original in originals.items():
-                module.write_bytes(original + b"\n# an edit\n")
+        with _edited(finished, members):
             planned = set(planned_jobs(finished)) - {"all"}
-        finally:
-            for module, original in originals.items():
-                module.write_bytes(original)
-        names = [os.path.relpath(m, finished) for m in members]
-        assert planned == expected, f"editing {', '.join(names)}"
+        assert planned == expected, f"editing {', '.join(map(str, members))}"
 
 
 def test_console_shows_one_line_per_model_job_and_where_the_report_is(finished):

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from segrobust.data.image_header import DEFAULT_MAX_IMAGE_GB, image_limit
-from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
+from segrobust.spec.predict_targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 
 DESCRIPTION = """\
 Segment new images with a trained segrobust model run and rate each mask's trustworthiness:

@@ -1,10 +1,11 @@
 """The pipeline's shared vocabulary: the one home of every name the layers must agree on.
 
 Rules, evaluation, aggregation, analysis and the report all import their names from here: the
-studies, the architectures, the splits, the run keys that identify a model run and the columns
-(with their types) of every table a job writes, the metric names, the papers' perturbation
-levels, the figure and analysis output names, and how wildcard values are spelled in paths.
-Defaults of configurable values are not here: each is stated once, in the config schema.
+studies, the splits, the run keys that identify a model run and the columns (with their types)
+of every table a job writes, the metric names, the papers' perturbation levels, the figure and
+analysis output names, and how wildcard values are spelled in paths. The architectures have
+their records in ``segrobust.spec.architectures``. Defaults of configurable values are not here:
+each is stated once, in the config schema.
 
 Nothing here imports torch or MONAI: the Snakefile imports this module at parse time.
 """
@@ -20,12 +21,6 @@ from typing import Any
 
 #: The studies, in pipeline order.
 STUDIES: tuple[str, ...] = ("texture", "perturbation", "context")
-
-#: The registered architectures (``segrobust.networks.ARCHITECTURES``; a test keeps them equal).
-ARCHITECTURES: tuple[str, ...] = (
-    "attention_unet", "monai_unet", "noskip_unet", "noskip_vnet", "swin_unetr", "unet", "unetpp",
-    "unetr", "vnet",
-)  # fmt: skip
 
 #: Dataset splits (contract 1). Calibration images are never trained on nor used for selection.
 SPLITS: tuple[str, ...] = ("training", "validation", "calibration", "test")

@@ -8,8 +8,9 @@ drift apart.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -55,6 +56,11 @@ class Registry(Generic[T]):
         """All registered names, sorted."""
         return sorted(self._entries)
 
+    def in_order(self) -> list[str]:
+        """All registered names in the order they were registered (e.g. the papers' order of
+        architectures, which legends keep)."""
+        return list(self._entries)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
@@ -63,3 +69,17 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def import_target(target: str) -> Any:
+    """Import and return what a ``"module:function"`` string names: the form in which a record
+    (an architecture's builder, a source's preparation) names code it needs only when used, so
+    that parse time, which reads the records, imports nothing heavy.
+
+    Raises:
+        ValueError: for a string not of that form, naming it.
+    """
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{target!r} is not of the form 'module:function'")
+    return getattr(importlib.import_module(module), name)

@@ -14,8 +14,8 @@ from schema_defaults import model_kwargs, train_settings
 
 from segrobust.contract import Run
 from segrobust.data.dataset import DatasetWriter
-from segrobust.evaluation.calibration import CALIBRATION_FILE
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
+from segrobust.guarantees.calibration_file import CALIBRATION_FILE
 from segrobust.training.train import train_run
 
 SIZE = (16, 16)

@@ -4,7 +4,7 @@ naming the file and the field.
 Wrong types, NaN or a huge array used to fail on every image without naming the file; a NaN FNR
 curve was accepted, and all-(-1) scores gave "Dice >= 1.00" for every image. The file is now
 checked against a JSON schema and for what a schema cannot express
-(``segrobust.evaluation.calibration_schema``) before predict uses it, and predict writes nothing.
+(``segrobust.guarantees.calibration_schema``) before predict uses it, and predict writes nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from calibrated import calibrated_run, good_images
 from sandbox import make_sandbox
 
-from segrobust.evaluation import calibration_schema
-from segrobust.evaluation.calibration import CALIBRATION_FILE, Calibration, CalibrationError
+from segrobust.guarantees import calibration_schema
+from segrobust.guarantees.calibration_file import CALIBRATION_FILE, Calibration, CalibrationError
 from segrobust.predict.batch import PredictError, predict_folder
 
 NAN, INF = float("nan"), float("inf")

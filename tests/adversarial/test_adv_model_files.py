@@ -1,7 +1,7 @@
 """Issue 22, case 1: a shared model file cannot run code.
 
 ``model.pt`` and the training checkpoint ``last.pt`` are read with torch's weights-only
-unpickler (``segrobust.training.modelfile``). A model file whose pickle holds an object with
+unpickler (``segrobust.networks.modelfile``). A model file whose pickle holds an object with
 ``__reduce__`` -> ``(os.system, ("touch FLAG",))``, with calibration.json's ``model.sha256`` set
 to its digest (the checksum only proves the two files travel together), is refused by
 ``segrobust predict`` naming the file and saying why; FLAG is never created.
@@ -25,7 +25,7 @@ from schema_defaults import model_kwargs, train_settings
 
 from segrobust.contract import Run
 from segrobust.data.dataset import DatasetWriter
-from segrobust.training.modelfile import ModelFileError, load_model_file, read_torch_file
+from segrobust.networks.modelfile import ModelFileError, load_model_file, read_torch_file
 from segrobust.training.train import train_run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,6 @@ rule aggregate_study:
         fnr=lambda w: study_outputs(w.study, "fnr.csv"),
         train_logs=lambda w: study_outputs(w.study, "train_log.csv"),
         patches=lambda w: study_outputs(w.study, "patches.csv"),
-        code=code_of("aggregate_study.py"),
     output:
         per_image="results/{study}/per_image.csv",
         fnr="results/{study}/fnr.csv",
@@ -25,5 +24,7 @@ rule aggregate_study:
     resources:
         runtime=runtime_of("aggregate_study"),
         mem_mb=mem_mb_of("aggregate_study"),
+    params:
+        code=code_version("aggregate_study.py"),
     script:
         "../scripts/aggregate_study.py"

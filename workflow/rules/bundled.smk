@@ -8,8 +8,6 @@ from segrobust.data.bundles import BUNDLES
 rule bundled_anatomy:
     """The MNI152 template that nilearn ships, checked by SHA-256 and cut into slabs: real
     anatomy offline, in the MSD layout."""
-    input:
-        code=code_of("write_bundled_anatomy.py"),
     output:
         directory("resources/bundled/{bundle}"),
     log:
@@ -23,6 +21,7 @@ rule bundled_anatomy:
         runtime=runtime_of("bundled_anatomy"),
         mem_mb=mem_mb_of("bundled_anatomy"),
     params:
+        code=code_version("write_bundled_anatomy.py"),
         # the files' digests, threshold and slab layout: a change re-writes the dataset
         spec=lambda wildcards: BUNDLES[wildcards.bundle].spec(),
     script:

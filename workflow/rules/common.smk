@@ -1,5 +1,6 @@
 # Config validation and the input functions and constants shared by the rules.
 
+import functools
 import os
 import re
 import time
@@ -19,7 +20,7 @@ from segrobust.contract import (
     study_of_figure,
 )
 from segrobust.data.image_header import set_max_image_gb
-from segrobust.spec.code_deps import library_files
+from segrobust.spec import code_deps
 from segrobust.spec.config import (
     canonical,
     check_against_schema,
@@ -98,11 +99,18 @@ def regex_of(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
-def code_of(script):
-    """The library files ``workflow/scripts/<script>`` imports (derived from its imports,
-    transitively): declared as inputs so a library change re-runs exactly the jobs that use it
-    (Snakemake's code trigger only watches the script file itself)."""
-    return library_files(REPO / "workflow" / "scripts" / script, REPO / "src")
+@functools.cache
+def code_version(script, archs=(), modules=()):
+    """The version of the code deciding the outputs of a job of ``workflow/scripts/<script>``
+    (segrobust.spec.code_deps: the script and the library it imports, plumbing left out; with
+    ``archs``, those architectures' records and builders). Passed as ``params: code=``, so
+    Snakemake's params trigger re-runs a job exactly when its code changed."""
+    return code_deps.code_version(
+        REPO / "workflow" / "scripts" / script,
+        REPO / "src",
+        archs=archs,
+        modules=modules,
+    )
 
 
 def run_of(wildcards):
@@ -166,6 +174,14 @@ def get_raw_input(wildcards):
     return f"resources/downloads/{source.name}/{source.filename}"
 
 
+def preparation_code(wildcards):
+    """The code version of preparing a real dataset: the rule's script and library, and the
+    module of its source's preparation (named by the source record, imported when used).
+    """
+    source = SOURCES.get(config["datasets"][wildcards.name]["source"])
+    return code_version("prepare_dataset.py", modules=(source.prepare_module,))
+
+
 def get_dataset_entry(wildcards):
     """The dataset's config entry, with the top-level split unless the entry overrides it."""
     return dataset_entry(config, wildcards.name)
@@ -183,8 +199,8 @@ def report_figure_names():
 
 
 def figure_inputs(wildcards):
-    """The tables a figure is drawn from (contract.FIGURE_TABLES) and the script's code."""
-    return {**figure_table_paths(wildcards.figure), "code": code_of("plot_figure.py")}
+    """The tables a figure is drawn from (contract.FIGURE_TABLES)."""
+    return figure_table_paths(wildcards.figure)
 
 
 def figure_category(figure):
@@ -207,7 +223,7 @@ def table_caption_file(table):
 
 
 # --- calibration and predict (rules in predict.smk) ---
-from segrobust.predict.targets import PREDICT_DIR, predict_plan
+from segrobust.spec.predict_targets import PREDICT_DIR, predict_plan
 
 PREDICT = predict_plan(config, RUNS)
 
@@ -224,6 +240,13 @@ def required_predict_plan():
             f"{PREDICT_DIR} needs config key predict.images (a folder of NIfTI images); it is null"
         )
     return PREDICT
+
+
+def predict_code():
+    """The code version of the predict job: its script and library, and the builders of every
+    architecture it may use."""
+    archs = tuple(sorted({run.arch for run in required_predict_plan().runs}))
+    return code_version("predict_images.py", archs=archs)
 
 
 def predict_run_files(filename):

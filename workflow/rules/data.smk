@@ -5,8 +5,6 @@ rule generate_texture_dataset:
     """One dataset of the texture study's grid: synthetic images whose foreground and
     background textures are blended at one alpha in one direction (NIfTI + datalist.json).
     """
-    input:
-        code=code_of("generate_texture_dataset.py"),
     output:
         directory("resources/datasets/texture-{direction}-{alpha}"),
     log:
@@ -18,6 +16,7 @@ rule generate_texture_dataset:
         runtime=runtime_of("generate_texture_dataset"),
         mem_mb=mem_mb_of("generate_texture_dataset"),
     params:
+        code=code_version("generate_texture_dataset.py"),
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
     script:
         "../scripts/generate_texture_dataset.py"
@@ -26,8 +25,6 @@ rule generate_texture_dataset:
 rule generate_synthetic_dataset:
     """A named synthetic dataset of the config's datasets: section (texture images for the
     perturbation study, 3D spheres for the context study)."""
-    input:
-        code=code_of("generate_synthetic_dataset.py"),
     output:
         directory("resources/datasets/{name}"),
     log:
@@ -41,6 +38,7 @@ rule generate_synthetic_dataset:
         runtime=runtime_of("generate_synthetic_dataset"),
         mem_mb=mem_mb_of("generate_synthetic_dataset"),
     params:
+        code=code_version("generate_synthetic_dataset.py"),
         spec=lambda w: config["datasets"][w.name],
     script:
         "../scripts/generate_synthetic_dataset.py"
@@ -51,7 +49,6 @@ rule perturb_test_split:
     perturbation, for the perturbation study."""
     input:
         dataset="resources/datasets/{dataset}",
-        code=code_of("perturb_test_split.py"),
     output:
         directory("results/perturbation/conditions/{dataset}/{perturbation}"),
     log:
@@ -63,6 +60,7 @@ rule perturb_test_split:
         runtime=runtime_of("perturb_test_split"),
         mem_mb=mem_mb_of("perturb_test_split"),
     params:
+        code=code_version("perturb_test_split.py"),
         severities=config["studies"]["perturbation"]["severities"],
         options=lambda w: config["studies"]["perturbation"]["options"].get(
             w.perturbation, {}

@@ -42,7 +42,6 @@ rule prepare_dataset:
     written as a dataset (NIfTI + datalist.json)."""
     input:
         raw=get_raw_input,
-        code=code_of("prepare_dataset.py"),
     output:
         directory("resources/datasets/{name}"),
     log:
@@ -56,6 +55,7 @@ rule prepare_dataset:
         runtime=runtime_of("prepare_dataset"),
         mem_mb=mem_mb_of("prepare_dataset"),
     params:
+        code=preparation_code,
         entry=lambda wildcards: with_context_min_shape(
             get_dataset_entry(wildcards), config, wildcards.name
         ),

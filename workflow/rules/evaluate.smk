@@ -8,7 +8,6 @@ rule evaluate_model:
     input:
         model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
         conditions=get_condition_inputs,
-        code=code_of("evaluate_model.py"),
     output:
         per_image="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/per_image.csv",
         fnr="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/fnr.csv",
@@ -31,6 +30,8 @@ rule evaluate_model:
         runtime=runtime_of("evaluate_model"),
         mem_mb=mem_mb_of("evaluate_model"),
     params:
+        # the evaluation library and the run's architecture's record and builder
+        code=lambda w: code_version("evaluate_model.py", archs=(w.arch,)),
         conditions=get_conditions,
         window=lambda w: window_settings(config, w.study),
         save_predictions=lambda w: (

@@ -11,7 +11,6 @@ rule predict_images:
         models=lambda w: predict_run_files("model.pt"),
         calibrations=lambda w: predict_run_files("calibration.json"),
         recipe="results/analysis/recipe.csv",
-        code=code_of("predict_images.py"),
     output:
         directory(PREDICT_DIR),
     log:
@@ -24,6 +23,7 @@ rule predict_images:
         runtime=runtime_of("predict_images"),
         mem_mb=mem_mb_of("predict_images"),
     params:
+        code=lambda w: predict_code(),
         confidence=lambda w: required_predict_plan().confidence,
         fnr_level=lambda w: required_predict_plan().fnr_level,
         save_probabilities=lambda w: required_predict_plan().save_probabilities,

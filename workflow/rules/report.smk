@@ -9,7 +9,6 @@ rule analyze:
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         fnr=[f"results/{s}/fnr.csv" for s in STUDIES],
         patches=[f"results/{s}/patches.csv" for s in STUDIES],
-        code=code_of("analyze.py"),
     output:
         # each table is also an entry of `snakemake --report`, captioned by the same
         # workflow/report/tables/<table>.rst the HTML report shows above it
@@ -30,6 +29,7 @@ rule analyze:
         runtime=runtime_of("analyze"),
         mem_mb=mem_mb_of("analyze"),
     params:
+        code=code_version("analyze.py"),
         settings=config["analysis"],
     script:
         "../scripts/analyze.py"
@@ -56,6 +56,7 @@ rule plot_figure:
         runtime=runtime_of("plot_figure"),
         mem_mb=mem_mb_of("plot_figure"),
     params:
+        code=code_version("plot_figure.py"),
         # the caption's text (workflow/report/captions/<figure>.rst): shown by --report through
         # the figure.rst template, and its edits re-draw nothing but this rule's report entry
         caption=lambda w: caption_text(w.figure),
@@ -76,7 +77,6 @@ rule build_report:
         analysis=rules.analyze.output.tables,
         texts=rules.analyze.output.texts,
         findings="results/analysis/findings.csv",
-        code=code_of("build_report.py"),
     output:
         # the page is the index of its folder's entry in `snakemake --report`: the zip opens on
         # it, with the CSV copies it links to beside it
@@ -94,6 +94,7 @@ rule build_report:
         runtime=runtime_of("build_report"),
         mem_mb=mem_mb_of("build_report"),
     params:
+        code=code_version("build_report.py"),
         config={key: value for key, value in config.items() if key != "resources"},
         studies=STUDIES,
         repo=os.path.relpath(REPO),

@@ -6,7 +6,6 @@ rule train_model:
     training log and the sampled patches' foreground ratios."""
     input:
         dataset="resources/datasets/{dataset}",
-        code=code_of("train_model.py"),
     output:
         model="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/model.pt",
         train_log="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/train_log.csv",
@@ -24,6 +23,8 @@ rule train_model:
         runtime=runtime_of("train_model"),
         mem_mb=mem_mb_of("train_model"),
     params:
+        # the training library and the run's architecture's record and builder
+        code=lambda w: code_version("train_model.py", archs=(w.arch,)),
         spec=get_train_spec,
         device=config["device"],
         # outside the outputs, so Snakemake's cleanup of a killed job keeps it for resuming

@@ -1,23 +1,8 @@
-"""Conformal confidence from the calibration split (never trained on nor used for selection).
-
-Two guarantees, both calibrated per model run (study, dataset, arch, seed, patch) on the run's
-in-domain calibration rows (split ``calibration``, clean / own test distribution):
-
-(a) Conformal risk control of the false-negative rate (Angelopoulos, Bates, Fisch, Lei,
-    Schuster, "Conformal Risk Control", 2022). The prediction at threshold t is ``p >= t``; the
-    per-image FNR(t) is non-decreasing in t and bounded by B = 1. t-hat is the largest threshold
-    with (n / (n + 1)) * mean FNR_cal(t') + B / (n + 1) <= level for every t' <= t, which gives
-    E[FNR_test(t-hat)] <= level for an exchangeable test image. If no threshold of the grid
-    qualifies, t-hat = 0: every pixel is foreground and the FNR is 0 by construction, which is
-    no control at all. Since B / (n + 1) alone must be <= level, that is certain when
-    n < 1 / level - 1; ``fnr_status`` says which case applies and the minimum n.
-
-(b) A per-image lower bound on Dice by split conformal prediction on the model's own quality
-    estimate: scores s_i = quality_i - dice_i on calibration, q = the ceil((n + 1)(1 - alpha))-th
-    smallest score, bound = clip(quality - q, 0, 1), so that P(dice >= bound) >= 1 - alpha for
-    an exchangeable test image. When k > n (fewer than (1 - alpha) / alpha calibration images)
-    the quantile is infinite and the bound is vacuous: it is reported as undefined (NaN, status
-    column, the minimum n needed), left out of coverage, and never described as holding.
+"""Conformal confidence over every run's tables: the two guarantees of
+``segrobust.guarantees.kernel`` ((a) conformal risk control of the false-negative rate, (b) a
+per-image Dice lower bound), calibrated per model run (study, dataset, arch, seed, patch) on the
+run's in-domain calibration rows and checked on its test conditions. An undefined bound (too few
+calibration images) is left out of coverage and never described as holding.
 
 Coverage under shift is checked, not assumed: conditional on the calibration set the coverage
 of split conformal prediction is Beta(k, n + 1 - k) with k = ceil((n + 1)(1 - alpha)) (Vovk 2012;
@@ -37,12 +22,19 @@ import pandas as pd
 from scipy import stats
 
 from segrobust import contract
-from segrobust.analysis.conformal_sizes import (  # the arithmetic alone, also at parse time
+from segrobust.analysis.units import independent_unit
+from segrobust.guarantees.kernel import (
+    DEFINED,
+    bound_status,
+    calibration_rows,
+    conformal_quantile,
     conformal_rank,
+    crc_threshold,
+    dice_lower_bound,
+    fnr_status,
     min_calibration_for_bound,
     min_calibration_for_fnr,
 )
-from segrobust.analysis.units import independent_unit
 
 RUN_KEYS = list(contract.RUN_KEYS)
 FNR_COLUMNS = [
@@ -96,37 +88,6 @@ SUMMARY_COLUMNS = [
     "target",
     "status",
 ]
-DEFINED = "defined"
-UNDEFINED = "undefined"
-
-
-def calibration_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The in-domain calibration-split rows."""
-    return rows[(rows["split"] == "calibration") & contract.in_domain(rows)]
-
-
-def crc_threshold(thresholds, mean_fnr, n: int, level: float, bound: float = 1.0):
-    """Conformal-risk-control threshold and whether the CRC inequality holds there.
-
-    Args:
-        thresholds: the threshold grid.
-        mean_fnr: mean calibration FNR at each threshold.
-        n: number of calibration images.
-        level: target FNR.
-        bound: upper bound B of the loss.
-
-    Returns:
-        (t_hat, certified): the largest t whose whole prefix t' <= t satisfies
-        n/(n+1) * mean_fnr + B/(n+1) <= level, or (0.0, False) when none does.
-    """
-    order = np.argsort(thresholds)
-    t = np.asarray(thresholds, float)[order]
-    risk = np.asarray(mean_fnr, float)[order]
-    ok = (n / (n + 1)) * risk + bound / (n + 1) <= level
-    prefix = np.cumprod(ok).astype(bool)
-    if not prefix.any():
-        return 0.0, False
-    return float(t[np.flatnonzero(prefix)[-1]]), True
 
 
 def _mean_fnr_at(rows: pd.DataFrame, t_hat: float) -> float:
@@ -134,22 +95,6 @@ def _mean_fnr_at(rows: pd.DataFrame, t_hat: float) -> float:
     if at.empty:
         return 0.0 if t_hat == 0.0 else np.nan  # t = 0 marks everything foreground: FNR 0
     return float(at["fnr"].mean())
-
-
-def fnr_status(certified: bool, n: int, level: float) -> str:
-    """``controlled`` or why conformal risk control achieved nothing (t-hat = 0)."""
-    if certified:
-        return "controlled"
-    needed = min_calibration_for_fnr(level)
-    if n < needed:
-        return (
-            f"no control: t-hat = 0 (everything foreground); n_calibration = {n} < {needed} "
-            f"needed for level {level:g}"
-        )
-    return (
-        "no control: t-hat = 0 (everything foreground); no threshold of the grid keeps the "
-        f"calibration FNR bound <= {level:g}"
-    )
 
 
 def conformal_fnr(fnr: pd.DataFrame, level: float = 0.1) -> pd.DataFrame:
@@ -188,32 +133,6 @@ def conformal_fnr(fnr: pd.DataFrame, level: float = 0.1) -> pd.DataFrame:
                 )
             )
     return pd.DataFrame(out, columns=FNR_COLUMNS)
-
-
-def conformal_quantile(scores, alpha: float) -> float:
-    """The k-th smallest score, k = ceil((n + 1)(1 - alpha)); infinite when k > n."""
-    s = np.sort(np.asarray(scores, float))
-    k = conformal_rank(len(s), alpha)
-    return float(s[k - 1]) if k <= len(s) else math.inf
-
-
-def dice_lower_bound(quality, q_hat: float) -> np.ndarray:
-    """clip(quality - q_hat, 0, 1): the per-image Dice lower bound; NaN where q_hat is
-    infinite (too few calibration images: no finite bound, see the module docstring)."""
-    q = np.asarray(q_hat, float)
-    bound = np.clip(np.asarray(quality, float) - q, 0.0, 1.0)
-    return np.where(np.isfinite(q), bound, np.nan)
-
-
-def bound_status(n_calibration: int, alpha: float) -> str:
-    """``defined`` or why the run's Dice bound is undefined."""
-    needed = min_calibration_for_bound(alpha)
-    if n_calibration >= needed:
-        return DEFINED
-    return (
-        f"{UNDEFINED}: n_calibration = {n_calibration} < {needed} needed for alpha {alpha:g} "
-        f"(the conformal quantile is infinite)"
-    )
 
 
 def calibrate_dice_bounds(per_image: pd.DataFrame, alpha: float = 0.1):
@@ -293,6 +212,8 @@ def _coverage_row(rows: pd.DataFrame, alpha: float, significance: float) -> dict
         target=1 - alpha,
     )
     if not np.isfinite(q_hat):
+        # every coverage column undefined (`duplicates` finds this keyword list alike in shape
+        # to an unrelated call in cli.py)
         return dict(
             common,
             covered=np.nan,

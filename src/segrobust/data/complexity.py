@@ -150,6 +150,8 @@ def lbp_complexity_2d(
     )
 
 
+# The parameters of lbp_complexity_2d, which it applies per slice (`duplicates` pairs the two
+# signatures).
 def lbp_complexity(
     image: np.ndarray,
     label: np.ndarray,

@@ -36,6 +36,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+import segrobust
 from segrobust import atomic
 from segrobust.data.errors import DataError
 from segrobust.data.image_header import exception_reason, load_nifti
@@ -43,6 +44,10 @@ from segrobust.data.image_header import exception_reason, load_nifti
 SPLITS = ("training", "validation", "calibration", "test")
 DATALIST = "datalist.json"
 PROVENANCE = "provenance.json"
+#: How a dataset's preparation mapped raw intensities to the stored ones, as its provenance
+#: records them (``intensity.method``): ``none`` (generated, stored as made), ``window`` (CT
+#: window), ``percentile`` (per-volume percentiles), ``gray`` (8-bit photos to [0, 1]).
+INTENSITY_METHODS: tuple[str, ...] = ("none", "window", "percentile", "gray")
 #: The optional array cache of a dataset (see the module docstring).
 CACHE = "arrays.npz"
 #: Largest array cache written: beyond it (large 3D volumes) reading the NIfTI files is the
@@ -400,6 +405,21 @@ class _CacheBuilder:
             manifest=np.array(json.dumps({"version": 1, "cases": self.cases})),
         )  # fmt: skip
         atomic.write_bytes(path, buffer.getvalue())
+
+
+def generated_provenance(
+    source: str, generator: str, parameters: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The provenance of a generated dataset: its source and generator, segrobust's version,
+    every parameter the generator used, and its intensities stored as generated (predict has no
+    normalisation to reproduce)."""
+    return {
+        "source": source,
+        "intensity": {"method": "none"},
+        "generator": generator,
+        "segrobust_version": segrobust.__version__,
+        "parameters": dict(parameters),
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,14 +152,24 @@ def load_volume(
     return data, zooms
 
 
-def normalise(volume: np.ndarray, opts: PrepareOptions, modality: str) -> np.ndarray:
-    """CT window (Hounsfield units) or per-volume percentile scaling to [0, 1]."""
+def intensity_normalisation(opts: PrepareOptions, modality: str) -> dict[str, Any]:
+    """How the preparation maps the task's intensities to [0, 1]: the CT window (Hounsfield
+    units) or per-volume percentiles, ``normalize: auto`` resolved by the task's modality.
+    Recorded in the dataset's provenance (``intensity``): predict maps a new image the same way.
+    """
     method = opts.normalize
     if method == "auto":
         method = "window" if modality.upper() == "CT" else "percentile"
     if method == "window":
-        return window_intensity(volume, opts.window)
-    return percentile_intensity(volume, opts.percentiles)
+        return {"method": "window", "window": [float(v) for v in opts.window]}
+    return {"method": "percentile", "percentiles": [float(v) for v in opts.percentiles]}
+
+
+def normalise(volume: np.ndarray, intensity: Mapping[str, Any]) -> np.ndarray:
+    """``volume`` mapped to [0, 1] as :func:`intensity_normalisation` says."""
+    if intensity["method"] == "window":
+        return window_intensity(volume, intensity["window"])
+    return percentile_intensity(volume, intensity["percentiles"])
 
 
 def keep_slice(label_slice: np.ndarray, opts: PrepareOptions) -> bool:
@@ -208,7 +219,13 @@ def write_msd_dataset(
     dataset = provenance.get("dataset", out_dir.name)
     cases = layout.cases[: opts.max_cases] if opts.max_cases else layout.cases
     split_of = assign_splits((c.case_id for c in cases), opts, dataset, "volumes")
-    provenance = {**provenance, "modality": layout.modality, "labels": layout.labels}
+    intensity = intensity_normalisation(opts, layout.modality)
+    provenance = {
+        **provenance,
+        "modality": layout.modality,
+        "labels": layout.labels,
+        "intensity": intensity,
+    }
     values_seen: set[int] = set()
     without_slices: list[str] = []
     with DatasetWriter(out_dir, provenance) as ds:
@@ -222,7 +239,7 @@ def write_msd_dataset(
                 )
             values_seen.update(int(v) for v in np.unique(np.rint(raw_label)))
             label = (np.rint(raw_label) == opts.label_value).astype(np.uint8)
-            image = normalise(image, opts, layout.modality)
+            image = normalise(image, intensity)
             split = split_of[case.case_id]
             if opts.variant == "3d":
                 check_resampled_size(image, spacing, case.image, opts, dataset)

@@ -57,7 +57,6 @@ _LOG = logging.getLogger(__name__)
 NORMALIZATIONS = ("auto", "window", "percentile")
 GRAY_MODES = ("luminance", "mean")
 BUSI_CLASSES = ("benign", "malignant", "normal")
-MSD_PREPARE = ("segrobust.data.msd:prepare_msd_task", "segrobust.data.msd:import_msd")
 #: Keys of a ``datasets:`` entry that are not preparation options: where the raw data come
 #: from, and the caps on unpacking its archive (used by the download and the extraction).
 DOWNLOAD_KEYS = ("source", "path", *DOWNLOAD_OVERRIDES, *EXTRACT_LIMIT_KEYS)
@@ -139,7 +138,7 @@ def parse_entry(name: str, entry: Mapping[str, Any]) -> tuple[Source, PrepareOpt
         raise bad("max_cases", "null (all) or a positive integer")
     if not 0 <= opts.min_fg_fraction < 1:
         raise bad("min_fg_fraction", "a fraction in [0, 1)")
-    if opts.min_fg_fraction > 0 and not (opts.variant == "2d" and source.prepare in MSD_PREPARE):
+    if opts.min_fg_fraction > 0 and not (opts.variant == "2d" and source.holds_volumes):
         raise bad("min_fg_fraction", "0 unless the dataset is the 2D variant of an MSD source")
     if opts.min_shape is not None and (
         len(opts.min_shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in opts.min_shape)
@@ -433,6 +432,8 @@ def write_2d_cases(
     if not cases:
         raise DataError(f"{out_dir.name}: no images found in the source archive")
     split_of = assign_splits((c[1] for c in cases), opts, dataset, "images / patients")
+    # how predict brings a new photo to what the model saw (segrobust.predict.inputs)
+    provenance = {**provenance, "intensity": {"method": "gray", "mode": opts.gray}}
     with DatasetWriter(out_dir, provenance) as ds:
         for case_id, group, image_path, mask_paths in cases:
             raw = read_image(image_path)

@@ -1,10 +1,18 @@
 """Registry of the real dataset sources: where each archive lives and how it is prepared.
 
-Each :class:`Source` records what the download rule needs (URL, file name, checksum, size) and
-what a user must know (licence and citation). The preparation function is named as
-``"module:function"`` and imported only when called: this module is imported when Snakemake parses
-the workflow, and the preparation code pulls in SimpleITK and scikit-image (about a second of
-import time per job and per parse otherwise).
+Each :class:`Source` records what the download rule needs (URL, file name, checksum, size), what
+a user must know (licence and citation), and the largest dataset it can give before it is
+prepared (:class:`SourceBounds`, the cluster resources of a dry run: ``segrobust.spec.resources``).
+The preparation function is named as ``"module:function"`` and imported only when called: this
+module is imported when Snakemake parses the workflow, and the preparation code pulls in
+SimpleITK and scikit-image (about a second of import time per job and per parse otherwise). The
+preparation records how it normalised intensities in the dataset's ``provenance.json``
+(``intensity``), which calibration and ``predict`` read from there.
+
+Adding a source: one record below, a preparation function writing through
+``segrobust.data.dataset.DatasetWriter`` (with ``intensity`` in its provenance), the name in the
+config schema's ``definitions.source`` enum, and an archive in the real layout in
+``tests/archives.py`` (docs/ARCHITECTURE.md, "Extension points").
 
 Checksums: the MSD values are the md5 sums MONAI's ``DecathlonDataset`` verifies
 (``monai/apps/datasets.py``). For BUSI the sha256 is the one recorded by the torch-em library
@@ -16,15 +24,33 @@ and written to the provenance; set ``checksum`` in the dataset's config entry to
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from segrobust.registry import Registry
+from segrobust.registry import Registry, import_target
 
 #: Checksum algorithms accepted in source entries and config overrides (hashlib names).
 CHECKSUM_ALGORITHMS = ("md5", "sha256")
+
+
+@dataclass(frozen=True)
+class SourceBounds:
+    """The largest dataset a source can give, known before its archive is unpacked.
+
+    Attributes:
+        cases: labelled cases, or per class where the config chooses classes (BUSI).
+        raw_voxels: voxels of the largest raw scan or image.
+        extent_mm: physical extent (x, y, z) of the largest scan (3D variants are resampled to
+            the entry's spacing); None for 2D images.
+        slices: most slices per scan (a 2D variant counts every slice; those without foreground
+            are dropped later).
+    """
+
+    cases: int | Mapping[str, int]
+    raw_voxels: int
+    extent_mm: tuple[float, float, float] | None = None
+    slices: int = 1
 
 
 @dataclass(frozen=True)
@@ -42,8 +68,11 @@ class Source:
         archive_format: ``tar``, ``tar.gz``, ``zip`` or ``directory`` (user import).
         licence: licence and citation note, copied into the provenance.
         prepare: ``"module:function"`` of the preparation function.
-        variants: which of ``2d`` / ``3d`` the preparation supports.
+        variants: which of ``2d`` / ``3d`` the preparation supports (a source with ``3d``
+            holds volumes, whose ``2d`` variant is their slices).
         defaults: preparation parameters used when the config leaves them out.
+        bounds: the largest dataset it gives; None for a user's directory, whose own files
+            are read instead (``segrobust.spec.resources``).
     """
 
     name: str
@@ -58,16 +87,26 @@ class Source:
     prepare: str
     variants: tuple[str, ...] = ("2d",)
     defaults: dict[str, Any] = field(default_factory=dict)
+    bounds: SourceBounds | None = None
 
     @property
     def downloadable(self) -> bool:
         """Whether the pipeline downloads this source (else the user points at a directory)."""
         return bool(self.urls)
 
+    @property
+    def prepare_module(self) -> str:
+        """The dotted module of ``prepare``."""
+        return self.prepare.partition(":")[0]
+
+    @property
+    def holds_volumes(self) -> bool:
+        """Whether its cases are 3D scans (its ``2d`` variant cuts them into slices)."""
+        return "3d" in self.variants
+
     def preparer(self) -> Callable[..., Any]:
         """Import and return the preparation function (see the module docstring for why lazily)."""
-        module, func = self.prepare.split(":")
-        return getattr(importlib.import_module(module), func)
+        return import_target(self.prepare)
 
 
 SOURCES: Registry[Source] = Registry("dataset source")
@@ -83,6 +122,8 @@ def _register(source: Source) -> Source:
     return SOURCES.register(source.name)(source)
 
 
+# One _register() per record: the records are data and alike in shape on purpose
+# (`duplicates` pairs them); a table of tuples would lose the field names.
 _register(
     Source(
         name="msd_spleen",
@@ -97,6 +138,11 @@ _register(
         prepare="segrobust.data.msd:prepare_msd_task",
         variants=("2d", "3d"),
         defaults={"normalize": "window"},
+        # the challenge's labelled training cases; 512 x 512 CT with up to 168 slices, assumed
+        # at most 500 mm along every axis
+        bounds=SourceBounds(
+            cases=41, raw_voxels=512 * 512 * 168, extent_mm=(500, 500, 500), slices=168
+        ),
     )
 )
 
@@ -114,6 +160,10 @@ _register(
         prepare="segrobust.data.msd:prepare_msd_task",
         variants=("2d", "3d"),
         defaults={"normalize": "percentile"},
+        # MRI 320 x 320 x up to 130 at 1.25 x 1.25 x 1.37 mm
+        bounds=SourceBounds(
+            cases=20, raw_voxels=320 * 320 * 130, extent_mm=(400, 400, 180), slices=130
+        ),
     )
 )
 
@@ -138,6 +188,10 @@ _register(
         ),
         prepare="segrobust.data.prepare:prepare_busi",
         defaults={"classes": ["benign", "malignant"]},
+        # images up to about 600 x 600
+        bounds=SourceBounds(
+            cases={"benign": 437, "malignant": 210, "normal": 133}, raw_voxels=600 * 600
+        ),
     )
 )
 
@@ -164,6 +218,7 @@ _register(
             "challenge contest, Medical Image Analysis 35, 489-502 (2017)"
         ),
         prepare="segrobust.data.prepare:prepare_glas",
+        bounds=SourceBounds(cases=165, raw_voxels=775 * 522),
     )
 )
 

@@ -42,9 +42,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-import segrobust
 from segrobust.data.complexity import lbp_complexity
-from segrobust.data.dataset import DatasetWriter
+from segrobust.data.dataset import DatasetWriter, generated_provenance
 from segrobust.data.textures import rescale01, split_by_index
 
 #: Splits whose spheres are drawn from ``train_radii``; the others use ``test_radii``.
@@ -253,11 +252,10 @@ def generate_sphere_dataset(
     }
     model = {"noise_model": noise_model, NOISE_MODELS[noise_model]: parameter}
 
-    provenance = {
-        "source": "synthetic-spheres",
-        "generator": "segrobust.data.spheres.generate_sphere_dataset",
-        "segrobust_version": segrobust.__version__,
-        "parameters": {
+    provenance = generated_provenance(
+        "synthetic-spheres",
+        "segrobust.data.spheres.generate_sphere_dataset",
+        {
             "volume_size": int(volume_size),
             **{key: int(value) for key, value in counts.items()},
             "train_radii": list(ranges["training"]),
@@ -266,7 +264,9 @@ def generate_sphere_dataset(
             "radius_sampling": radius_sampling,
             "seed": int(seed),
         },
-    }
+    )
+    # one case per index, written as data.textures writes its images (`duplicates` pairs the
+    # loops); the cases themselves have nothing in common
     with DatasetWriter(out_dir, provenance) as writer:
         for index, split in enumerate(splits):
             radii = ranges["training" if split in TRAINING_SPLITS else "test"]

@@ -29,9 +29,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import color, data, transform
 
-import segrobust
 from segrobust.data.complexity import lbp_complexity
-from segrobust.data.dataset import DatasetWriter
+from segrobust.data.dataset import DatasetWriter, generated_provenance
 from segrobust.data.shapes import check_shape_arguments, random_shape_mask
 from segrobust.registry import Registry, UnknownNameError
 
@@ -321,11 +320,10 @@ def generate_texture_dataset(
     check_blend(alpha, direction)
     check_shape_arguments(image_size, irregularity, radius)
 
-    provenance = {
-        "source": "synthetic-texture",
-        "generator": "segrobust.data.textures.generate_texture_dataset",
-        "segrobust_version": segrobust.__version__,
-        "parameters": {
+    provenance = generated_provenance(
+        "synthetic-texture",
+        "segrobust.data.textures.generate_texture_dataset",
+        {
             "image_size": int(image_size),
             **{key: int(value) for key, value in counts.items()},
             "foreground": foreground,
@@ -336,7 +334,7 @@ def generate_texture_dataset(
             "radius": float(radius),
             "seed": int(seed),
         },
-    }
+    )
     with DatasetWriter(out_dir, provenance) as writer:
         for index, split in enumerate(splits):
             mask, fg_tex, bg_tex = texture_case(

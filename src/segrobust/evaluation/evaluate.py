@@ -19,6 +19,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,8 @@ from segrobust.contract import (
     PER_IMAGE_COLUMNS,
     Run,
 )
-from segrobust.data.dataset import load_split
-from segrobust.evaluation.calibration import CalibrationRecorder, ImageGrid, calibration_text
+from segrobust.data.dataset import Case, load_split
+from segrobust.evaluation.calibration import CalibrationRecorder
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
 from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
@@ -43,8 +44,10 @@ from segrobust.evaluation.metrics import (
     segmentation_metrics,
     soft_quality,
 )
+from segrobust.evaluation.preprocessing import ImageGrid
 from segrobust.execution.job import mark
-from segrobust.training.modelfile import load_model_file
+from segrobust.guarantees.calibration_file import calibration_text
+from segrobust.networks.modelfile import load_model_file
 
 #: Threshold turning probabilities into the predicted mask.
 THRESHOLD = 0.5
@@ -99,6 +102,107 @@ def _check_conditions(conditions: Sequence[TestCondition]) -> None:
         condition.columns()  # validates the metadata keys before any work is done
 
 
+@dataclass
+class ModelUnderTest:
+    """A loaded model run and how it sees an image: whole, or through sliding windows of its
+    training patch (``window``: overlap, blending, batch)."""
+
+    model: torch.nn.Module
+    path: str | os.PathLike
+    spatial_dims: int
+    patch_size: Sequence[int] | None
+    window: SlidingWindow | None
+    device: str | torch.device
+    amp: bool
+
+    def probabilities(self, case: Case, where: str | os.PathLike) -> np.ndarray:
+        """The model's probabilities on one case (refusing an image of other dimensions)."""
+        if case.image.ndim != self.spatial_dims:
+            raise ValueError(
+                f"{self.path}: a {self.spatial_dims}D model cannot segment the "
+                f"{case.image.ndim}D image {case.case_id!r} of {where}"
+            )
+        return predict_probabilities(
+            self.model, case.image, patch_size=self.patch_size, window=self.window,
+            device=self.device, amp=self.amp,
+        )  # fmt: skip
+
+
+@dataclass
+class RunScores:
+    """The rows of a run's two tables, collected condition by condition."""
+
+    run: Run
+    nsd_tolerance: float
+    nsd_unit: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    fnr_rows: list[tuple] = field(default_factory=list)
+
+    def add(self, condition: TestCondition, case: Case, prob: np.ndarray) -> np.ndarray:
+        """Score one image (its per-image row and its FNR curve); returns the predicted mask."""
+        label = case.label.astype(bool)
+        pred = prob >= THRESHOLD
+        self.rows.append(
+            {
+                **self.run.columns,
+                **condition.columns(),
+                "condition": condition.name,
+                "split": condition.split,
+                "image_id": case.case_id,
+                # The volume / patient the image was cut from (its split group); an image of
+                # its own where the datalist names none.
+                "group": str(case.meta.get("group", case.case_id)),
+                **segmentation_metrics(
+                    pred, label, case.spacing, self.nsd_tolerance, nsd_unit=self.nsd_unit
+                ),
+                "fg_ratio": foreground_ratio(label),
+                "complexity": case.meta.get("complexity", math.nan),
+                "quality": soft_quality(prob),
+            }
+        )
+        where = (condition.name, condition.split, case.case_id)
+        for threshold, fnr in zip(FNR_THRESHOLDS, fnr_curve(prob, label), strict=True):
+            self.fnr_rows.append((*self.run.columns.values(), *where, threshold, fnr))
+        return pred
+
+    def mean_dice_of_last(self, n: int) -> float:
+        return np.mean([r["dice"] for r in self.rows[-n:]]) if n else math.nan
+
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``per_image.csv`` and ``fnr.csv`` as frames (contract 4)."""
+        return (
+            pd.DataFrame(self.rows, columns=list(PER_IMAGE_COLUMNS)),
+            pd.DataFrame(self.fnr_rows, columns=list(FNR_COLUMNS)),
+        )
+
+
+def evaluate_condition(
+    tested: ModelUnderTest,
+    condition: TestCondition,
+    scores: RunScores,
+    recorder: CalibrationRecorder | None,
+    staged: Path | None,
+) -> int:
+    """Predict and score every image of one condition; record the in-domain calibration
+    images for ``calibration.json`` and stage the masks when asked. Returns the image count."""
+    cases = load_split(condition.dataset_dir, condition.split)
+    record = recorder is not None and recorder.wants(
+        condition.name, condition.split, condition.dataset_dir
+    )
+    for case in cases:
+        prob = tested.probabilities(case, condition.dataset_dir)
+        if record:
+            recorder.observe(case, prob)
+        pred = scores.add(condition, case, prob)
+        if staged is not None:
+            save_prediction(
+                staged / condition.split / condition.name / f"{case.case_id}.nii.gz",
+                pred.astype(np.uint8),
+                case.affine,
+            )
+    return len(cases)
+
+
 def evaluate_run(
     model_path: str | os.PathLike,
     conditions: Sequence[TestCondition],
@@ -117,6 +221,10 @@ def evaluate_run(
     progress: Callable[[str], Any] | None = None,
 ) -> pd.DataFrame:
     """Score the model in ``model_path`` on every test condition; write and return the table.
+
+    The steps: load the model (:class:`ModelUnderTest`), evaluate each condition
+    (:func:`evaluate_condition`, collecting :class:`RunScores` and the calibration images), then
+    write the tables and the calibration file, all staged until every condition succeeded.
 
     Args:
         model_path: a ``model.pt`` (contract 3). Its ``patch_size`` selects sliding-window
@@ -143,20 +251,22 @@ def evaluate_run(
     Raises:
         segrobust.data.dataset.DataError: naming the file, for an unreadable image, a non-binary
             label or an image / label shape mismatch. Nothing is written then.
-        segrobust.evaluation.calibration.CalibrationError: ``out_calibration`` asked for a run
-            whose calibration cannot be written (no calibration condition, a dataset whose
+        segrobust.guarantees.calibration_file.CalibrationError: ``out_calibration`` asked for a
+            run whose calibration cannot be written (no calibration condition, a dataset whose
             preparation cannot be reproduced). Nothing is written then either.
     """
     _check_conditions(conditions)
     model, model_info = load_model_file(model_path, device=device)
-    patch_size = model_info.get("patch_size")
-    spatial_dims = int(model_info["spatial_dims"])
+    tested = ModelUnderTest(
+        model, model_path, int(model_info["spatial_dims"]), model_info.get("patch_size"), window,
+        device, amp,
+    )  # fmt: skip
     recorder = (
         CalibrationRecorder(run, model_path, model_info, window.to_config() if window else None)
         if out_calibration is not None
         else None
     )
-    rows, fnr_rows = [], []
+    scores = RunScores(run, nsd_tolerance, nsd_unit)
     mark("first_step")
     with contextlib.ExitStack() as outputs:
         # Every output is staged and moved into place only when all conditions succeeded.
@@ -168,59 +278,13 @@ def evaluate_run(
             else None
         )
         for done, condition in enumerate(conditions):
-            columns = condition.columns()
-            cases = load_split(condition.dataset_dir, condition.split)
-            record = recorder is not None and recorder.wants(
-                condition.name, condition.split, condition.dataset_dir
-            )
-            for case in cases:
-                if case.image.ndim != spatial_dims:
-                    raise ValueError(
-                        f"{model_path}: a {spatial_dims}D model cannot segment the "
-                        f"{case.image.ndim}D image {case.case_id!r} of {condition.dataset_dir}"
-                    )
-                prob = predict_probabilities(
-                    model, case.image, patch_size=patch_size, window=window, device=device,
-                    amp=amp,
-                )  # fmt: skip
-                if record:
-                    recorder.observe(case, prob)
-                label = case.label.astype(bool)
-                pred = prob >= THRESHOLD
-                rows.append(
-                    {
-                        **run.columns,
-                        **columns,
-                        "condition": condition.name,
-                        "split": condition.split,
-                        "image_id": case.case_id,
-                        # The volume / patient the image was cut from (its split group); an
-                        # image of its own where the datalist names none.
-                        "group": str(case.meta.get("group", case.case_id)),
-                        **segmentation_metrics(
-                            pred, label, case.spacing, nsd_tolerance, nsd_unit=nsd_unit
-                        ),
-                        "fg_ratio": foreground_ratio(label),
-                        "complexity": case.meta.get("complexity", math.nan),
-                        "quality": soft_quality(prob),
-                    }
-                )
-                where = (condition.name, condition.split, case.case_id)
-                for threshold, fnr in zip(FNR_THRESHOLDS, fnr_curve(prob, label), strict=True):
-                    fnr_rows.append((*run.columns.values(), *where, threshold, fnr))
-                if staged is not None:
-                    save_prediction(
-                        staged / condition.split / condition.name / f"{case.case_id}.nii.gz",
-                        pred.astype(np.uint8),
-                        case.affine,
-                    )
-            dice = np.mean([r["dice"] for r in rows[-len(cases) :]]) if cases else math.nan
-            log(f"{condition.name} ({condition.split}): {len(cases)} images, mean Dice {dice:.4f}")
+            n = evaluate_condition(tested, condition, scores, recorder, staged)
+            dice = scores.mean_dice_of_last(n)
+            log(f"{condition.name} ({condition.split}): {n} images, mean Dice {dice:.4f}")
             if progress is not None:
-                progress(f"{done + 1}/{len(conditions)} test sets, {len(rows)} images")
+                progress(f"{done + 1}/{len(conditions)} test sets, {len(scores.rows)} images")
         mark("last_step")
-        per_image = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
-        fnr = pd.DataFrame(fnr_rows, columns=list(FNR_COLUMNS))
+        per_image, fnr = scores.tables()
         if recorder is not None:
             document = recorder.document(per_image, fnr, _training_grids)
             calibration_tmp = outputs.enter_context(atomic.atomic_file(out_calibration))

@@ -26,8 +26,9 @@ both masks share the spacing), NaN when the label is empty because the relative 
 
 Besides the thresholded metrics: ``soft_quality`` (the model's own Dice estimate from its
 probabilities, the score the conformal Dice bound is calibrated on) and ``fnr_curve`` (the
-false-negative rate at each threshold of ``FNR_THRESHOLDS``, the loss controlled by conformal risk
-control).
+false-negative rate at each threshold of ``FNR_THRESHOLDS``, 0.00, 0.02, ..., 1.00: the loss
+controlled by conformal risk control, whose kernel, ``segrobust.guarantees.kernel``, defines the
+grid).
 """
 
 from __future__ import annotations
@@ -41,10 +42,7 @@ import torch
 from scipy.spatial import KDTree
 
 from segrobust.contract import METRICS
-
-#: Thresholds of the false-negative-rate curve: 0.00, 0.02, ..., 1.00.
-FNR_THRESHOLDS: np.ndarray = np.round(np.arange(51) * 0.02, 2)
-
+from segrobust.guarantees.kernel import FNR_THRESHOLDS
 
 #: Units an NSD tolerance may be given in: millimetres, or pixels / voxels (see
 #: ``nsd_tolerance_mm``).

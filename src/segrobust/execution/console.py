@@ -76,7 +76,8 @@ def workflow_summary(
 ) -> str:
     """The message a finished Snakemake run ends with (the Snakefile's ``onsuccess``, whose
     ``log`` is the list of Snakemake's log files of the run): where the report is, how many
-    models exist and how many this run trained (``rule train_model`` jobs in those logs), and
+    models exist and how many this run trained (the ``train_model`` jobs those logs say
+    finished, a line Snakemake writes also under ``--quiet rules``), and
     where the per-job logs are."""
     if isinstance(snakemake_logs, (str, os.PathLike)):
         snakemake_logs = [snakemake_logs]
@@ -84,7 +85,9 @@ def workflow_summary(
     for path in snakemake_logs or []:
         if Path(path).is_file():
             text = Path(path).read_text(errors="replace")
-            trained += len(re.findall(r"^(?:local)?rule train_model:$", text, re.MULTILINE))
+            trained += len(
+                re.findall(r"^Finished jobid: \d+ \(Rule: train_model\)$", text, re.MULTILINE)
+            )
     models = sum(1 for _ in Path(results).glob("*/models/**/model.pt"))
     report = Path(report)
     where = (

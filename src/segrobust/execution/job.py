@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from segrobust.execution.console import console
+
 _log_stream: IO[str] | None = None  # the running job's log, for mark()
 
 
@@ -80,8 +82,9 @@ def job(snakemake: Any) -> Iterator[Callable[[str], None]]:
     _log_stream = stream
     try:
         yield log
-    except BaseException:
+    except BaseException as exc:
         stream.write(traceback.format_exc())
+        console(failure_line(snakemake, exc, log_path))
         raise
     finally:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -92,3 +95,12 @@ def job(snakemake: Any) -> Iterator[Callable[[str], None]]:
         logging.captureWarnings(False)
         if log_path:
             stream.close()
+
+
+def failure_line(snakemake: Any, exc: BaseException, log_path: Path | None) -> str:
+    """The console line of a failed job: which job, why, and where its log is (``make run``
+    keeps Snakemake's per-job blocks, its error block included, off the console)."""
+    wildcards = ", ".join(f"{key}={value}" for key, value in snakemake.wildcards.items())
+    where = f" ({wildcards})" if wildcards else ""
+    log = f"; its log: {log_path}" if log_path else ""
+    return f"rule {snakemake.rule}{where} failed: {type(exc).__name__}: {exc}{log}"

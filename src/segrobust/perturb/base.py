@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+from monai.utils import convert_to_numpy
 
 #: The severities every perturbation defines, mildest first.
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -147,6 +149,16 @@ def to_unit_range(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Scale ``image`` to [0, 1]; returns the scaled image, its minimum and its range."""
     lo, span = intensity_range(image)
     return (image - lo) / span, lo, span
+
+
+def on_shifted_image(transform: Any, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Apply a randomisable MONAI intensity transform (seeded from ``rng``) to ``image`` shifted
+    so that its minimum is 0, and undo the shift: multiplicative and magnitude models (bias
+    field, Rician noise) scale signal, not the intensity offset (a CT image keeps its air at its
+    minimum)."""
+    lo, _ = intensity_range(image)
+    transform.set_random_state(seed=seed_from(rng))
+    return convert_to_numpy(transform(torch.as_tensor(image - lo)[None]))[0] + lo
 
 
 def seed_from(rng: np.random.Generator) -> int:

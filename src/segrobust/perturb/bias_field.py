@@ -14,11 +14,9 @@ degree 3): 0.3, 0.6, 0.9, 1.2, 1.5 — ROOD-MRI's BiasField grid (Boone et al. 2
 from __future__ import annotations
 
 import numpy as np
-import torch
 from monai.transforms import RandBiasField
-from monai.utils import convert_to_numpy
 
-from segrobust.perturb.base import Perturbation, intensity_range, seed_from
+from segrobust.perturb.base import Perturbation, on_shifted_image
 
 #: Polynomial degree of the field (TorchIO's and ROOD-MRI's default).
 DEGREE = 3
@@ -29,13 +27,10 @@ def bias_field(
 ) -> np.ndarray:
     """Multiplicative degree-3 polynomial bias field, coefficients in [-c, c]
     (severities 1..5: c 0.3, 0.6, 0.9, 1.2, 1.5; ROOD-MRI grid)."""
-    lo, _ = intensity_range(image)
     field = RandBiasField(
         degree=DEGREE, coeff_range=(-coefficient, coefficient), prob=1.0, dtype=np.float64
     )
-    field.set_random_state(seed=seed_from(rng))
-    biased = field(torch.as_tensor(image - lo)[None])
-    return convert_to_numpy(biased)[0] + lo
+    return on_shifted_image(field, image, rng)
 
 
 PERTURBATION = Perturbation(

@@ -13,11 +13,9 @@ Severity grid (``std``, fraction of the image's intensity standard deviation): 0
 from __future__ import annotations
 
 import numpy as np
-import torch
 from monai.transforms import RandRicianNoise
-from monai.utils import convert_to_numpy
 
-from segrobust.perturb.base import Perturbation, intensity_range, seed_from
+from segrobust.perturb.base import Perturbation, on_shifted_image
 
 
 def rician_noise(
@@ -25,13 +23,10 @@ def rician_noise(
 ) -> np.ndarray:
     """Rician noise of standard deviation ``std`` x the image's standard deviation
     (severities 1..5: std 0.16, 0.32, 0.48, 0.64, 0.80; ROOD-MRI grid)."""
-    lo, _ = intensity_range(image)
     noise = RandRicianNoise(
         prob=1.0, mean=0.0, std=std, relative=True, sample_std=False, dtype=np.float64
     )
-    noise.set_random_state(seed=seed_from(rng))
-    noisy = noise(torch.as_tensor(image - lo)[None])
-    return convert_to_numpy(noisy)[0] + lo
+    return on_shifted_image(noise, image, rng)
 
 
 PERTURBATION = Perturbation(

@@ -12,8 +12,8 @@ and back) the output folder receives
 
 Each row carries the image's label-free statistics (``label_free_statistics``), the conformal
 Dice lower bound at the confidence level and the FNR-controlled threshold at the FNR level (both
-from the run's calibration file, ``segrobust.evaluation.calibration``), whether the image lies in
-the range the calibration images covered (the guarantee is not claimed when it does not, and
+from the run's calibration file, ``segrobust.guarantees.calibration_file``), whether the image
+lies in the range the calibration images covered (the guarantee is not claimed when it does not, and
 ``range_reason`` says why), and the recipe's answer for the image's complexity regime.
 
 Model choice. With one model run, every image is segmented by it. With several (``recommended``)
@@ -46,20 +46,14 @@ import pandas as pd
 import torch
 
 from segrobust import atomic
-from segrobust.analysis import conformal
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import DataError, count_nonfinite
-from segrobust.evaluation.calibration import (
-    CALIBRATION_FILE,
-    MASK_THRESHOLD,
-    Calibration,
-    CalibrationError,
-    DiceBound,
-    FnrControl,
-    check_level,
-    label_free_statistics,
-)
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
+from segrobust.evaluation.label_free import MASK_THRESHOLD, label_free_statistics
+from segrobust.guarantees import kernel
+from segrobust.guarantees.bounds import DiceBound, FnrControl, check_level
+from segrobust.guarantees.calibration_file import CALIBRATION_FILE, Calibration, CalibrationError
+from segrobust.networks.modelfile import ModelFileError, load_model_file
 from segrobust.predict.inputs import (
     InputImage,
     nifti_name,
@@ -76,8 +70,7 @@ from segrobust.predict.output_folder import (
 )
 from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
 from segrobust.predict.summary import ThumbnailCanvas, write_summary
-from segrobust.predict.targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
-from segrobust.training.modelfile import ModelFileError, load_model_file
+from segrobust.spec.predict_targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 
 #: ``predictions.csv``: one row per segmented image.
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -156,7 +149,7 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
     Raises:
         PredictError: naming the files, when the calibration is missing, unreadable or was
             computed for another model file, or the model file holds anything but tensors and
-            plain data (it is then not loaded: ``segrobust.training.modelfile``).
+            plain data (it is then not loaded: ``segrobust.networks.modelfile``).
     """
     calibration_path = model_path.with_name(CALIBRATION_FILE)
     if not calibration_path.is_file():
@@ -239,7 +232,7 @@ def floor_to_hundredths(value: float) -> float:
 def guarantee_text(bound: DiceBound, problems: Sequence[str], n_calibration: int) -> str:
     """The Dice bound as a clinician reads it, or why no guarantee is given."""
     if not bound.defined:
-        needed = conformal.min_calibration_for_bound(1.0 - bound.confidence)
+        needed = kernel.min_calibration_for_bound(1.0 - bound.confidence)
         return (
             f"no guarantee: the model was calibrated on {n_calibration} images; "
             f"{needed} are needed for {percent(bound.confidence)} confidence"

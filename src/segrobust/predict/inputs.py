@@ -1,7 +1,7 @@
 """A new image: read and checked, brought to the model's input, and the prediction brought back.
 
 The preprocessing repeats what the training dataset's preparation did (recorded in the run's
-calibration file, ``segrobust.evaluation.calibration.dataset_preprocessing``):
+calibration file, ``segrobust.evaluation.preprocessing.dataset_preprocessing``):
 
 1. intensities normalised as the source was (none for generated data, the CT window, the
    per-image percentiles, or 8-bit photo scaling: ``segrobust.data.prepare``'s functions);
@@ -139,7 +139,7 @@ def normalise(raw: np.ndarray, intensity: Mapping[str, Any]) -> np.ndarray:
     if method == "percentile":
         return percentile_intensity(np.asarray(raw, dtype=np.float32), intensity["percentiles"])
     if method == "gray":
-        return to_gray(raw)
+        return to_gray(raw, intensity["mode"])
     raise ValueError(f"unknown intensity normalisation {method!r}")
 
 

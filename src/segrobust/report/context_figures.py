@@ -51,6 +51,9 @@ def _range_label(ranges: pd.DataFrame) -> str:
     return f"training patches\n({100 * low:g}th-{100 * high:g}th pct)"
 
 
+# Every figure function takes the same keywords (the output path, its tables by name, palette,
+# layout): report.figures calls them alike, so their signatures repeat here and in the texture
+# and perturbation figures (`duplicates` pairs them).
 def plot_metric_vs_patch_size(
     path: str | os.PathLike,
     *,

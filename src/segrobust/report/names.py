@@ -2,9 +2,9 @@
 
 Every figure, legend and report line that names an architecture or a perturbation calls
 `display_name` / `perturbation_display_name`; the ids (``noskip_unet``, ``background_blur``) stay
-in the tables and file names, where programs read them. This is the one place the names are
-spelled, so a torch-free record per architecture (issue 19) can take over the body of
-`display_name` without touching its callers.
+in the tables and file names, where programs read them. An architecture's name is spelled in its
+torch-free record (``segrobust.spec.architectures``); a perturbation's here, because its record
+(``segrobust.perturb``) imports torch and MONAI, which the figure jobs do not load.
 
 Names not listed (a user's own architecture) are shown as their id with underscores as spaces:
 a readable fallback, never an error, so a new registry entry cannot break a figure.
@@ -12,18 +12,7 @@ a readable fallback, never an error, so a new registry entry cannot break a figu
 
 from __future__ import annotations
 
-ARCHITECTURE_NAMES: dict[str, str] = {
-    "unet": "U-Net",
-    "noskip_unet": "No-skip U-Net",
-    "attention_unet": "Attention U-Net",
-    "unetpp": "UNet++",
-    "vnet": "V-Net",
-    "noskip_vnet": "No-skip V-Net",
-    "unetr": "UNETR",
-    "swin_unetr": "Swin UNETR",
-    "monai_unet": "MONAI U-Net",
-}
-"""Display name of every registered architecture (``contract.ARCHITECTURES``)."""
+from segrobust.spec.architectures import ARCHITECTURES
 
 PERTURBATION_NAMES: dict[str, str] = {
     "none": "clean",
@@ -47,8 +36,9 @@ def _fallback(name: str) -> str:
 
 
 def display_name(arch: str) -> str:
-    """``noskip_unet`` -> ``No-skip U-Net``; an unlisted id -> the id, underscores as spaces."""
-    return ARCHITECTURE_NAMES.get(arch, _fallback(arch))
+    """``noskip_unet`` -> ``No-skip U-Net`` (its record's ``display_name``); a name without a
+    record -> the id, underscores as spaces."""
+    return ARCHITECTURES.get(arch).display_name if arch in ARCHITECTURES else _fallback(arch)
 
 
 def perturbation_display_name(name: str) -> str:

@@ -36,6 +36,7 @@ from segrobust.analysis.aggregate import require_columns, select_split  # noqa: 
 from segrobust.report.display import DPI, MAX_FIGURE_HEIGHT_IN, MAX_FIGURE_WIDTH_IN  # noqa: E402
 from segrobust.report.legibility import warn_if_illegible  # noqa: E402
 from segrobust.report.names import display_name  # noqa: E402
+from segrobust.spec.architectures import ARCHITECTURES  # noqa: E402
 
 REPORT_STYLE: dict[str, Any] = {
     "font.size": 9.5,
@@ -75,22 +76,8 @@ class Layout:
 LAYOUT = Layout()
 """The report's default layout."""
 
-KNOWN_ARCHS: tuple[str, ...] = (
-    "unet",
-    "noskip_unet",
-    "attention_unet",
-    "unetpp",
-    "vnet",
-    "noskip_vnet",
-    "unetr",
-    "monai_unet",
-    "swin_unetr",
-)
-"""The registered architectures, in the order they take the colours of `ARCH_COLOURS` (and
-appear in legends): an architecture has the same colour in every figure of every report."""
-
-ARCH_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
-"""Colour cycle: known archs take the first colours in `KNOWN_ARCHS` order, others the rest."""
+SPARE_COLOURS: tuple[str, ...] = tuple(sns.color_palette("tab10", 10).as_hex())
+"""Colours for names without an architecture record (each record has its own colour)."""
 
 METRIC_LABELS: dict[str, str] = {
     "dice": "Dice (0-1)",
@@ -121,15 +108,15 @@ def metric_label(metric: str) -> str:
 def arch_palette(archs: Iterable[str]) -> dict[str, str]:
     """Colour per architecture name, the same in every figure.
 
-    The papers' architectures (`KNOWN_ARCHS`) always get the same colour whatever else is
-    plotted. Other names share the remaining colours in sorted order, so they are consistent
-    between figures drawn from the same set of names: pass the config's full list of
-    architectures as ``palette=arch_palette(all_archs)`` to make it hold across studies.
+    A registered architecture always has its record's colour (``segrobust.spec.architectures``)
+    whatever else is plotted. Other names share the remaining colours in sorted order, so they
+    are consistent between figures drawn from the same set of names: pass the config's full list
+    of architectures as ``palette=arch_palette(all_archs)`` to make it hold across studies.
     """
     names = sorted(set(archs))
-    palette = {a: ARCH_COLOURS[KNOWN_ARCHS.index(a)] for a in names if a in KNOWN_ARCHS}
-    spare = [c for c in ARCH_COLOURS if c not in palette.values()]
-    others = [a for a in names if a not in KNOWN_ARCHS]
+    palette = {a: ARCHITECTURES.get(a).colour for a in names if a in ARCHITECTURES}
+    spare = [c for c in SPARE_COLOURS if c not in palette.values()]
+    others = [a for a in names if a not in ARCHITECTURES]
     extra = sns.color_palette("husl", max(len(others) - len(spare), 0)).as_hex()
     palette.update(zip(others, spare + extra, strict=False))
     return palette
@@ -225,9 +212,10 @@ def is_bottom_panel(index: int, n_panels: int, ncols: int) -> bool:
 
 
 def arch_order(archs: Iterable[str]) -> list[str]:
-    """Architectures in `KNOWN_ARCHS` order, then other names sorted: the legend's order."""
-    names = set(archs)
-    return [a for a in KNOWN_ARCHS if a in names] + sorted(names - set(KNOWN_ARCHS))
+    """Registered architectures in their records' order (the papers'), then other names sorted:
+    the legend's order."""
+    names, known = set(archs), ARCHITECTURES.in_order()
+    return [a for a in known if a in names] + sorted(names - set(known))
 
 
 def add_arch_legend(

@@ -38,15 +38,15 @@ from typing import Any
 import jsonschema
 import yaml
 
+from segrobust.data.sources import SOURCES
+from segrobust.spec.architectures import get_architecture
+from segrobust.spec.input_sizes import check_input_size
+from segrobust.spec.runs import spatial_dims
+
 
 class ConfigError(ValueError):
     """A config value that is not allowed; the message names the key and the allowed values."""
 
-
-#: Keys a dataset entry must have for its source, and what each holds.
-SOURCE_REQUIRED_KEYS = {
-    "msd_import": {"path": "the directory holding imagesTr/, labelsTr/ and dataset.json"},
-}
 
 #: Deepest nesting of mappings and lists a config may have. The schema's deepest value is five
 #: levels down (``studies.perturbation.options.speckle.scaling``); anything far deeper is a
@@ -284,6 +284,7 @@ def check_consistency(config: Mapping[str, Any]) -> None:
     - every study's patch sampler can draw a patch (``pos_neg_ratio`` not both 0);
     - every dataset a study names is defined under ``datasets`` with a source of the right
       dimensionality (2D for the perturbation study, 3D for the context study);
+    - every architecture of a study is built in the study's dimensionality;
     - every context patch size fits the study's volumes and suits each architecture.
     """
     check_split_sum(config["split"], "split")
@@ -316,20 +317,41 @@ def check_consistency(config: Mapping[str, Any]) -> None:
                     f"config key studies.{study}.datasets[{i}]: dataset {name!r} is "
                     f"{dataset_dims(datasets[name])}D, the {study} study needs {dims}D datasets"
                 )
+    check_architecture_dims(studies)
     if studies["context"]["enabled"]:
         check_patch_sizes(config)
 
 
-def check_source_keys(datasets: Mapping[str, Any]) -> None:
-    """Every dataset entry has the keys its source requires (``SOURCE_REQUIRED_KEYS``)."""
-    for name, spec in datasets.items():
-        for key, meaning in SOURCE_REQUIRED_KEYS.get(spec.get("source"), {}).items():
-            value = spec.get(key)
-            if not isinstance(value, str) or not value.strip():
+def check_architecture_dims(studies: Mapping[str, Any]) -> None:
+    """Every architecture of an enabled study supports the study's spatial dims (its record's
+    ``spatial_dims``: the context study is 3D, the others 2D)."""
+    for study, settings in studies.items():
+        if not settings["enabled"]:
+            continue
+        dims = spatial_dims(study)
+        for i, arch in enumerate(settings["archs"]):
+            supported = get_architecture(arch).spatial_dims
+            if dims not in supported:
+                allowed = ", ".join(f"{d}D" for d in supported)
                 raise ConfigError(
-                    f"config key datasets.{name}.{key}: missing or empty; source "
-                    f"{spec['source']} needs it: {meaning}"
+                    f"config key studies.{study}.archs[{i}]: architecture {arch!r} is not built "
+                    f"in {dims}D, which the {study} study needs; it supports: {allowed}"
                 )
+
+
+def check_source_keys(datasets: Mapping[str, Any]) -> None:
+    """Every dataset entry of a source the pipeline does not download (a user's directory,
+    ``msd_import``) has its ``path``."""
+    for name, spec in datasets.items():
+        source = spec.get("source")
+        if source not in SOURCES or SOURCES.get(source).downloadable:
+            continue
+        value = spec.get("path")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"config key datasets.{name}.path: missing or empty; source {source} needs it: "
+                f"the directory holding imagesTr/, labelsTr/ and dataset.json"
+            )
 
 
 def context_min_shape(config: Mapping[str, Any], name: str) -> list[int] | None:
@@ -381,8 +403,6 @@ def dataset_dims(spec: Mapping[str, Any]) -> int:
 def check_patch_sizes(config: Mapping[str, Any]) -> None:
     """Each context patch size must fit the synthetic volumes and suit each architecture (real
     volumes are checked when prepared: :func:`context_min_shape`)."""
-    from segrobust.spec.input_sizes import check_input_size
-
     study = config["studies"]["context"]
     for i, patch in enumerate(study["patch_sizes"]):
         for name in study["datasets"]:

@@ -8,7 +8,8 @@ the architecture's layer layout, mirroring the builders in ``segrobust.networks`
 ``tests/test_resources.py`` checks the counts against torch's own FLOP counter on the real
 networks, at the default widths and at the papers' (or doubled) widths.
 
-Each architecture is listed as :class:`Layer` records: a convolution or dense layer with
+Each architecture's record (``segrobust.spec.architectures``) names its function here, which
+lists the network as :class:`Layer` records: a convolution or dense layer with
 ``cin`` inputs, ``cout`` outputs and ``taps`` multiply-adds per input and output channel per
 output element, at ``scale`` output elements per input voxel (a level ``l`` below the top of a
 ``d``-dimensional network has ``scale = 2 ** (-d * l)``). Per input voxel, a layer costs
@@ -24,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from segrobust.spec.input_sizes import UNETR_VIT_PATCH
+from segrobust.registry import import_target
+from segrobust.spec.architectures import UNETR_VIT_PATCH, get_architecture
 
 #: MONAI UNETR's ViT: 12 transformer layers on 16-voxel patches (both fixed inside UNETR).
 UNETR_LAYERS = 12
@@ -64,11 +66,11 @@ def _scale(dims: int, level: int) -> float:
     return 2.0 ** (-dims * level)
 
 
-def _skip_unet_layers(dims: int, kwargs: Mapping[str, Any], skip: str) -> list[Layer]:
+def skip_unet_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list[Layer]:
     """``segrobust.networks.skip_unet.SkipUNet``: two 3^d convolutions per level and side, a
     2x transposed convolution up, an additive attention gate (1x1 convolutions) for
-    ``attention``."""
-    channels, k = list(kwargs["channels"]), 3**dims
+    ``skip = attention``."""
+    channels, k, skip = list(kwargs["channels"]), 3**dims, kwargs["skip"]
     layers, cin = [], 1
     for level, c in enumerate(channels):
         s = _scale(dims, level)
@@ -86,10 +88,10 @@ def _skip_unet_layers(dims: int, kwargs: Mapping[str, Any], skip: str) -> list[L
     return layers
 
 
-def _skip_vnet_layers(dims: int, kwargs: Mapping[str, Any], skip: str) -> list[Layer]:
+def skip_vnet_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list[Layer]:
     """``segrobust.networks.skip_vnet.SkipVNet``: residual stages of ``convs[l]`` k^d
     convolutions, 2x strided convolutions down and transposed convolutions up."""
-    channels, k = list(kwargs["channels"]), kwargs["kernel_size"] ** dims
+    channels, k, skip = list(kwargs["channels"]), kwargs["kernel_size"] ** dims, kwargs["skip"]
     convs = kwargs["convs"] or [min(level + 1, 3) for level in range(len(channels))]
     layers = []
 
@@ -110,7 +112,7 @@ def _skip_vnet_layers(dims: int, kwargs: Mapping[str, Any], skip: str) -> list[L
     return layers
 
 
-def _unetpp_layers(dims: int, kwargs: Mapping[str, Any]) -> list[Layer]:
+def unetpp_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list[Layer]:
     """MONAI ``BasicUNetPlusPlus`` (deep supervision off): a two-convolution node at every
     (level i, column j) with i + j <= 4; node (i, j >= 1) concatenates the j nodes left of it
     with the 2x transposed-convolution upsampling of node (i + 1, j - 1). (Its three unused
@@ -142,7 +144,7 @@ def _residual_unit(cin: int, cout: int, units: int, k: int, s: float, strided: b
     return layers
 
 
-def _monai_unet_layers(dims: int, kwargs: Mapping[str, Any]) -> list[Layer]:
+def monai_unet_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list[Layer]:
     """MONAI ``UNet`` with stride 2 everywhere: level l's down path is a strided residual unit
     to ``channels[l]`` (output at level l + 1); its up path a stride-2 transposed 3^d
     convolution (about (3/2)^d taps per output voxel) then a one-convolution residual unit."""
@@ -191,7 +193,7 @@ def _transformer_block(width: float, hidden: float, tokens: float, scale: float)
     ]
 
 
-def _unetr_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list[Layer]:
+def unetr_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list[Layer]:
     """MONAI ``UNETR``: a ViT on 16^d patches, its hidden states brought to 1/8, 1/4 and 1/2
     resolution by transposed convolutions (``UnetrPrUpBlock``), and a residual decoder."""
     fs, h, k = kwargs["feature_size"], kwargs["hidden_size"], 3**dims
@@ -214,7 +216,7 @@ def _unetr_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> 
     return layers
 
 
-def _swin_unetr_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list:
+def swin_unetr_layers(dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> list:
     """MONAI ``SwinUNETR``: patch embedding to 1/2 resolution, four Swin stages (windowed
     attention, MLP ratio 4) each ending in a patch merging to half resolution and twice the
     width, residual blocks on every stage's output and a residual decoder."""
@@ -240,26 +242,15 @@ def network_layers(
     arch: str, dims: int, kwargs: Mapping[str, Any], size: Sequence[int]
 ) -> list[Layer]:
     """The counted layers of ``arch`` (``models.<arch>`` keys ``kwargs``) on inputs of spatial
-    ``size`` (only UNETR and Swin UNETR depend on it: their token counts).
+    ``size`` (only UNETR and Swin UNETR depend on it: their token counts), by the cost model
+    its record names (``segrobust.spec.architectures``: ``layers``, given the config keys and
+    the record's ``fixed`` arguments).
 
     Raises:
-        ValueError: for an architecture without a cost model, naming the known ones.
+        UnknownNameError: for an architecture without a record, naming the known ones.
     """
-    if arch in ("unet", "noskip_unet", "attention_unet"):
-        skip = {"unet": "concat", "noskip_unet": "none", "attention_unet": "attention"}[arch]
-        return _skip_unet_layers(dims, kwargs, skip)
-    if arch in ("vnet", "noskip_vnet"):
-        return _skip_vnet_layers(dims, kwargs, "none" if arch == "noskip_vnet" else "concat")
-    if arch == "unetpp":
-        return _unetpp_layers(dims, kwargs)
-    if arch == "monai_unet":
-        return _monai_unet_layers(dims, kwargs)
-    if arch == "unetr":
-        return _unetr_layers(dims, kwargs, size)
-    if arch == "swin_unetr":
-        return _swin_unetr_layers(dims, kwargs, size)
-    known = "unet, noskip_unet, attention_unet, vnet, noskip_vnet, unetpp, monai_unet, unetr, "
-    raise ValueError(f"no cost model for architecture {arch!r}; known: {known}swin_unetr")
+    record = get_architecture(arch)
+    return import_target(record.layers)(dims, {**kwargs, **record.fixed}, size)
 
 
 def macs_per_voxel(arch: str, dims: int, kwargs: Mapping[str, Any], size: Sequence[int]) -> float:

@@ -537,7 +537,7 @@ def context_reach(config: Mapping[str, Any], needed: int, alpha: float) -> Study
 
 def preflight(config: Mapping[str, Any]) -> Preflight:
     """What every enabled study of a checked config (defaults filled in) can reach."""
-    from segrobust.analysis.conformal_sizes import (
+    from segrobust.spec.conformal_sizes import (
         min_calibration_for_bound,
         min_calibration_for_fnr,
     )

@@ -21,8 +21,8 @@ for the architecture at its configured width:
     val MACs   = validations * (sum over validation images of the voxels the network sees)
                  validations = ceil(epochs / val_interval); a sliding window sees
                  n_windows * patch voxels (MONAI's window grid at the configured overlap)
-    compute    = train MACs * TRAIN_S_PER_GMAC[arch, dims] / 1e9
-                 + val MACs * INFER_S_PER_GMAC[arch, dims] / 1e9
+    compute    = train MACs * train_s_per_gmac[dims] / 1e9 (the architecture's record)
+                 + val MACs * infer_s_per_gmac[dims] / 1e9
     CPU s      = START_S + compute + checkpoints
     GPU s      = START_S + GPU_START_S + compute / resources.gpu_speedup
                  + (optimisation steps + validation forward passes) * GPU_STEP_S + checkpoints
@@ -34,7 +34,7 @@ for the architecture at its configured width:
                  * activations/voxel * ACTIVATION_BYTES
 
 Evaluation (one model run on every test condition of ``segrobust.spec.runs``): per image, the
-network's MACs on the voxels it sees at INFER_S_PER_GMAC, plus SCORE_S_PER_VOXEL[dims] for
+network's MACs on the voxels it sees at its infer_s_per_gmac, plus SCORE_S_PER_VOXEL[dims] for
 reading the image and scoring it (metrics, false-negative-rate curve); MB: the base, two copies
 of the weights, one input's activations (on a CPU) and SCORE_BYTES_PER_VOXEL of the largest
 image.
@@ -57,7 +57,7 @@ wall seconds and max_rss).
 Dataset sizes: a synthetic dataset's counts and sizes are config keys. A real dataset's are read
 from its prepared directory (``datalist.json`` and the NIfTI headers) once it exists -- Snakemake
 re-evaluates resources just before submitting a job, when its inputs exist -- and bounded from
-the source before that (a dry run): see :data:`REAL_SOURCE_BOUNDS`.
+the source before that (a dry run): each source record's ``bounds`` (``segrobust.data.sources``).
 
 Nothing here imports torch, numpy or nibabel at module level: the Snakefile imports this at
 parse time in every cluster job.
@@ -81,57 +81,20 @@ from segrobust.contract import (
     texture_dataset_name,
 )
 from segrobust.data.bundles import MNI152_SHAPE
+from segrobust.data.sources import get_source
+from segrobust.spec.architectures import get_architecture
 from segrobust.spec.network_cost import network_layers
+from segrobust.spec.predict_targets import predict_plan
 from segrobust.spec.runs import enabled_studies, evaluation_conditions, spatial_dims, study_runs
 
 # ---- measured on the development machine (benchmarks/resource_constants.py, 1 thread) --------
 
-#: Seconds per 10^9 training MACs (forward MACs; backward and optimizer included), per
-#: (architecture, spatial dims), at the default study's widths and sizes (64^2 images, batch 2;
-#: 32^3 patches, batch 4; Swin UNETR 3D at 64^3): the larger of two runs.
-TRAIN_S_PER_GMAC: dict[tuple[str, int], float] = {
-    ("unet", 2): 0.261,
-    ("noskip_unet", 2): 0.261,
-    ("attention_unet", 2): 0.283,
-    ("vnet", 2): 0.124,
-    ("noskip_vnet", 2): 0.332,
-    ("unetpp", 2): 0.358,
-    ("unetr", 2): 0.346,
-    ("swin_unetr", 2): 0.550,
-    ("monai_unet", 2): 0.809,
-    ("unet", 3): 0.153,
-    ("noskip_unet", 3): 0.138,
-    ("attention_unet", 3): 0.187,
-    ("vnet", 3): 0.083,
-    ("noskip_vnet", 3): 0.090,
-    ("unetpp", 3): 0.160,
-    ("unetr", 3): 0.143,
-    ("swin_unetr", 3): 0.631,
-    ("monai_unet", 3): 0.487,
-}
-#: Seconds per 10^9 inference MACs, no gradient: whole 64^2 images (2D, the larger of two runs),
-#: sliding windows of the patch over a volume of twice its edge at the default window settings
-#: (3D).
-INFER_S_PER_GMAC: dict[tuple[str, int], float] = {
-    ("unet", 2): 0.089,
-    ("noskip_unet", 2): 0.093,
-    ("attention_unet", 2): 0.096,
-    ("vnet", 2): 0.039,
-    ("noskip_vnet", 2): 0.090,
-    ("unetpp", 2): 0.114,
-    ("unetr", 2): 0.139,
-    ("swin_unetr", 2): 0.249,
-    ("monai_unet", 2): 0.178,
-    ("unet", 3): 0.032,
-    ("noskip_unet", 3): 0.025,
-    ("attention_unet", 3): 0.026,
-    ("vnet", 3): 0.012,
-    ("noskip_vnet", 3): 0.011,
-    ("unetpp", 3): 0.051,
-    ("unetr", 3): 0.033,
-    ("swin_unetr", 3): 0.450,
-    ("monai_unet", 3): 0.103,
-}
+# Seconds per 10^9 training and inference MACs, per architecture and spatial dims: each
+# architecture's record (segrobust.spec.architectures: train_s_per_gmac, infer_s_per_gmac),
+# measured at the default study's widths and sizes (training: 64^2 images, batch 2; 32^3
+# patches, batch 4; Swin UNETR 3D at 64^3; the larger of two runs. Inference, no gradient: whole
+# 64^2 images (2D, the larger of two runs), sliding windows of the patch over a volume of twice
+# its edge at the default window settings (3D)).
 #: Seconds to start a job: Python, torch, MONAI and the library imported.
 START_S = 4.8
 #: Resident MB of a job's process once the library is imported.
@@ -178,26 +141,10 @@ GPU_HOST_MB = 2000.0
 GPU_CAVEAT = "order of magnitude only: the GPU constants are not measured"
 #: Bytes per voxel of scoring one image: probabilities, masks, distance maps and FNR thresholds.
 SCORE_BYTES_PER_VOXEL = 64.0
-#: Before a real dataset is prepared (a dry run), the largest it can be: labelled cases, the
-#: voxels of the largest raw scan or image, its physical extent in mm (x, y, z; 3D variants are
-#: resampled to the entry's spacing) and its slices (a 2D variant counts every slice; those
-#: without foreground are dropped later). MSD: the challenge's labelled training cases; spleen
-#: CT scans are 512 x 512 with up to 168 slices, assumed at most 500 mm along every axis; heart
-#: MRI 320 x 320 x up to 130 at 1.25 x 1.25 x 1.37 mm. BUSI counts its classes (images up to
-#: about 600 x 600), GlaS its 165 images (775 x 522).
-REAL_SOURCE_BOUNDS: dict[str, dict[str, Any]] = {
-    "msd_spleen": {"cases": 41, "raw_voxels": 512 * 512 * 168, "extent_mm": (500, 500, 500),
-                   "slices": 168},
-    "msd_heart": {"cases": 20, "raw_voxels": 320 * 320 * 130, "extent_mm": (400, 400, 180),
-                  "slices": 130},
-    "busi": {"cases": {"benign": 437, "malignant": 210, "normal": 133}, "raw_voxels": 600 * 600},
-    "glas": {"cases": 165, "raw_voxels": 775 * 522},
-}  # fmt: skip
 #: segrobust.data.prepare's defaults for an entry that sets none (tests/test_resources.py keeps
-#: them equal): the 2D edge, the 3D spacing and BUSI's classes.
+#: them equal): the 2D edge and the 3D spacing.
 DEFAULT_2D_EDGE = 256
 DEFAULT_SPACING = (1.5, 1.5, 2.0)
-DEFAULT_BUSI_CLASSES = ("benign", "malignant")
 
 SPLITS = ("training", "validation", "calibration", "test")
 
@@ -267,19 +214,19 @@ class RawBound:
 
 
 def raw_bound(entry: Mapping[str, Any]) -> RawBound:
-    """:class:`RawBound` of a real dataset entry: ``REAL_SOURCE_BOUNDS`` for a downloadable
-    source, the user's dataset.json and NIfTI headers for ``msd_import``; ``max_cases`` caps
-    the cases."""
+    """:class:`RawBound` of a real dataset entry: its source record's ``bounds``
+    (``segrobust.data.sources``), or for a user's directory (a source without bounds,
+    ``msd_import``) its dataset.json and NIfTI headers; ``max_cases`` caps the cases."""
     spacing = entry.get("spacing") or DEFAULT_SPACING
-    if entry["source"] == "msd_import":
+    source = get_source(entry["source"])
+    if source.bounds is None:
         cases, raw, shape_mm, slices = _msd_import_bounds(Path(entry["path"]))
     else:
-        bound = REAL_SOURCE_BOUNDS[entry["source"]]
-        cases = bound["cases"]
-        if isinstance(cases, dict):  # BUSI: the configured classes
-            cases = sum(cases[c] for c in entry.get("classes") or DEFAULT_BUSI_CLASSES)
-        raw, shape_mm = bound["raw_voxels"], bound.get("extent_mm")
-        slices = bound.get("slices", 1)
+        bound = source.bounds
+        cases = bound.cases
+        if isinstance(cases, Mapping):  # per class (BUSI): the configured classes
+            cases = sum(cases[c] for c in entry.get("classes") or source.defaults["classes"])
+        raw, shape_mm, slices = bound.raw_voxels, bound.extent_mm, bound.slices
     volume = (
         math.prod(math.ceil(round(mm / s, 6)) for mm, s in zip(shape_mm, spacing, strict=True))
         if shape_mm
@@ -411,10 +358,10 @@ class Network:
         return _network(run.arch, sample_edges, json.dumps(kwargs, sort_keys=True))
 
     def train_seconds(self, voxels: float) -> float:
-        return voxels * self.macs * TRAIN_S_PER_GMAC[(self.arch, self.dims)] / 1e9
+        return voxels * self.macs * get_architecture(self.arch).train_s_per_gmac[self.dims] / 1e9
 
     def infer_seconds(self, voxels: float) -> float:
-        return voxels * self.macs * INFER_S_PER_GMAC[(self.arch, self.dims)] / 1e9
+        return voxels * self.macs * get_architecture(self.arch).infer_s_per_gmac[self.dims] / 1e9
 
     @property
     def weight_mb(self) -> float:
@@ -546,8 +493,6 @@ def predict_cost(config: Mapping[str, Any], on_gpu: bool, root: str | Path = "."
     """Segmenting the ``predict.images`` folder: every image by every candidate run, each image
     costing what one of the run's own test images costs to evaluate (an upper bound: new images
     are resampled to the run's input size, and scoring needs no label)."""
-    from segrobust.predict.targets import predict_plan  # torch-free; only predict configs
-
     runs = {s: study_runs(config, s) for s in enabled_studies(config)}
     plan = predict_plan(config, runs)
     if plan is None:

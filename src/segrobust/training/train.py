@@ -26,7 +26,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,8 @@ from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.metrics import dice
 from segrobust.execution.job import mark
 from segrobust.networks import build_model, check_input_size
+from segrobust.networks.modelfile import ModelFileError, read_torch_file, save_model_file
 from segrobust.training.device import amp_settings, device_name, seed_everything
-from segrobust.training.modelfile import ModelFileError, read_torch_file, save_model_file
 
 LOSSES = ("dice", "dice_ce")
 
@@ -245,7 +245,7 @@ def validation_dice(
 
 def _plain_numpy_state(state: tuple) -> tuple:
     """A numpy ``RandomState`` state with its key array as a tensor: the checkpoint then holds
-    only what the weights-only unpickler reads (``training.modelfile``)."""
+    only what the weights-only unpickler reads (``networks.modelfile``)."""
     name, keys, position, has_gauss, cached = state
     return (str(name), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position),
             int(has_gauss), float(cached))  # fmt: skip
@@ -320,6 +320,204 @@ def _diverged(
     )
 
 
+@dataclass
+class TrainingState:
+    """One run's training between epochs: the network and its optimiser, the data, and what
+    the run has produced so far (the best weights, the log and patch rows). The checkpoint is
+    this state after an epoch."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    generator: torch.Generator
+    sampler: PatchSampler | None
+    images: torch.Tensor | None  # whole-image training: every image; else sampled per epoch
+    labels: torch.Tensor | None
+    val_cases: Sequence[Case]
+    input_size: tuple[int, ...]
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    amp_name: str
+    run_key: str  # the settings a checkpoint must have been written with to be resumed
+    start_epoch: int = 1
+    best: dict[str, Any] = field(default_factory=lambda: {"dice": -1.0, "epoch": 0, "state": None})
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+    patch_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def setup_training(
+    dataset_dir: str | os.PathLike,
+    *,
+    arch: str,
+    seed: int,
+    spatial_dims: int,
+    model_kwargs: dict[str, Any],
+    settings: TrainSettings,
+    device: torch.device,
+) -> TrainingState:
+    """Seed everything, load the training and validation splits, and build the network, its
+    optimiser and loss (in this order: the network's initial weights come from the seeded
+    generators)."""
+    seed_everything(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick fast kernels
+        torch.backends.cudnn.deterministic = False
+    amp_enabled, amp_dtype = amp_settings(device)
+    amp_name = str(amp_dtype).removeprefix("torch.") if amp_enabled else "off"
+
+    train_cases = load_split(dataset_dir, "training")
+    val_cases = load_split(dataset_dir, "validation")
+    if not train_cases or not val_cases:
+        raise ValueError(f"{dataset_dir}: training and validation splits must not be empty")
+    images = labels = sampler = None
+    if settings.patch_size is None:
+        if spatial_dims != 2:
+            raise ValueError("train.patch_size is required for 3D training (None = whole 2D image)")
+        images, labels = _stack(train_cases, f"{dataset_dir} training")
+        input_size = tuple(images.shape[2:])
+        if device.type == "cuda":  # page-locked so batch copies can be non-blocking
+            images, labels = images.pin_memory(), labels.pin_memory()
+    else:
+        input_size = tuple(int(s) for s in settings.patch_size)
+        sampler = PatchSampler(train_cases, settings, seed)
+    why = check_input_size(arch, spatial_dims, input_size, **model_kwargs)
+    if why:
+        raise ValueError(f"{arch} cannot train on inputs of size {list(input_size)}: {why}")
+
+    model = build_model(arch, spatial_dims, img_size=input_size, **model_kwargs).to(device)
+    return TrainingState(
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=settings.lr),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        loss_fn=DiceLoss(sigmoid=True) if settings.loss == "dice" else DiceCELoss(sigmoid=True),
+        generator=torch.Generator().manual_seed(seed),
+        sampler=sampler,
+        images=images,
+        labels=labels,
+        val_cases=val_cases,
+        input_size=input_size,
+        device=device,
+        amp_dtype=amp_dtype,
+        amp_name=amp_name,
+        run_key=repr((arch, spatial_dims, model_kwargs, asdict(settings), seed)),
+    )
+
+
+def resume(state: TrainingState, checkpoint_path: Path, log: Callable[[str], None]) -> None:
+    """Continue from ``checkpoint_path`` if it exists and was written by a run of the same
+    settings (a config edit since the kill must not be resumed): weights, optimiser, scaler,
+    best state, rows and every random state. The checkpoint is read weights-only
+    (:func:`_read_checkpoint`)."""
+    if not checkpoint_path.exists():
+        return
+    ckpt = _read_checkpoint(checkpoint_path, state.run_key, log)
+    if ckpt is None:
+        return
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scaler.load_state_dict(ckpt["scaler"])
+    state.best, state.log_rows, state.patch_rows = (
+        ckpt["best"],
+        ckpt["log_rows"],
+        ckpt["patch_rows"],
+    )
+    _set_rng_state(ckpt["rng"], state.generator, state.sampler)
+    state.start_epoch = ckpt["epoch"] + 1
+    log(f"resuming from {checkpoint_path} after epoch {ckpt['epoch']}")
+
+
+def run_epoch(state: TrainingState, epoch: int, settings: TrainSettings) -> dict[str, Any]:
+    """One epoch: this epoch's samples (fresh patches, or every image), one pass in a seeded
+    order, validation when due (keeping the best weights); returns the epoch's log row.
+
+    Raises:
+        NonFiniteLossError: a batch's loss was NaN or infinite (naming the first such batch).
+    """
+    t0 = time.perf_counter()
+    device = state.device
+    images, labels = state.images, state.labels
+    if state.sampler is not None:
+        images, labels = state.sampler.sample()
+        if device.type == "cuda":  # fresh patches each epoch; whole images were pinned once
+            images, labels = images.pin_memory(), labels.pin_memory()
+    fg = labels.flatten(1).mean(1)
+    order = torch.randperm(len(images), generator=state.generator)
+    loss = train_epoch(
+        state.model, state.optimizer, state.loss_fn, state.scaler, images, labels, order,
+        settings.batch_size, device, state.amp_dtype,
+    )  # fmt: skip
+    state.patch_rows.extend(
+        {"epoch": epoch, "batch": i // settings.batch_size, "index": i % settings.batch_size,
+         "fg_ratio": float(r)}
+        for i, r in enumerate(fg[order].tolist())
+    )  # fmt: skip
+    val = float("nan")
+    if epoch % settings.val_interval == 0 or epoch == settings.epochs:
+        val = validation_dice(state.model, state.val_cases, settings, device, state.amp_dtype)
+        if val > state.best["dice"]:
+            weights = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
+            state.best = {"dice": val, "epoch": epoch, "state": weights}
+    row = {
+        "epoch": epoch, "loss": loss, "val_dice": val, "seconds": time.perf_counter() - t0,
+        "fg_ratio_mean": float(fg.mean()), "fg_ratio_min": float(fg.min()),
+        "fg_ratio_max": float(fg.max()), "lr": settings.lr, "device": str(device),
+        "amp": state.amp_name,
+    }  # fmt: skip
+    state.log_rows.append(row)
+    return row
+
+
+def save_checkpoint(state: TrainingState, epoch: int, checkpoint_path: Path) -> None:
+    """The state after ``epoch``, written atomically (a killed job resumes from it)."""
+    ckpt = {
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scaler": state.scaler.state_dict(), "epoch": epoch, "best": state.best,
+        "log_rows": state.log_rows, "patch_rows": state.patch_rows,
+        "rng": _rng_state(state.generator, state.sampler), "run_key": state.run_key,
+    }  # fmt: skip
+    atomic.write_torch(checkpoint_path, ckpt)
+
+
+def finalise(
+    state: TrainingState,
+    *,
+    run: Run,
+    spatial_dims: int,
+    model_kwargs: dict[str, Any],
+    settings: TrainSettings,
+    out_model: str | os.PathLike,
+    out_log: str | os.PathLike,
+    out_patches: str | os.PathLike,
+) -> None:
+    """Write the outputs of contract 3: the two tables with the run's columns, then
+    ``model.pt`` holding the best validation weights."""
+    final = copy.deepcopy(state.model).cpu()
+    final.load_state_dict(state.best["state"])
+    for path, rows, columns in (
+        (out_log, state.log_rows, TRAIN_LOG_COLUMNS),
+        (out_patches, state.patch_rows, PATCH_COLUMNS),
+    ):
+        table = pd.DataFrame([{**run.columns, **row} for row in rows], columns=list(columns))
+        atomic.write_csv(path, table)
+    save_model_file(
+        out_model, final, arch=run.arch, spatial_dims=spatial_dims, model_kwargs=model_kwargs,
+        img_size=state.input_size, patch_size=settings.patch_size,
+        best_epoch=state.best["epoch"], best_val_dice=state.best["dice"], device=str(state.device),
+        device_name=device_name(state.device), amp=state.amp_name, run=run.columns,
+    )  # fmt: skip
+
+
+def _progress_line(state: TrainingState, row: Mapping[str, Any], epochs: int, seconds: float):
+    best = state.best
+    best_so_far = (
+        f"best validation Dice {best['dice']:.3f} (epoch {best['epoch']})"
+        if best["epoch"]
+        else "not validated yet"
+    )
+    return f"epoch {row['epoch']}/{epochs}, loss {row['loss']:.4f}, {best_so_far}, {seconds:.0f} s"
+
+
 def train_run(
     dataset_dir: str | os.PathLike,
     *,
@@ -338,136 +536,40 @@ def train_run(
     """Train ``run.arch`` (seeded by ``run.seed``) on ``dataset_dir`` and write the three
     outputs of contract 3; both tables carry the run's columns.
 
-    Resumes from ``checkpoint_path`` when it exists; deletes it after ``model.pt`` is written.
+    The steps: set up (:func:`setup_training`), resume from ``checkpoint_path`` when it exists
+    (:func:`resume`), run and checkpoint each remaining epoch (:func:`run_epoch`,
+    :func:`save_checkpoint`), write the outputs (:func:`finalise`) and delete the checkpoint.
     ``log`` gets one line per epoch (the job's log file); ``progress``, if given, a shorter one
     per epoch with the best validation Dice so far (a job throttles it for the console).
     ``model.pt`` records the device as ``str(device)`` (e.g. ``cuda:1``) and its hardware
     (``device_name``, e.g. the GPU's name). Returns ``{"best_epoch", "best_val_dice"}``.
     """
-    arch, seed = run.arch, int(run.seed)
     checkpoint_path = Path(checkpoint_path)
-    seed_everything(seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick fast kernels
-        torch.backends.cudnn.deterministic = False
-    amp_enabled, amp_dtype = amp_settings(device)
-    amp_name = str(amp_dtype).removeprefix("torch.") if amp_enabled else "off"
-
-    train_cases = load_split(dataset_dir, "training")
-    val_cases = load_split(dataset_dir, "validation")
-    if not train_cases or not val_cases:
-        raise ValueError(f"{dataset_dir}: training and validation splits must not be empty")
-    if settings.patch_size is None:
-        if spatial_dims != 2:
-            raise ValueError("train.patch_size is required for 3D training (None = whole 2D image)")
-        images, labels = _stack(train_cases, f"{dataset_dir} training")
-        input_size = tuple(images.shape[2:])
-        sampler = None
-        if device.type == "cuda":  # page-locked so batch copies can be non-blocking
-            images, labels = images.pin_memory(), labels.pin_memory()
-    else:
-        input_size = tuple(int(s) for s in settings.patch_size)
-        sampler = PatchSampler(train_cases, settings, seed)
-    why = check_input_size(arch, spatial_dims, input_size, **model_kwargs)
-    if why:
-        raise ValueError(f"{arch} cannot train on inputs of size {list(input_size)}: {why}")
-
-    model = build_model(arch, spatial_dims, img_size=input_size, **model_kwargs).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    if settings.loss == "dice":
-        loss_fn = DiceLoss(sigmoid=True)
-    else:
-        loss_fn = DiceCELoss(sigmoid=True)
-    generator = torch.Generator().manual_seed(seed)
-
-    start_epoch, best = 1, {"dice": -1.0, "epoch": 0, "state": None}
-    log_rows: list[dict[str, Any]] = []
-    patch_rows: list[dict[str, Any]] = []
-    # A checkpoint of other settings (a config edit since the kill) must not be resumed.
-    run_key = repr((arch, spatial_dims, model_kwargs, asdict(settings), seed))
-    ckpt = _read_checkpoint(checkpoint_path, run_key, log) if checkpoint_path.exists() else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        best, log_rows, patch_rows = ckpt["best"], ckpt["log_rows"], ckpt["patch_rows"]
-        _set_rng_state(ckpt["rng"], generator, sampler)
-        start_epoch = ckpt["epoch"] + 1
-        log(f"resuming from {checkpoint_path} after epoch {ckpt['epoch']}")
-
+    state = setup_training(
+        dataset_dir, arch=run.arch, seed=int(run.seed), spatial_dims=spatial_dims,
+        model_kwargs=model_kwargs, settings=settings, device=device,
+    )  # fmt: skip
+    resume(state, checkpoint_path, log)
     started = time.perf_counter()
     mark("first_step")
-    for epoch in range(start_epoch, settings.epochs + 1):
-        t0 = time.perf_counter()
-        if sampler is not None:
-            images, labels = sampler.sample()
-            if device.type == "cuda":  # fresh patches each epoch; whole images were pinned once
-                images, labels = images.pin_memory(), labels.pin_memory()
-        fg = labels.flatten(1).mean(1)
-        order = torch.randperm(len(images), generator=generator)
+    for epoch in range(state.start_epoch, settings.epochs + 1):
         try:
-            loss = train_epoch(
-                model, optimizer, loss_fn, scaler, images, labels, order, settings.batch_size,
-                device, amp_dtype,
-            )  # fmt: skip
+            row = run_epoch(state, epoch, settings)
         except NonFiniteLossError as exc:
-            raise _diverged(exc, epoch, dataset_dir, arch, settings, checkpoint_path) from None
-        fg_epoch = fg[order]
-        patch_rows.extend(
-            {"epoch": epoch, "batch": i // settings.batch_size, "index": i % settings.batch_size,
-             "fg_ratio": float(r)}
-            for i, r in enumerate(fg_epoch.tolist())
-        )  # fmt: skip
-        val = float("nan")
-        if epoch % settings.val_interval == 0 or epoch == settings.epochs:
-            val = validation_dice(model, val_cases, settings, device, amp_dtype)
-            if val > best["dice"]:
-                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                best = {"dice": val, "epoch": epoch, "state": state}
-        row = {
-            "epoch": epoch, "loss": loss, "val_dice": val, "seconds": time.perf_counter() - t0,
-            "fg_ratio_mean": float(fg.mean()), "fg_ratio_min": float(fg.min()),
-            "fg_ratio_max": float(fg.max()), "lr": settings.lr, "device": str(device),
-            "amp": amp_name,
-        }  # fmt: skip
-        log_rows.append(row)
+            raise _diverged(exc, epoch, dataset_dir, run.arch, settings, checkpoint_path) from None
         log(
-            f"epoch {epoch}/{settings.epochs} loss {loss:.4f} val_dice {val:.4f} "
-            f"fg {row['fg_ratio_mean']:.3f} {row['seconds']:.1f}s on {device} (amp {amp_name})"
+            f"epoch {epoch}/{settings.epochs} loss {row['loss']:.4f} val_dice "
+            f"{row['val_dice']:.4f} fg {row['fg_ratio_mean']:.3f} {row['seconds']:.1f}s on "
+            f"{device} (amp {state.amp_name})"
         )
         if progress is not None:
-            best_so_far = (
-                f"best validation Dice {best['dice']:.3f} (epoch {best['epoch']})"
-                if best["epoch"]
-                else "not validated yet"
-            )
-            progress(
-                f"epoch {epoch}/{settings.epochs}, loss {loss:.4f}, {best_so_far}, "
-                f"{time.perf_counter() - started:.0f} s"
-            )
-        ckpt = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "log_rows": log_rows,
-            "patch_rows": patch_rows, "rng": _rng_state(generator, sampler),
-            "run_key": run_key,
-        }  # fmt: skip
-        atomic.write_torch(checkpoint_path, ckpt)
+            elapsed = time.perf_counter() - started
+            progress(_progress_line(state, row, settings.epochs, elapsed))
+        save_checkpoint(state, epoch, checkpoint_path)
     mark("last_step")
-
-    final = copy.deepcopy(model).cpu()
-    final.load_state_dict(best["state"])
-    for path, rows, columns in (
-        (out_log, log_rows, TRAIN_LOG_COLUMNS),
-        (out_patches, patch_rows, PATCH_COLUMNS),
-    ):
-        table = pd.DataFrame([{**run.columns, **row} for row in rows], columns=list(columns))
-        atomic.write_csv(path, table)
-    save_model_file(
-        out_model, final, arch=arch, spatial_dims=spatial_dims, model_kwargs=model_kwargs,
-        img_size=input_size, patch_size=settings.patch_size, best_epoch=best["epoch"],
-        best_val_dice=best["dice"], device=str(device), device_name=device_name(device),
-        amp=amp_name, run=run.columns,
+    finalise(
+        state, run=run, spatial_dims=spatial_dims, model_kwargs=model_kwargs, settings=settings,
+        out_model=out_model, out_log=out_log, out_patches=out_patches,
     )  # fmt: skip
     atomic.remove(checkpoint_path)
-    return {"best_epoch": best["epoch"], "best_val_dice": best["dice"]}
+    return {"best_epoch": state.best["epoch"], "best_val_dice": state.best["dice"]}

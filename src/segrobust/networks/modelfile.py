@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from segrobust import __version__, atomic
-from segrobust.networks import build_model
+from segrobust.networks.catalog import build_model
 
 
 def save_model_file(

@@ -20,7 +20,7 @@ every image or stating a bound its numbers cannot support. The checks, in order:
    thresholds increasing, the mean FNR curve in [0, 1], non-decreasing and complete when
    ``fnr.n`` > 0; the calibrated ranges exactly the min and max of the per-image values.
 
-``segrobust.evaluation.calibration.Calibration.read`` calls :func:`read_calibration_json` and
+``segrobust.guarantees.calibration_file.Calibration.read`` calls :func:`read_calibration_json` and
 :func:`document_problem`.
 """
 
@@ -35,7 +35,8 @@ from typing import Any
 
 import jsonschema
 
-from segrobust.contract import ARCHITECTURES, STUDIES
+from segrobust.contract import STUDIES
+from segrobust.spec.architectures import ARCHITECTURES
 from segrobust.spec.config import key_path
 
 #: Largest calibration file read (bytes): one of ``MAX_IMAGES`` images is about 15 MB.

@@ -1,9 +1,9 @@
 """How many calibration images a conformal guarantee needs: the arithmetic alone.
 
-`segrobust.analysis.conformal` computes the guarantees; these three functions say, from a level
+`segrobust.guarantees.kernel` computes the guarantees; these three functions say, from a level
 and a count only, whether one can exist. They live apart, importing nothing but ``math``, so the
 parse-time pre-flight (`segrobust.spec.preflight`) can ask before any job without importing
-scipy (two seconds of every Snakemake invocation otherwise); `conformal` re-exports them.
+numpy, pandas or scipy; `kernel` re-exports them.
 """
 
 from __future__ import annotations
