@@ -26,8 +26,8 @@ from sandbox import make_sandbox, snapshot
 
 from segrobust import atomic
 from segrobust.contract import texture_dataset_name
-from segrobust.spec.predict_targets import predict_plan
 from segrobust.spec.config import ConfigError, validate_config
+from segrobust.spec.predict_targets import predict_plan
 from segrobust.spec.runs import enabled_studies, study_runs
 
 REPO = Path(__file__).resolve().parents[2]
