@@ -1,4 +1,5 @@
-# Synthetic datasets (texture grid, named synthetic datasets) and perturbed test splits.
+# Synthetic datasets (texture grid, named synthetic datasets, the second texture generator's
+# shifted test sets) and perturbed test splits.
 
 
 rule generate_texture_dataset:
@@ -18,6 +19,29 @@ rule generate_texture_dataset:
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
     script:
         "../scripts/generate_texture_dataset.py"
+
+
+rule generate_authors_dataset:
+    input:
+        code=code_of("generate_authors_dataset.py"),
+    output:
+        directory("resources/datasets/authors-{dataset}"),
+    log:
+        "logs/data/authors-{dataset}.log",
+    wildcard_constraints:
+        dataset=regex_of(
+            [n.removeprefix("authors-") for n in authors_dataset_names(config)]
+        ),
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("generate_authors_dataset"),
+        mem_mb=mem_mb_of("generate_authors_dataset"),
+    params:
+        spec=lambda w: authors_dataset_spec(config, f"authors-{w.dataset}"),
+    script:
+        "../scripts/generate_authors_dataset.py"
 
 
 rule generate_synthetic_dataset:

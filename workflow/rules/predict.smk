@@ -9,6 +9,7 @@ rule predict_images:
         models=lambda w: predict_run_files("model.pt"),
         calibrations=lambda w: predict_run_files("calibration.json"),
         recipe="results/analysis/recipe.csv",
+        shift_coverage="results/analysis/shift_coverage.csv",
         code=code_of("predict_images.py"),
     output:
         directory(PREDICT_DIR),

@@ -6,6 +6,7 @@ rule analyze:
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         fnr=[f"results/{s}/fnr.csv" for s in STUDIES],
         patches=[f"results/{s}/patches.csv" for s in STUDIES],
+        applicability=[f"results/{s}/applicability.csv" for s in STUDIES],
         code=code_of("analyze.py"),
     output:
         tables=[f"results/analysis/{name}.csv" for name in ANALYSIS_TABLES],

@@ -34,6 +34,7 @@ from segrobust.contract import (
     Run,
 )
 from segrobust.data.dataset import load_split
+from segrobust.evaluation.applicability_recorder import ApplicabilityRecorder
 from segrobust.evaluation.calibration import CalibrationRecorder, ImageGrid, calibration_text
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
 from segrobust.evaluation.metrics import (
@@ -65,6 +66,9 @@ class TestCondition:
     dataset_dir: str | os.PathLike
     split: str = "test"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Only for the applicability evidence (``applicability.csv``): its images are kept out of
+    #: the per-image and FNR tables (``segrobust.spec.shifts``).
+    shift_only: bool = False
 
     def columns(self) -> dict[str, Any]:
         """The condition's metadata columns, empty (None) where not set."""
@@ -109,6 +113,7 @@ def evaluate_run(
     out_per_image: str | os.PathLike,
     out_fnr: str | os.PathLike,
     out_calibration: str | os.PathLike | None = None,
+    out_applicability: str | os.PathLike | None = None,
     window: SlidingWindow | None = None,
     device: str | torch.device = "cpu",
     amp: bool = False,
@@ -131,7 +136,11 @@ def evaluate_run(
             of ``FNR_THRESHOLDS``.
         out_calibration: if given, the run's ``calibration.json`` (conformal scores, FNR curve,
             label-free statistics of the in-domain calibration images, preprocessing), which
-            ``predict`` reads beside ``model.pt``.
+            ``predict`` reads beside ``model.pt``; it holds the applicability check, so
+            ``out_applicability`` is required with it.
+        out_applicability: ``applicability.csv`` (``contract.APPLICABILITY_COLUMNS``): every
+            evaluated image's shift kind, role and applicability p-value, including the
+            images of shift-only conditions (``segrobust.evaluation.applicability_recorder``).
         window: sliding-window settings, required for a patch-trained model.
         device, amp: where and how the network runs.
         predictions_dir: if given, the predicted masks (uint8 NIfTI, the input image's affine) are
@@ -148,6 +157,8 @@ def evaluate_run(
             preparation cannot be reproduced). Nothing is written then either.
     """
     _check_conditions(conditions)
+    if out_calibration is not None and out_applicability is None:
+        raise ValueError("out_calibration needs out_applicability (the check it stores)")
     model, model_info = load_model_file(model_path, device=device)
     patch_size = model_info.get("patch_size")
     spatial_dims = int(model_info["spatial_dims"])
@@ -159,6 +170,11 @@ def evaluate_run(
     rows, fnr_rows = [], []
     mark("first_step")
     with contextlib.ExitStack() as outputs:
+        evidence = (
+            outputs.enter_context(ApplicabilityRecorder(run, model, model_info, device))
+            if out_applicability is not None
+            else None
+        )
         # Every output is staged and moved into place only when all conditions succeeded.
         per_image_tmp = outputs.enter_context(atomic.atomic_file(out_per_image))
         fnr_tmp = outputs.enter_context(atomic.atomic_file(out_fnr))
@@ -173,7 +189,8 @@ def evaluate_run(
             record = recorder is not None and recorder.wants(
                 condition.name, condition.split, condition.dataset_dir
             )
-            for case in cases:
+            scored = []
+            for position, case in enumerate(cases):
                 if case.image.ndim != spatial_dims:
                     raise ValueError(
                         f"{model_path}: a {spatial_dims}D model cannot segment the "
@@ -187,24 +204,30 @@ def evaluate_run(
                     recorder.observe(case, prob)
                 label = case.label.astype(bool)
                 pred = prob >= THRESHOLD
-                rows.append(
-                    {
-                        **run.columns,
-                        **columns,
-                        "condition": condition.name,
-                        "split": condition.split,
-                        "image_id": case.case_id,
-                        # The volume / patient the image was cut from (its split group); an
-                        # image of its own where the datalist names none.
-                        "group": str(case.meta.get("group", case.case_id)),
-                        **segmentation_metrics(
-                            pred, label, case.spacing, nsd_tolerance, nsd_unit=nsd_unit
-                        ),
-                        "fg_ratio": foreground_ratio(label),
-                        "complexity": case.meta.get("complexity", math.nan),
-                        "quality": soft_quality(prob),
-                    }
-                )
+                row = {
+                    **run.columns,
+                    **columns,
+                    "condition": condition.name,
+                    "split": condition.split,
+                    "image_id": case.case_id,
+                    # The volume / patient the image was cut from (its split group); an
+                    # image of its own where the datalist names none.
+                    "group": str(case.meta.get("group", case.case_id)),
+                    **segmentation_metrics(
+                        pred, label, case.spacing, nsd_tolerance, nsd_unit=nsd_unit
+                    ),
+                    "fg_ratio": foreground_ratio(label),
+                    "complexity": case.meta.get("complexity", math.nan),
+                    "quality": soft_quality(prob),
+                }
+                if evidence is not None:
+                    evidence.observe(
+                        condition.name, columns, condition.split, position, case, prob, row
+                    )
+                scored.append(row["dice"])
+                if condition.shift_only:
+                    continue
+                rows.append(row)
                 where = (condition.name, condition.split, case.case_id)
                 for threshold, fnr in zip(FNR_THRESHOLDS, fnr_curve(prob, label), strict=True):
                     fnr_rows.append((*run.columns.values(), *where, threshold, fnr))
@@ -214,15 +237,20 @@ def evaluate_run(
                         pred.astype(np.uint8),
                         case.affine,
                     )
-            dice = np.mean([r["dice"] for r in rows[-len(cases) :]]) if cases else math.nan
+            dice = np.mean(scored) if scored else math.nan
             log(f"{condition.name} ({condition.split}): {len(cases)} images, mean Dice {dice:.4f}")
             if progress is not None:
                 progress(f"{done + 1}/{len(conditions)} test sets, {len(rows)} images")
         mark("last_step")
         per_image = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
         fnr = pd.DataFrame(fnr_rows, columns=list(FNR_COLUMNS))
+        applicability = None
+        if evidence is not None:
+            evidence_table, applicability = evidence.finish()
+            evidence_tmp = outputs.enter_context(atomic.atomic_file(out_applicability))
+            evidence_table.to_csv(evidence_tmp, index=False)
         if recorder is not None:
-            document = recorder.document(per_image, fnr, _training_grids)
+            document = recorder.document(per_image, fnr, _training_grids, applicability)
             calibration_tmp = outputs.enter_context(atomic.atomic_file(out_calibration))
             calibration_tmp.write_text(calibration_text(document))
             log(
@@ -251,5 +279,13 @@ def conditions_from_specs(specs: Sequence[Mapping[str, Any]]) -> list[TestCondit
             level = paper_level(meta["perturbation"], meta["severity"])
             if level is not None:
                 meta["level"] = level
-        conditions.append(TestCondition(spec["name"], spec["dataset_dir"], spec["split"], meta))
+        conditions.append(
+            TestCondition(
+                spec["name"],
+                spec["dataset_dir"],
+                spec["split"],
+                meta,
+                shift_only=bool(spec.get("shift_only", False)),
+            )  # fmt: skip
+        )
     return conditions

@@ -102,7 +102,8 @@ def image_row(row: Mapping[str, Any], thumbnail: bytes) -> str:
     css = "none" if guarantee.startswith("no guarantee") else "ok"
     checks = (
         f"complexity {_number(row['complexity'])} bits; noise {_number(row['noise_sigma'])}; "
-        f"predicted foreground {_number(row['predicted_fg_ratio'])}"
+        f"predicted foreground {_number(row['predicted_fg_ratio'])}; applicability p "
+        f"{_number(row['applicability_p'])} (flagged at <= {_number(row['flag_level'])})"
     )
     recipe = row["recipe_note"] or "no recipe regime"
     if row["recommended_arch"]:
@@ -127,12 +128,29 @@ def explanation(confidence: float, fnr_level: float) -> str:
         f"images like those the model was calibrated on, at least {c} have an overlap (Dice) "
         "with an expert's contour at or above their stated bound. It describes images like "
         'this one on average; it is not a certainty about one image. "No guarantee" means '
-        "the image lies outside what the calibration images covered (its complexity, predicted "
-        "foreground or noise level), or the model had too few calibration images: check the "
-        "mask by eye. The FNR-controlled mask (the probabilities at the stated threshold) "
-        f"misses on average at most {f} of the object. The recipe column names the "
+        "the image is unlike the images the model was calibrated on (its complexity, predicted "
+        "foreground, noise level, the model's own confidence and the model's internal features "
+        "taken together), or the model had too few calibration images: check the mask by eye; "
+        "such an image gets no FNR promise either. The FNR-controlled mask (the probabilities "
+        f"at the stated threshold) misses on average at most {f} of the object. The recipe "
+        "column names the "
         "architecture the study recommends for images of this complexity, where it recommends "
         "one.</p>"
+    )
+
+
+def limits_block(limits: Sequence[str]) -> str:
+    """Where the rating was measured to hold, per kind of shift (or that it was not measured)."""
+    if not limits:
+        return (
+            "<p><b>Where this rating holds.</b> Not stated: no per-shift coverage table was "
+            "given (results/analysis/shift_coverage.csv of the study's run).</p>"
+        )
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in limits)
+    return (
+        "<p><b>Where this rating holds.</b> Measured on held-out labelled images of each kind "
+        "of shift, for the architecture(s) used here:</p>"
+        f"<ul>{items}</ul>"
     )
 
 
@@ -153,8 +171,10 @@ def write_summary(
     models: Sequence[str],
     settings: Any,
     images_dir: str | os.PathLike,
+    limits: Sequence[str] = (),
 ) -> None:
-    """Write the summary page atomically."""
+    """Write the summary page atomically; ``limits`` are the sentences saying where the rating
+    was measured to hold (``segrobust.analysis.shift_coverage.rating_limits``)."""
     header = (
         "<tr><th>overlay</th><th>image / model</th><th>confidence</th><th>image checks</th>"
         "<th>FNR-controlled mask</th><th>recipe</th></tr>"
@@ -167,6 +187,7 @@ def write_summary(
         f"<p>Images: {html.escape(str(Path(images_dir)))}. Generated "
         f"{time.strftime('%Y-%m-%d %H:%M')}. Model(s): {html.escape(', '.join(models))}.</p>",
         explanation(settings.confidence, settings.fnr_level),
+        limits_block(limits),
         f"<table>{header}{body}</table>",
         f"<h2>Files not segmented ({len(failures)})</h2>",
         failures_table(failures),

@@ -65,6 +65,11 @@ TABLE_CAPTIONS = {
     "context_out_of_range": "Dice inside minus outside the training foreground-ratio range per "
     "architecture and patch size, with bootstrap 95% CIs",
     "context_fbr_bins": "Mean Dice per quantile bin of the test cases' foreground ratio",
+    "shift_coverage": "Per kind of shift: share of held-out images the applicability check "
+    "flags, coverage of the Dice bound among those that pass (Clopper-Pearson 95% CI) and without "
+    "the check, status",
+    "flag_levels": "Per run: the applicability check's flag level at the analysis' confidence, "
+    "chosen on held-out tuning images of every shift kind, and why",
 }
 
 
