@@ -178,12 +178,6 @@ class ApplicabilityCheck:
     def n(self) -> int:
         return len(self.statistics)
 
-    @property
-    def min_level(self) -> float:
-        """``1 / (n + 1)``: the smallest p-value, that of an image more outlying than every
-        calibration image (always flagged)."""
-        return 1.0 / (self.n + 1)
-
     def p_value(self, statistics: np.ndarray, embedding: np.ndarray) -> float:
         """The full-conformal outlier p-value of one image (module docstring)."""
         points = feature_points(

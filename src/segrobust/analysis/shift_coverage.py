@@ -41,6 +41,7 @@ from segrobust.analysis.applicability import (
 )
 from segrobust.analysis.context import training_fbr_range
 from segrobust.analysis.units import independent_unit
+from segrobust.spec.shifts import AUTHORS_KIND, IN_DOMAIN_KIND
 
 RUN_KEYS = list(contract.RUN_KEYS)
 SHIFT_COVERAGE_COLUMNS = [
@@ -52,7 +53,7 @@ FLAG_LEVEL_COLUMNS = [*RUN_KEYS, "n_calibration", "q_hat", "flag_level", "reason
 
 HOLDS, BELOW, WITHHELD, NO_BOUND = "holds", "below target", "withheld", "no bound"
 #: Kinds whose images are also split by their true foreground ratio.
-FG_SPLIT_KINDS = ("in-domain", "authors-style generator")
+FG_SPLIT_KINDS = (IN_DOMAIN_KIND, AUTHORS_KIND)
 _STAT_COLUMNS = {"complexity": "mask_complexity"}
 
 
@@ -186,7 +187,7 @@ def _kind_order(column: pd.Series) -> pd.Series:
     """In-domain first within each (study, arch), then the other kinds by name."""
     if column.name != "kind":
         return column
-    return column.map(lambda kind: (kind != "in-domain", kind))
+    return column.map(lambda kind: (kind != IN_DOMAIN_KIND, kind))
 
 
 def _pooled_status(rows: pd.DataFrame) -> str:

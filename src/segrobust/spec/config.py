@@ -143,7 +143,8 @@ def check_consistency(config: Mapping[str, Any]) -> None:
     - split fractions sum to 1;
     - every dataset a study names is defined under ``datasets`` with a source of the right
       dimensionality (2D for the perturbation study, 3D for the context study);
-    - every context patch size fits the study's volumes and suits each architecture.
+    - every context patch size fits the study's volumes and suits each architecture;
+    - every texture shape (radius and irregularity, or their ranges) fits its image size.
     """
     split = config["split"]
     total = split["train"] + split["validation"] + split["test"]
@@ -172,6 +173,27 @@ def check_consistency(config: Mapping[str, Any]) -> None:
                 )
     if studies["context"]["enabled"]:
         check_patch_sizes(config)
+    check_texture_shapes(config)
+
+
+def check_texture_shapes(config: Mapping[str, Any]) -> None:
+    """The texture study's and every ``synthetic_texture`` dataset's shapes fit their images
+    (``segrobust.data.shapes.check_shape_arguments``), so a radius range too large for the image
+    size fails here, naming the key, not in a generation job."""
+    from segrobust.data.shapes import check_shape_arguments  # numpy only; parse time allows it
+
+    entries = []
+    texture = config["studies"]["texture"]
+    if texture["enabled"]:
+        entries.append(("studies.texture.shape", texture["image_size"], texture["shape"]))
+    for name, entry in config["datasets"].items():
+        if entry["source"] == "synthetic_texture":
+            entries.append((f"datasets.{name}", entry["image_size"], entry))
+    for key, size, shape in entries:
+        try:
+            check_shape_arguments(size, shape["irregularity"], shape["radius"])
+        except ValueError as exc:
+            raise ConfigError(f"config key {key}: {exc}") from None
 
 
 def check_source_keys(datasets: Mapping[str, Any]) -> None:
