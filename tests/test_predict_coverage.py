@@ -80,6 +80,7 @@ def study(tmp_path_factory):
         models / "model.pt", [TestCondition("clean", data, "calibration")], run=RUN,
         nsd_tolerance=1.0, nsd_unit="px", out_per_image=root / "per_image.csv",
         out_fnr=root / "fnr.csv", out_calibration=models / CALIBRATION_FILE,
+        out_applicability=root / "applicability.csv",
         log=lambda line: None,
     )  # fmt: skip
     document = json.loads((models / CALIBRATION_FILE).read_text())

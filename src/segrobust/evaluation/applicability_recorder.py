@@ -144,7 +144,8 @@ class ApplicabilityRecorder:
         else:
             tested = table["role"] != CALIBRATION_ROLE  # the calibration images are the check
             table["p_value"] = np.nan
-            table.loc[tested, "p_value"] = check.p_values(*self._features(table[tested]))
+            if tested.any():
+                table.loc[tested, "p_value"] = check.p_values(*self._features(table[tested]))
             block.update(check=check.to_dict(), reason="")
         tuning = table[table["role"] == TUNING_ROLE]
         block["tuning"] = tuning_block(tuning)
