@@ -142,6 +142,12 @@ def test_a_shift_the_check_cannot_separate_ends_with_every_image_flagged():
     assert "blind (0.00 of 50)" in level.reason
 
 
+def test_a_check_without_usable_calibration_images_flags_everything_and_says_why():
+    tuning = _table("shift", False, np.full(5, np.nan), np.ones(5, bool))
+    level = app.choose_flag_level(tuning, SCORES, ALPHA, 0)
+    assert level.level == 1.0 and "no calibration image has every feature defined" in level.reason
+
+
 def test_an_undefined_bound_flags_everything():
     tuning = _table("shift", False, np.linspace(0.02, 1, 5), np.ones(5, bool))
     level = app.choose_flag_level(tuning, np.zeros(5), ALPHA, 5)

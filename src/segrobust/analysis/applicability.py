@@ -272,6 +272,12 @@ def choose_flag_level(
     target = 1.0 - alpha - tolerance
     if not math.isfinite(conformal.conformal_quantile(calibration_scores, alpha)):
         return FlagLevel(1.0, "every image flagged: the Dice bound is undefined at this level")
+    if n_reference == 0:
+        return FlagLevel(
+            1.0,
+            "every image flagged: no calibration image has every feature defined (the model's "
+            "masks are empty or cover the whole image)",
+        )
     tuning = tuning.assign(
         covered=covered(tuning["quality"], tuning["dice"], calibration_scores, alpha)
     )
