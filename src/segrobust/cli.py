@@ -22,7 +22,8 @@ from segrobust.spec.predict_targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 DESCRIPTION = """\
 Segment new images with a trained segrobust model run and rate each mask's trustworthiness:
 a conformal Dice lower bound ("Dice >= 0.82 with 90% confidence") that is withheld when the
-image lies outside the range the model was calibrated on, the threshold of a mask whose
+image is unlike the images the model was calibrated on (a joint check of its statistics and
+the model's own features), the threshold of a mask whose
 false-negative rate is controlled, and the recipe's recommended architecture for the image's
 complexity. Writes masks in each input's own geometry, predictions.csv, failures.csv and a
 one-page summary.html to --out.
@@ -33,7 +34,8 @@ examples:
   segrobust predict --model results/perturbation/models/texture_demo/unet/pfull/seed1 \\
       --images my_images --out my_predictions
   segrobust predict --model results/perturbation/models/texture_demo \\
-      --recipe results/analysis/recipe.csv --images my_images --out my_predictions
+      --recipe results/analysis/recipe.csv --images my_images --out my_predictions \\
+      --shift-coverage results/analysis/shift_coverage.csv
 """
 
 
@@ -82,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         metavar="CSV",
         help="the study's recipe table (results/analysis/recipe.csv); needed with several models",
+    )
+    predict.add_argument(
+        "--shift-coverage",
+        metavar="CSV",
+        help="the study's per-shift coverage table (results/analysis/shift_coverage.csv): the "
+        "summary page then states where the rating was measured to hold",
     )
     predict.add_argument(
         "--confidence",
@@ -137,6 +145,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 args.out,
                 model_paths=args.model,
                 recipe_path=args.recipe,
+                shift_coverage_path=args.shift_coverage,
                 confidence=args.confidence,
                 fnr_level=args.fnr_level,
                 save_probabilities=args.save_probabilities,

@@ -11,6 +11,7 @@ rule predict_images:
         models=lambda w: predict_run_files("model.pt"),
         calibrations=lambda w: predict_run_files("calibration.json"),
         recipe="results/analysis/recipe.csv",
+        shift_coverage="results/analysis/shift_coverage.csv",
     output:
         directory(PREDICT_DIR),
     log:

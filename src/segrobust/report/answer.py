@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from segrobust.analysis.shift_coverage import BELOW, rating_limit_statements
 from segrobust.report.html import bullets, heading, paragraph, table
 
 REPRODUCED_CLASSES = {"yes": "yes", "no": "no", "inconclusive": "inconclusive"}
@@ -86,6 +87,49 @@ def conformal_blocks(summary: pd.DataFrame) -> list[str]:
         )
     )
     blocks.append(bullets(conformal_sentence(row) for _, row in summary.iterrows()))
+    return blocks
+
+
+def shift_blocks(shift_coverage: pd.DataFrame) -> list[str]:
+    """Where the confidence rating holds per kind of shift, and the table behind it."""
+    blocks = [heading("Where the confidence rating holds")]
+    if shift_coverage.empty:
+        return [*blocks, paragraph("No per-shift coverage was measured.")]
+    blocks.append(
+        paragraph(
+            "An image unlike the calibration images (its statistics and the model's own "
+            "features taken together) gets no rating. Per kind of shift, on held-out labelled "
+            "images the check's level was not chosen on: the share rated and the coverage of "
+            "the bound among them."
+        )
+    )
+    blocks.append(bullets(rating_limit_statements(shift_coverage)))
+    below = shift_coverage[shift_coverage["status"] == BELOW]
+    if not below.empty:
+        blocks.append(
+            paragraph(
+                f"Warning: in {len(below)} (kind, architecture) rows images are rated and their "
+                "coverage is below the target minus the tolerance; the rating is not to be "
+                "relied on there."
+            )
+        )
+    shown = shift_coverage.assign(
+        rated=(1 - shift_coverage["fraction_flagged"]).map(lambda v: _fmt(v)),
+        coverage_rated=shift_coverage["coverage"].map(_fmt),
+        ci=[
+            _interval(lo, hi)
+            for lo, hi in zip(
+                shift_coverage["coverage_ci_low"], shift_coverage["coverage_ci_high"], strict=True
+            )
+        ],
+        coverage_unchecked=shift_coverage["coverage_all"].map(_fmt),
+    )[["study", "arch", "kind", "n_images", "rated", "coverage_rated", "ci",
+       "coverage_unchecked", "status"]]  # fmt: skip
+    shown = shown.rename(columns={"ci": "95% CI", "n_images": "n"})
+    blocks.append(
+        "<details><summary>Coverage per kind of shift and architecture</summary>"
+        f"{table(shown)}</details>"
+    )
     return blocks
 
 
@@ -169,6 +213,7 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], studies: Sequence[str]) ->
     return [
         *recommendation_blocks(tables["recipe"], studies),
         *conformal_blocks(tables["conformal_summary"]),
+        *shift_blocks(tables["shift_coverage"]),
         *findings_blocks(tables["findings"]),
         *context_blocks(tables["bootstrap_ci"], tables["context_out_of_range"]),
     ]
