@@ -58,7 +58,7 @@ METRICS: tuple[str, ...] = ("dice", "hd", "hd95", "nsd", "assd", "volume_diff")
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "study", "dataset", "condition", "test_dataset", "split", "perturbation", "severity", "level",
     "direction", "train_alpha", "test_alpha", "arch", "seed", "patch", "image_id", "group",
-    *METRICS, "fg_ratio", "complexity", "quality",
+    *METRICS, "fg_ratio", "complexity", "noise_sigma", "noise_brightness_ratio", "quality",
 )  # fmt: skip
 
 #: ``fnr.csv``: the false-negative rate of each image at each threshold (long form).

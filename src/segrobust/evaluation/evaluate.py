@@ -34,7 +34,12 @@ from segrobust.contract import (
     Run,
 )
 from segrobust.data.dataset import load_split
-from segrobust.evaluation.calibration import CalibrationRecorder, ImageGrid, calibration_text
+from segrobust.evaluation.calibration import (
+    CalibrationRecorder,
+    ImageGrid,
+    calibration_text,
+    noise_sigma,
+)
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
 from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
@@ -43,6 +48,7 @@ from segrobust.evaluation.metrics import (
     segmentation_metrics,
     soft_quality,
 )
+from segrobust.evaluation.noise_level import noise_brightness_ratio
 from segrobust.execution.job import mark
 from segrobust.training.modelfile import load_model_file
 
@@ -202,6 +208,10 @@ def evaluate_run(
                         ),
                         "fg_ratio": foreground_ratio(label),
                         "complexity": case.meta.get("complexity", math.nan),
+                        # label-free, as predict measures a new image: what maps an unlabelled
+                        # image to a perturbation regime (analysis.regime_ranges)
+                        "noise_sigma": noise_sigma(case.image),
+                        "noise_brightness_ratio": noise_brightness_ratio(case.image),
                         "quality": soft_quality(prob),
                     }
                 )
