@@ -127,9 +127,9 @@ ANALYSIS_FIGURES: tuple[str, ...] = ("cd_diagram", "coverage")
 
 #: Tables of the analysis stage (``results/analysis/<name>.csv``).
 ANALYSIS_TABLES: tuple[str, ...] = (
-    "recipe", "recipe_comparisons", "recipe_rankings", "conformal_summary", "findings",
-    "robustness", "corruption_errors", "texture_trends", "pairwise_wilcoxon", "friedman",
-    "rankings", "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds",
+    "recipe", "recipe_comparisons", "recipe_rankings", "regime_ranges", "conformal_summary",
+    "findings", "robustness", "corruption_errors", "texture_trends", "pairwise_wilcoxon",
+    "friedman", "rankings", "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds",
     "context_fbr_range", "context_out_of_range", "context_fbr_bins",
 )  # fmt: skip
 
