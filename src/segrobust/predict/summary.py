@@ -1,10 +1,14 @@
 """The one-page summary of a prediction batch, for a clinician: one self-contained HTML file.
 
 The page opens with the counts ("37 of 100 with a guarantee; 63 outside the calibration range:
-check by eye"), then one table row per image: an overlay thumbnail (the mask's contour on the
-image; for a volume the axial slice with the most predicted foreground), the confidence rating
-in words ("Dice >= 0.82 with 90% confidence", or "no guarantee" with the reason), the image
-checks, the FNR-controlled mask (promised only where the guarantee holds) and the recipe. The
+check by eye") and which models segmented how many images by which rule ("No-skip U-Net
+segmented 97, U-Net 3; chosen as recommended there by the recipe 97, ..."), then one table
+row per image: an overlay thumbnail (the mask's contour on the image; for a volume the axial
+slice with the most predicted foreground), the confidence rating in words ("Dice >= 0.82 with
+90% confidence", or "no guarantee" with the reason), the image checks, the FNR-controlled mask
+(promised only where the guarantee holds) and the rule that chose the model ("speckle noise
+severity 5 regime: noise 0.21 within 0.18 to 0.35 -> No-skip U-Net, recommended there"), with
+display names. The
 table sorts by any column (a few lines of script; the page works without it). Then the files
 that failed, and the package versions.
 
@@ -30,7 +34,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from segrobust import atomic
+from segrobust.predict.model_choice import CHOSEN_BY, ONLY_MODEL
 from segrobust.report.html import STYLE, package_versions
+from segrobust.report.names import display_name
+from segrobust.report.readable import readable
 
 #: Thumbnail edge in inches and resolution: 112 px, shown at `THUMBNAIL_SHOWN_PX` and at full
 #: size under the pointer.
@@ -147,6 +154,34 @@ def rating_counts(predictions: pd.DataFrame, failures: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+#: How each way of choosing a model (``predictions.csv``'s ``chosen_by``) reads in the counts.
+CHOSEN_BY_WORDS = dict(
+    zip(
+        CHOSEN_BY,
+        (
+            "the only model given",
+            "recommended there by the recipe",
+            "the best calibrated of an equivalent set",
+            "the best calibrated model (no usable regime)",
+        ),
+        strict=True,
+    )
+)
+
+
+def model_use(predictions: pd.DataFrame) -> str:
+    """Which architecture segmented how many images, and by which rule it was chosen."""
+    if predictions.empty:
+        return ""
+    archs = predictions["arch"].map(display_name).value_counts()
+    used = ", ".join(
+        f"{name} {n}" if i else f"{name} segmented {n}" for i, (name, n) in enumerate(archs.items())
+    )
+    rules = predictions["chosen_by"].value_counts()
+    how = ", ".join(f"{CHOSEN_BY_WORDS.get(rule, rule)} {n}" for rule, n in rules.items())
+    return f"{used}; chosen as {how}"
+
+
 def fnr_sentence(row: Mapping[str, Any]) -> str:
     """The FNR-controlled mask in words; no promise where the image has no guarantee (the
     control, like the bound, holds only for images like the calibration images)."""
@@ -160,6 +195,22 @@ def fnr_sentence(row: Mapping[str, Any]) -> str:
     )
 
 
+def choice_text(row: Mapping[str, Any]) -> str:
+    """Which rule chose the model, and with one model given what the recipe says of the image
+    (display names)."""
+    text = readable(row["model_choice"])
+    if row["chosen_by"] != ONLY_MODEL or not _given(row["recipe_decision"]):
+        return text
+    advice = f"{row['recipe_decision']} there"
+    if _given(row["recommended_arch"]):
+        advice = f"{display_name(row['recommended_arch'])} recommended there"
+    return readable(f"{text}; the recipe: {row['regime']} regime ({row['recipe_note']}), {advice}")
+
+
+def _given(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 def image_row(row: Mapping[str, Any], thumbnail: bytes) -> str:
     """One table row of the summary (each cell with its sort key)."""
     data = base64.b64encode(thumbnail).decode("ascii")
@@ -170,19 +221,18 @@ def image_row(row: Mapping[str, Any], thumbnail: bytes) -> str:
         f"complexity {_number(row['complexity'])} bits; noise {_number(row['noise_sigma'])}; "
         f"predicted foreground {_number(row['predicted_fg_ratio'])}"
     )
-    recipe = row["recipe_note"] or "no recipe regime"
-    if row["recommended_arch"]:
-        recipe = f"use {row['recommended_arch']} ({row['regime']})"
+    chosen_by = choice_text(row)
     image = html.escape(str(row["image"]))
+    model = f"{display_name(row['arch'])} ({row['model']})"
     return (
         "<tr>"
         f'<td><img alt="{image}" src="data:image/{THUMBNAIL_FORMAT};base64,{data}"></td>'
-        f'<td data-key="{image}"><b>{image}</b><br>{html.escape(str(row["model"]))}</td>'
+        f'<td data-key="{image}"><b>{image}</b><br>{html.escape(model)}</td>'
         f'<td class="{"ok" if guaranteed else "none"}" data-key="{bound:.6f}">'
         f"{html.escape(guarantee)}</td>"
         + _cell(checks, _number(row["complexity"], 17))
         + _cell(fnr_sentence(row))
-        + _cell(recipe)
+        + _cell(chosen_by)
         + "</tr>"
     )
 
@@ -199,9 +249,10 @@ def explanation(confidence: float, fnr_level: float) -> str:
         "foreground or noise level), or the model had too few calibration images: check the "
         "mask by eye. For an image with a guarantee, the FNR-controlled mask (the "
         f"probabilities at the stated threshold) misses on average at most {f} of the object; "
-        "outside the calibration range there is no such promise. The recipe column names the "
-        "architecture the study recommends for images of this complexity, where it recommends "
-        "one.</p>"
+        "outside the calibration range there is no such promise. The last column says which "
+        "rule chose the model: the study's regime the image falls in (what it was measured on) "
+        "and the architecture recommended there, or why the best calibrated model was used."
+        "</p>"
     )
 
 
@@ -227,7 +278,7 @@ def write_summary(
     header = (
         "<thead><tr><th>overlay</th><th data-sort>image / model</th><th data-sort>confidence</th>"
         "<th data-sort>image checks</th><th data-sort>FNR-controlled mask</th>"
-        "<th data-sort>recipe</th></tr></thead>"
+        "<th data-sort>model chosen by</th></tr></thead>"
     )
     body = "".join(image_row(r, thumbnails[r["image"]]) for r in predictions.to_dict("records"))
     versions = "".join(f"<tr>{_cell(k)}{_cell(v)}</tr>" for k, v in package_versions().items())
@@ -235,6 +286,7 @@ def write_summary(
     parts = [
         f"<h1>Segmentation of {len(predictions)} of {n_files} files</h1>",
         f"<p class='counts'>{html.escape(rating_counts(predictions, failures))}.</p>",
+        f"<p>{html.escape(model_use(predictions))}.</p>",
         f"<p>Images: {html.escape(str(Path(images_dir)))}. Generated "
         f"{time.strftime('%Y-%m-%d %H:%M')}. Model(s): {html.escape(', '.join(models))}.</p>",
         explanation(settings.confidence, settings.fnr_level),
