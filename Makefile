@@ -35,12 +35,20 @@ install: $(INSTALLED)
 # inputs, outputs and reasons per job; `snakemake -n` lists those.
 QUIET := --quiet rules
 
+# Training and evaluation jobs each hold one unit of the `gpu` resource. With NVIDIA GPUs as many
+# run at once as there are GPUs, each on its own (segrobust.execution.gpu_slots); on a machine
+# without one they run on the CPU, as many at once as there are cores allow (each with the
+# config's threads.train / threads.evaluate threads), instead of one at a time.
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+NETWORK_SLOTS ?= $(if $(filter-out 0,$(GPUS)),$(GPUS),$(shell nproc))
+
 run: install
-	$(SNAKEMAKE) --cores all --resources gpu=1 $(QUIET)
+	$(SNAKEMAKE) --cores all --resources gpu=$(NETWORK_SLOTS) $(QUIET)
 
 # The papers' findings at CPU scale (config/reproduce.yaml; README, "Configuration").
 reproduce: install
-	$(SNAKEMAKE) --configfile config/reproduce.yaml --cores all --resources gpu=1 $(QUIET)
+	$(SNAKEMAKE) --configfile config/reproduce.yaml --cores all --resources gpu=$(NETWORK_SLOTS) \
+		$(QUIET)
 
 # Two test processes, each taking whole files (--dist loadfile): a file's module fixtures (the
 # tiny workflow run, the SLURM cluster) start once, and the SLURM tests, which own the machine's

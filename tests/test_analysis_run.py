@@ -47,6 +47,8 @@ def _row(study, dataset, arch, seed, patch, condition, split, image_id, dice, **
         volume_diff=0.0,
         fg_ratio=0.2,
         complexity=1.0,
+        noise_sigma=0.02,
+        noise_brightness_ratio=1.0,
     )
     base.update(extra)
     base["quality"] = float(np.clip(base["dice"] + 0.03, 0, 1))
@@ -88,6 +90,12 @@ def _build_tables(seed: int):
                                 perturbation=pert,
                                 severity=sev,
                                 level=LEVELS[sev],
+                                # the image's noise: up with speckle, down with blur
+                                noise_sigma=(
+                                    0.02 + 0.03 * sev if pert == "speckle" else 0.02 / (1 + sev)
+                                )
+                                * (1 + 0.02 * np.sin(i)),
+                                noise_brightness_ratio=1.8 if pert == "speckle" else 1.0,
                             )
                         )
             for alpha in (0.1, 0.5):

@@ -44,10 +44,10 @@ def test_closure_of_a_constructed_package(tmp_path):
             "segrobust/c/lazy.py": "",
             "segrobust/c/named.py": "",
             "segrobust/d.py": "from segrobust.c import named\n",
-            "segrobust/jobs.py": "from segrobust.b import hidden\n",  # plumbing: not followed
             "segrobust/b/hidden.py": "",
             "segrobust/execution/__init__.py": "",
-            "segrobust/execution/runner.py": "",
+            # plumbing: neither counted nor followed
+            "segrobust/execution/runner.py": "from segrobust.b import hidden\n",
         },
     )
     script = tmp_path / "script.py"
@@ -55,7 +55,7 @@ def test_closure_of_a_constructed_package(tmp_path):
         textwrap.dedent(
             """
             import segrobust.a.direct
-            from segrobust import d, jobs
+            from segrobust import d
             from segrobust.execution import runner
 
             def main():
@@ -82,11 +82,9 @@ def test_closure_of_a_constructed_package(tmp_path):
     assert src / "segrobust/a/unused.py" in declared
 
 
-def test_plumbing_is_the_execution_package_and_the_modules_it_replaces():
-    for module in ("segrobust.jobs", "segrobust.gpus", "segrobust.preload"):
-        assert is_plumbing(module)
-    assert is_plumbing("segrobust.execution") and is_plumbing("segrobust.execution.jobs")
-    for module in ("segrobust.atomic", "segrobust.training.device", "segrobust.jobsite"):
+def test_plumbing_is_the_execution_package():
+    assert is_plumbing("segrobust.execution") and is_plumbing("segrobust.execution.job")
+    for module in ("segrobust.atomic", "segrobust.training.device", "segrobust.executions"):
         assert not is_plumbing(module)
 
 
@@ -167,9 +165,9 @@ def test_code_version_follows_contents_not_paths_or_times(tmp_path):
     assert code_version(script, src, archs=["monai_unet"]) == code_version(
         REPO / "workflow/scripts/train_model.py", REPO / "src", archs=["monai_unet"]
     )
-    jobs = src / "segrobust/jobs.py"
+    job = src / "segrobust/execution/job.py"
     unchanged = code_version(script, src, archs=["unet"])
-    jobs.write_text(jobs.read_text() + "\n# an edit\n")
+    job.write_text(job.read_text() + "\n# an edit\n")
     assert code_version(script, src, archs=["unet"]) == unchanged
 
 

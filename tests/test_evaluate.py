@@ -14,10 +14,12 @@ import torch
 from schema_defaults import model_kwargs
 
 from segrobust.contract import FNR_COLUMNS, PER_IMAGE_COLUMNS, Run
-from segrobust.data.dataset import DataError, DatasetWriter
+from segrobust.data.dataset import DataError, DatasetWriter, load_split
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
+from segrobust.evaluation.label_free import noise_sigma
 from segrobust.evaluation.metrics import FNR_THRESHOLDS, segmentation_metrics, soft_quality
+from segrobust.evaluation.noise_level import noise_brightness_ratio
 from segrobust.networks import build_model
 from segrobust.networks.modelfile import load_model_file, save_model_file
 
@@ -132,6 +134,13 @@ def test_table_columns_rows_and_metadata(setup):
     assert list(clean.image_id) == ["case0", "case1", "case2"]
     assert list(clean.group) == ["vol0", "vol0", "case2"]  # no group named: the image itself
     assert np.allclose(clean.complexity, [0.0, 0.1, 0.2])
+    # the label-free statistics predict measures on a new image, of each stored image
+    cases = {c.case_id: c.image for c in load_split(data, "test")}
+    for row in clean.itertuples():
+        assert row.noise_sigma == pytest.approx(noise_sigma(cases[row.image_id]))
+        assert row.noise_brightness_ratio == pytest.approx(
+            noise_brightness_ratio(cases[row.image_id]), nan_ok=True
+        )
     for column in ("dice", "nsd", "quality", "fg_ratio"):
         assert table[column].between(0, 1).all(), column
 
@@ -227,3 +236,21 @@ def test_model_and_image_dimensions_must_agree(tmp_path):
             [TestCondition("clean", data)],
             window=SlidingWindow(0.25, "constant", 4),
         )
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (24, 24, 24)])
+def test_the_noise_brightness_ratio_tells_multiplicative_from_additive_noise(shape):
+    """On a two-level image (0.2 and 0.8) speckle's noise is 4 times stronger on the bright
+    half; additive noise is the same on both."""
+    rng = np.random.default_rng(0)
+    image = np.full(shape, 0.2)
+    image[: shape[0] // 2] = 0.8
+    additive = image + 0.05 * rng.standard_normal(shape)
+    speckle = image * (1 + 0.25 * rng.standard_normal(shape))
+    assert noise_brightness_ratio(additive) == pytest.approx(1.0, abs=0.2)
+    assert noise_brightness_ratio(speckle) == pytest.approx(4.0, rel=0.2)
+
+
+def test_the_noise_brightness_ratio_is_undefined_without_noise_or_extent():
+    assert math.isnan(noise_brightness_ratio(np.ones((8, 8))))
+    assert math.isnan(noise_brightness_ratio(np.ones((1, 8))))

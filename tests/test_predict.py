@@ -26,6 +26,8 @@ import torch
 from schema_defaults import default_config, model_kwargs, train_settings
 
 from segrobust.analysis.recipe import RECIPE_COLUMNS, recipe_tables
+from segrobust.analysis.regime_ranges import regime_ranges
+from segrobust.analysis.regimes import all_regimes
 from segrobust.analysis.shift_coverage import SHIFT_COVERAGE_COLUMNS
 from segrobust.cli import build_parser
 from segrobust.cli import main as cli_main
@@ -39,6 +41,8 @@ from segrobust.evaluation.label_free import label_free_statistics
 from segrobust.guarantees.applicability import Verdict
 from segrobust.guarantees.calibration_file import CALIBRATION_FILE, Calibration, DiceBound
 from segrobust.networks.modelfile import load_model_file
+from segrobust.perturb.catalog import PERTURBATIONS
+from segrobust.perturb.testset import perturb_test_split
 from segrobust.predict import inputs
 from segrobust.predict.batch import (
     FAILURE_COLUMNS,
@@ -47,7 +51,7 @@ from segrobust.predict.batch import (
     guarantee_text,
     predict_folder,
 )
-from segrobust.predict.recipe_lookup import ComplexityRecipe
+from segrobust.predict.recipe_lookup import RANGES_FILE, StudyRecipe
 from segrobust.spec.config import ConfigError
 from segrobust.spec.predict_targets import (
     DEFAULT_CONFIDENCE,
@@ -259,45 +263,19 @@ def test_recipe_complexity_regimes_carry_their_numeric_bin_edges():
         assert r.regime == f"complexity {r.low:.2f}-{r.high:.2f} bits"
 
 
-def _recipe_csv(path, regimes):
-    rows = [
-        dict(
-            study="texture",
-            regime_kind="complexity",
-            regime=f"complexity {lo}-{hi} bits",
-            low=lo,
-            high=hi,
-            decision=decision,
-            recommended=arch,
-            sentence=f"sentence {lo}",
-        )
-        for lo, hi, decision, arch in regimes
-    ]
-    rows.append(dict(study="perturbation", regime_kind="perturbation", regime="clean"))
-    pd.DataFrame(rows).reindex(columns=RECIPE_COLUMNS).to_csv(path, index=False)
-    return path
-
-
-def test_recipe_lookup_maps_complexity_to_its_bin_and_says_when_outside(tmp_path):
-    path = _recipe_csv(
-        tmp_path / "recipe.csv",
-        [(0.5, 1.0, "recommended", "unetpp"), (0.1, 0.5, "no recommendation", "")],
-    )
-    recipe = ComplexityRecipe.read(path)
-    assert recipe.answer(0.1).regime.low == 0.1  # the first bin includes its lower edge
-    assert recipe.answer(0.5).regime.high == 0.5  # every bin includes its upper edge
-    assert recipe.answer(0.7).recommended_arch == "unetpp"
-    assert recipe.answer(0.3).recommended_arch == ""
-    outside = recipe.answer(1.2)
-    assert outside.regime is None and "outside the recipe's range 0.1 to 1 bits" in outside.note
-    assert "undefined" in recipe.answer(math.nan).note
-
-
-def test_a_recipe_without_bin_edges_is_refused(tmp_path):
+def test_a_recipe_without_its_regime_ranges_or_columns_is_refused(tmp_path):
     path = tmp_path / "recipe.csv"
-    pd.DataFrame([dict(regime_kind="complexity", regime="complexity 0-1 bits")]).to_csv(path)
-    with pytest.raises(ValueError, match=r"recipe\.csv: recipe table lacks column\(s\) low, high"):
-        ComplexityRecipe.read(path)
+    pd.DataFrame([dict(study="texture", regime_kind="complexity", regime="c")]).reindex(
+        columns=RECIPE_COLUMNS
+    ).to_csv(path, index=False)
+    with pytest.raises(FileNotFoundError, match=r"regime_ranges\.csv \(rule analyze writes it"):
+        StudyRecipe.read(path, "texture", "d")
+    pd.DataFrame([dict(study="texture")]).to_csv(tmp_path / "regime_ranges.csv", index=False)
+    with pytest.raises(ValueError, match=r"regime_ranges\.csv: lacks column\(s\) regime_kind"):
+        StudyRecipe.read(path, "texture", "d")
+    pd.DataFrame([dict(regime_kind="complexity", regime="c")]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"recipe\.csv: lacks column\(s\) study"):
+        StudyRecipe.read(path, "texture", "d")
 
 
 # --- the batch ------------------------------------------------------------------------------
@@ -447,23 +425,26 @@ def test_row_values_follow_the_calibration_at_the_requested_levels(runs, tmp_pat
     calibration = Calibration.read(runs.unet / CALIBRATION_FILE)
     for row in pd.read_csv(out / "predictions.csv").itertuples():
         bound = calibration.dice_bound(row.quality, 0.8)
-        assert row.dice_lower_bound == pytest.approx(bound.bound, nan_ok=True)
-        assert row.bound_status == bound.status
+        control = calibration.fnr_control(0.2)
         rule = calibration.applicability_rule(0.8)
         assert row.flag_level == rule.level.level
         assert row.applicable == (row.applicability_p > rule.level.level)
         reason = row.applicability_reason if isinstance(row.applicability_reason, str) else ""
         assert (reason == "") == row.applicable
-        if not row.applicable:  # no bound and no FNR promise for a flagged image
-            assert row.guarantee == f"no guarantee: {reason}"
-            assert row.fnr_status == f"no promise: {reason}"
-            assert isinstance(row.fnr_mask, float) and math.isnan(row.fnr_mask)
-            continue
-        control = calibration.fnr_control(0.2)
-        assert row.fnr_threshold == control.threshold and row.fnr_status == control.status
         prob = np.asarray(nib.load(out / row.probabilities).dataobj)
         mask = np.asarray(nib.load(out / row.mask).dataobj)
         assert np.array_equal(mask, prob >= 0.5)
+        if not row.applicable:  # the rating does not apply: no bound, no FNR promise, no FNR mask
+            assert bound.defined  # the fixture's calibration is large enough at 0.8
+            assert row.guarantee == f"no guarantee: {reason}"
+            assert row.fnr_status == f"no promise: {reason}"
+            assert math.isnan(row.dice_lower_bound) and math.isnan(row.fnr_threshold)
+            assert row.bound_status == "withheld: outside the calibration range"
+            assert not isinstance(row.fnr_mask, str)
+            continue
+        assert row.dice_lower_bound == pytest.approx(bound.bound, nan_ok=True)
+        assert row.bound_status == bound.status
+        assert row.fnr_threshold == control.threshold and row.fnr_status == control.status
         if control.certified:
             assert np.array_equal(
                 np.asarray(nib.load(out / row.fnr_mask).dataobj), prob >= control.threshold
@@ -551,31 +532,187 @@ def test_a_non_empty_output_folder_is_kept_unless_it_holds_an_earlier_output(run
     assert (tmp_path / "new" / "mine.txt").read_text() == "keep me"
 
 
-def test_recommended_uses_the_recipes_architecture_for_the_images_regime(runs, tmp_path):
-    images = _good_images(tmp_path / "images", 3, seed=30)
-    recipe = _recipe_csv(tmp_path / "recipe.csv", [(0.0, 100.0, "recommended", "noskip_unet")])
+# --- predict follows the recipe ---------------------------------------------------------------
+
+SPECKLE = PERTURBATIONS.get("speckle")
+#: Speckle on the squares' intensity range (label + noise is not in [0, 1]).
+MINMAX = {"scaling": "minmax"}
+
+
+def _speckled(image, label, severity, rng):
+    return SPECKLE.apply(image, label, severity, rng, MINMAX)
+
+
+@pytest.fixture(scope="module")
+def study(runs):
+    """The perturbation study of the two runs, as the workflow builds it: 40 test images, their
+    speckle copies at every severity (perturb_test_split), both runs evaluated on them
+    (contract 4, with the label-free statistics), the regimes and their ranges from those rows
+    (the analysis's own functions). The decisions are set by the test (``recipe``)."""
+    root = runs.root / "study"
+    rng = np.random.default_rng(7)
+    with DatasetWriter(root / "test_set", provenance={"source": "synthetic-texture"}) as ds:
+        for i in range(40):
+            image, label = _square_image(rng)
+            ds.add(
+                f"t{i}", image, label, split="test", complexity=0.0, fg_ratio=float(label.mean())
+            )
+    perturb_test_split(root / "test_set", "speckle", range(1, 6), 0, root / "speckle", MINMAX)
+    conditions = [TestCondition("clean", root / "test_set", "test")] + [
+        TestCondition(
+            f"speckle-s{s}",
+            root / "speckle" / f"s{s}",
+            "test",
+            {"perturbation": "speckle", "severity": s, "test_dataset": "squares"},
+        )
+        for s in range(1, 6)
+    ]
+    tables = []
+    for folder in (runs.unet, runs.noskip):
+        info = Calibration.read(folder / CALIBRATION_FILE).document["run"]
+        run = Run(info["study"], info["dataset"], info["arch"], info["patch"], info["seed"])
+        out = root / run.arch
+        tables.append(
+            evaluate_run(
+                folder / "model.pt",
+                conditions,
+                run=run,
+                nsd_tolerance=1.0,
+                nsd_unit="px",
+                out_per_image=out / "per_image.csv",
+                out_fnr=out / "fnr.csv",
+                log=lambda line: None,
+            )
+        )
+    per_image = pd.concat(tables, ignore_index=True)
+    regimes = all_regimes(per_image, None, n_bins=3)
+    regime_ranges(regimes).to_csv(root / RANGES_FILE, index=False)
+    return SimpleNamespace(root=root, labels=[r.label for r in regimes], per_image=per_image)
+
+
+def _recipe(study, recommend) -> Path:
+    """recipe.csv beside the study's regime ranges: each regime recommends ``recommend(label)``
+    (and the texture study, which the models do not come from, recommends UNet++)."""
+    rows = [
+        dict(
+            study="perturbation",
+            regime_kind="perturbation",
+            regime=label,
+            decision="recommended",
+            recommended=recommend(label),
+            leader=recommend(label),
+            mean_dice=0.8,
+            sentence=f"For {label}, use {recommend(label)}.",
+        )
+        for label in study.labels
+    ]
+    rows.append(
+        dict(
+            study="texture",
+            regime_kind="complexity",
+            regime="complexity 0-99 bits",
+            low=0.0,
+            high=99.0,
+            decision="recommended",
+            recommended="unetpp",
+        )
+    )
+    path = study.root / "recipe.csv"
+    pd.DataFrame(rows).reindex(columns=RECIPE_COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def _strong_speckle(label: str) -> str:
+    return "noskip_unet" if label in {f"speckle severity {s}" for s in (3, 4, 5)} else "unet"
+
+
+def test_the_study_records_the_label_free_statistics_of_every_test_image(study):
+    rows = study.per_image
+    assert rows[["noise_sigma", "noise_brightness_ratio"]].notna().all().all()
+    noise = rows.groupby("severity")["noise_sigma"].mean()
+    assert noise.is_monotonic_increasing  # stronger speckle, noisier images
+    assert set(study.labels) == {"clean test images (Unperturbed)"} | {
+        f"speckle severity {s}" for s in range(1, 6)
+    }
+
+
+def test_predict_follows_the_recipe_on_perturbed_images_and_withholds_out_of_range_ratings(
+    runs, study, tmp_path
+):
+    """Acceptance (issue 20): on speckle severity 5 images, where the study recommends the
+    No-skip U-Net, predict uses it and says so per image; clean images get the U-Net the clean
+    regime recommends; images outside the calibration range carry no bound and no FNR promise;
+    the page's counts are those of the table."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(99)
+    for i in range(12):
+        image, label = _square_image(rng)
+        speckled = _speckled(image, label, 5, np.random.default_rng(i))
+        nib.save(nib.Nifti1Image(speckled, np.eye(4)), images / f"speckle{i:02d}.nii.gz")
+    _good_images(images, 6, seed=98)  # clean: img0 .. img5
+    out = tmp_path / "out"
     predict_folder(
         images,
-        tmp_path / "out",
+        out,
         model_paths=[runs.root / "models"],
-        recipe_path=recipe,
+        recipe_path=_recipe(study, _strong_speckle),
         log=lambda s: None,
     )
-    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert (predictions.arch == "noskip_unet").all()
-    assert predictions.model_choice.str.contains(
-        "regime 'complexity 0.0-100.0 bits' recommends"
+    rows = pd.read_csv(out / "predictions.csv", keep_default_na=False, na_values=[""])
+    speckled = rows[rows.image.str.startswith("speckle")]
+    mapped = speckled[speckled.regime.notna()]
+    assert len(mapped) >= 10  # an image outside every regime's observed range gets none
+    assert set(mapped.regime) <= {"speckle severity 4", "speckle severity 5"}
+    assert (mapped.arch == "noskip_unet").all() and (
+        mapped.chosen_by == "recipe: recommended"
     ).all()
+    said = r"^speckle noise severity [45] regime: noise \S+ within \S+ to \S+, bright/dark noise "
+    said += r"ratio \S+ within \S+ to \S+( \(nearest by standardised distance of \d regimes "
+    said += r"holding it\))? -> No-skip U-Net, recommended there$"
+    assert mapped.model_choice.str.match(said).all(), mapped.model_choice.tolist()
+    for row in speckled[speckled.regime.isna()].itertuples():
+        assert row.chosen_by == "fallback: best calibrated" and "no regime ->" in row.model_choice
+    clean = rows[rows.image.str.startswith("img") & rows.regime.notna()]
+    assert len(clean) >= 4 and (clean.arch == "unet").all()
+    assert "clean test images (Unperturbed)" in set(clean.regime)  # or mild speckle, as noisy
+    assert set(clean.regime.map(_strong_speckle)) == {"unet"}
+    assert not rows.model_choice.str.contains("UNet\\+\\+|unetpp").any()  # not this study's
+    # no bound and no FNR promise where the rating does not apply
+    outside = rows[~rows.applicable]
+    assert len(outside) >= len(mapped)  # speckle 5 is noisier than any calibration image
+    assert outside.dice_lower_bound.isna().all() and outside.fnr_threshold.isna().all()
+    assert outside.fnr_mask.isna().all() and outside.guarantee.str.startswith("no guarantee").all()
+    assert outside.fnr_status.str.startswith("no promise: ").all()
+    assert not (out / "fnr_masks").exists() or {p.name for p in (out / "fnr_masks").iterdir()} == {
+        f"{name}.nii.gz" for name in rows[rows.applicable & rows.fnr_mask.notna()].image
+    }
+    # the page: counts as in the table, the rule per image, display names
+    page = (out / "summary.html").read_text()
+    guaranteed = int((rows.applicable & rows.dice_lower_bound.notna()).sum())
+    counts = re.search(r"<p class='counts'>(.*?)</p>", page).group(1)
+    assert counts.startswith(
+        f"{guaranteed} of 18 with a guarantee; {len(outside)} outside the calibration range: "
+        "check by eye"
+    )
+    n_noskip, n_fallback = (
+        int((rows.arch == "noskip_unet").sum()),
+        int((rows.chosen_by == "fallback: best calibrated").sum()),
+    )
+    assert f"No-skip U-Net segmented {n_noskip}" in page or f"No-skip U-Net {n_noskip}" in page
+    assert f"recommended there by the recipe {18 - n_fallback}" in page
+    assert page.count("-&gt; No-skip U-Net, recommended there") == len(mapped)
+    assert page.count("no promise: the image is outside the calibration range") == len(outside)
+    assert "noise noise" not in page and "noskip_unet, recommended" not in page
 
 
-def test_recommended_falls_back_to_the_best_calibrated_model_and_says_why(runs, tmp_path):
+def test_the_fallback_is_the_best_calibrated_model_and_says_why(runs, study, tmp_path):
     images = _good_images(tmp_path / "images", 2, seed=40)
-    recipe = _recipe_csv(tmp_path / "recipe.csv", [(0.0, 100.0, "recommended", "unetpp")])
     predict_folder(
         images,
         tmp_path / "out",
         model_paths=[runs.unet, runs.noskip],
-        recipe_path=recipe,
+        recipe_path=_recipe(study, lambda label: "unetpp"),
         log=lambda s: None,
     )
     predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
@@ -585,10 +722,35 @@ def test_recommended_falls_back_to_the_best_calibrated_model_and_says_why(runs, 
     }
     best = max(dice, key=dice.get)
     assert (predictions.arch == best).all()
+    assert (predictions.chosen_by == "fallback: best calibrated").all()
     assert predictions.model_choice.str.contains(
-        "recommends unetpp, not among the models given"
+        "recommends UNet\\+\\+, not among the models"
     ).all()
-    assert predictions.model_choice.str.contains("highest calibration Dice").all()
+    assert predictions.model_choice.str.endswith(
+        f"the best calibrated model given (calibration Dice {dice[best]:.3f})"
+    ).all()
+
+
+def test_models_of_several_studies_are_refused(runs, study, tmp_path):
+    other = tmp_path / "texture_run"
+    shutil.copytree(runs.noskip, other)
+    document = json.loads((other / CALIBRATION_FILE).read_text())
+    document["run"]["study"] = "texture"
+    (other / CALIBRATION_FILE).write_text(json.dumps(document))
+    images = _good_images(tmp_path / "images", 1)
+    with pytest.raises(
+        PredictError,
+        match="come from perturbation study on squares, texture "
+        "study on squares: the recipe's regimes",
+    ):
+        predict_folder(
+            images,
+            tmp_path / "out",
+            model_paths=[runs.unet, other],
+            recipe_path=_recipe(study, _strong_speckle),
+            log=lambda s: None,
+        )
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_model_or_a_folder_without_models_is_refused(tmp_path):
@@ -748,9 +910,9 @@ def test_the_evaluate_model_script_writes_the_calibration_beside_the_model(runs,
     pd.testing.assert_frame_equal(evidence, expected)
 
 
-def test_the_predict_images_script_runs_the_batch(runs, tmp_path):
+def test_the_predict_images_script_runs_the_batch(runs, study, tmp_path):
     images = _good_images(tmp_path / "images", 1)
-    recipe = _recipe_csv(tmp_path / "recipe.csv", [(0.0, 100.0, "recommended", "unet")])
+    recipe = _recipe(study, _strong_speckle)
     shift = tmp_path / "shift_coverage.csv"
     rows = [
         dict(study="perturbation", arch="unet", kind="in-domain", fraction_flagged=0.1,
@@ -776,12 +938,12 @@ def test_the_predict_images_script_runs_the_batch(runs, tmp_path):
     )
     _script("predict_images").main(job)
     row = pd.read_csv(tmp_path / "predict" / "predictions.csv").iloc[0]
-    assert row.recommended_arch == "unet" and row.regime == "complexity 0.0-100.0 bits"
+    assert row.recommended_arch == "unet" and row.regime == "clean test images (Unperturbed)"
     # the page states where the rating holds for the architecture used (not vnet's rows)
     page = (tmp_path / "predict" / "summary.html").read_text()
     assert (
         "Perturbation study, confidence rating holds for: in-domain (90% rated); withheld "
-        "(every image flagged) for: speckle s5." in page
+        "(every image flagged) for: speckle noise s5." in page  # display names
     )
     assert "blur s1" not in page
 

@@ -17,6 +17,7 @@ from segrobust.predict.summary import (
     ThumbnailCanvas,
     applicability_text,
     fnr_sentence,
+    model_use,
     rating_counts,
     write_summary,
 )
@@ -55,6 +56,9 @@ def _row(i: int, kind: str) -> dict:
         fnr_level=0.1, fnr_threshold=0.31 if applicable else math.nan,
         fnr_status="controlled" if applicable else f"no promise: {reason}",
         bound_status="defined" if kind != "unbounded" else "undefined",
+        chosen_by="recipe: recommended" if i % 10 else "fallback: best calibrated",
+        model_choice="speckle severity 5 regime: noise 0.21 within 0.18 to 0.35 -> No-skip U-Net, "
+                     "recommended there" if i % 10 else "no regime -> U-Net, the best calibrated",
     )  # fmt: skip
     return row
 
@@ -99,6 +103,23 @@ def test_a_page_of_100_images_opens_with_the_counts_and_stays_under_2_mb(batch, 
     assert text.count("<th data-sort>") == 5 and "addEventListener" in text  # sortable
     # the confidence column sorts by the bound; no guarantee sorts below every bound
     assert 'data-key="0.710000"' in text and text.count('data-key="-1.000000"') == 63
+
+
+def test_the_page_says_which_model_segmented_how_many_and_by_which_rule(batch, tmp_path):
+    predictions, failures, thumbnails = batch
+    predictions = predictions.assign(
+        arch=["noskip_unet" if i % 10 else "unet" for i in range(len(predictions))]
+    )
+    assert model_use(predictions) == (
+        "No-skip U-Net segmented 90, U-Net 10; chosen as recommended there by the recipe 90, "
+        "the best calibrated model (no usable regime) 10"
+    )
+    page = tmp_path / "summary.html"
+    write_summary(page, predictions, failures, thumbnails, models=["m"], settings=SETTINGS,
+                  images_dir=tmp_path)  # fmt: skip
+    text = page.read_text()
+    assert "No-skip U-Net segmented 90" in text and text.count("speckle noise severity 5") == 90
+    assert "noskip_unet" not in text.replace("/noskip_unet/", "")  # display names
 
 
 def test_counts_and_fnr_promise_follow_the_guarantee(batch):

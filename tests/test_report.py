@@ -39,41 +39,64 @@ def test_every_analysis_table_has_a_caption_and_nothing_else_does():
 
 
 def _recipe(**rows):
-    columns = ["study", "decision", "sentence"]
-    return pd.DataFrame([(s, d, text) for s, d, text in rows.values()], columns=columns)
+    columns = ["study", "regime", "decision", "sentence"]
+    return pd.DataFrame(
+        [(s, name, d, text) for name, (s, d, text) in rows.items()], columns=columns
+    ).assign(
+        regime_kind="complexity", recommended="", equivalent="", leader="unet", mean_dice=0.8,
+        runner_up="vnet", effect=0.04, ci_low=0.02, ci_high=0.06, min_effect=0.01, n_runs=3,
+        n_units=100, reason="",
+    )  # fmt: skip
 
 
-def test_recommendations_come_first_and_the_others_are_folded_with_their_reason():
+def test_each_study_gets_a_table_and_its_sentences_folded_with_display_names():
     recipe = _recipe(
         a=("texture", "inconclusive", "For regime A, inconclusive: too few units: n = 4."),
-        b=("texture", "recommended", "For regime B, use unet: mean Dice +0.04."),
+        b=("texture", "recommended", "For regime B, use noskip_unet: mean Dice +0.04."),
         d=("texture", "equivalent", "For regime D, use any of unet, vnet."),
         c=("context", "recommended", "For patch 32, use unet."),
     )
-    html = "".join(answer.recommendation_blocks(recipe, ["texture", "context"]))
-    assert (
-        "Texture study: a recommendation in 1 of 3 regimes, equivalent architectures in 1" in html
-    )
-    assert html.index("use unet: mean Dice +0.04") < html.index("<details>")
-    assert html.index("use any of unet, vnet") < html.index("<details>")
-    assert "No recommendation in 1 regimes: why" in html and "n = 4" in html
-    assert html.index("Texture study") < html.index("Context study")
+    recipe.loc[recipe.regime == "b", "recommended"] = "noskip_unet"
+    recipe.loc[recipe.regime == "c", "recommended"] = "unet"
+    recipe.loc[recipe.regime == "d", "equivalent"] = "unet, vnet"
+    recipe.loc[recipe.regime == "a", "reason"] = "too few units: n = 4 < analysis.min_cases = 10"
+    rankings = pd.DataFrame(
+        [("texture", r, a, m) for r in "abd" for a, m in (("unet", 0.8), ("vnet", 0.79),
+                                                         ("noskip_unet", 0.85))]
+        + [("context", "c", "unet", 0.9)],
+        columns=["study", "regime", "arch", "mean_dice"],
+    )  # fmt: skip
+    html = "".join(answer.recommendation_blocks(recipe, rankings, ["texture", "context"]))
+    assert html.index("<h4>Texture study</h4>") < html.index("<h4>Context study</h4>")
+    texture = html[: html.index("<h4>Context study</h4>")]
+    assert texture.index("<table") < texture.index("<details>")  # the table, then the sentences
+    assert "For regime B, use No-skip U-Net: mean Dice +0.04." in texture  # display names
+    assert "noskip_unet" not in html
+    assert "<th>No-skip U-Net</th>" in texture and "<th>V-Net</th>" in texture
+    assert '<td class="win">\u2714 0.85</td>' in texture  # regime b: the recommended cell
+    assert texture.count('<td class="eq">') == 2  # regime d: U-Net and V-Net equivalent
+    assert "inconclusive: too few test units" in texture
 
 
 SUMMARY = dict(
-    study="texture", arch="unet", target=0.9, n_calibration=100, n_test=300, coverage=0.91,
-    coverage_ci_low=0.873, coverage_ci_high=0.94, median_dice_lower_bound=0.8234, status="defined",
+    study="texture", arch="noskip_unet", target=0.9, n_calibration=100, n_test=300,
+    coverage=0.91, coverage_ci_low=0.873, coverage_ci_high=0.94, median_dice_lower_bound=0.8234,
+    min_calibration=9, status="defined",
 )  # fmt: skip
 
 
-def test_conformal_sentence_reads_as_a_confidence_statement():
-    text = answer.conformal_sentence(SUMMARY)
-    assert text.startswith("unet (texture study): Dice >= 0.82 with 90% confidence")
-    assert "measured coverage 0.91 (95% CI 0.87 to 0.94) on 300" in text
-    undefined = dict(SUMMARY, median_dice_lower_bound=np.nan, status="undefined: n = 4 < 9")
-    assert answer.conformal_sentence(undefined) == (
-        "unet (texture study): no guarantee: undefined: n = 4 < 9."
-    )
+def test_conformal_table_states_bound_coverage_and_images_or_why_none():
+    undefined = dict(SUMMARY, arch="unet", median_dice_lower_bound=np.nan, n_calibration=4,
+                     coverage=np.nan, status="undefined: n = 4 < 9")  # fmt: skip
+    shown = answer.conformal_table(pd.DataFrame([SUMMARY, undefined]))
+    assert shown.to_dict("records") == [
+        {"study": "texture", "architecture": "No-skip U-Net", "median Dice bound at 90%": "0.82",
+         "measured coverage (95% CI)": "0.91 (0.87 to 0.94)",
+         "calibration / test images": "100 / 300"},
+        {"study": "texture", "architecture": "U-Net",
+         "median Dice bound at 90%": "none: 9 calibration images needed",
+         "measured coverage (95% CI)": "", "calibration / test images": "4 / 300"},
+    ]  # fmt: skip
 
 
 def _shift_row(kind, fraction_flagged, coverage, status):
@@ -100,32 +123,36 @@ def test_the_answer_says_where_the_rating_holds_and_names_rated_kinds_below_targ
     )
     html = "".join(answer.shift_blocks(table))
     assert "Perturbation study, confidence rating holds for: in-domain (90% rated)" in html
-    assert "withheld (every image flagged) for: speckle s5" in html
-    assert "BELOW 0.85 among rated images for: blur s1 (unet 0.60)" in html
+    # display names, as everywhere a person reads the Answer
+    assert "withheld (every image flagged) for: speckle noise s5" in html
+    assert "BELOW 0.85 among rated images for: blur s1 (U-Net 0.60)" in html
     assert "Warning: in 1 (kind, architecture) rows images are rated" in html
     empty = pd.DataFrame(columns=shift_coverage.SHIFT_COVERAGE_COLUMNS)
     assert "No per-shift coverage was measured." in "".join(answer.shift_blocks(empty))
 
 
-def test_findings_table_marks_what_was_reproduced():
+def test_decided_findings_are_a_table_and_the_others_folded_with_why():
     findings = pd.DataFrame(
         {
-            "finding": ["(a) skips help", "(d) flat"],
-            "comparison": ["unet - noskip_unet", "unet"],
-            "expected_direction": ["> 0", ">= 0"],
-            "measured_effect": [0.031, np.nan],
-            "ci_low": [0.01, np.nan],
-            "ci_high": [0.05, np.nan],
-            "n_runs": [3, 1],
-            "n_units": [100, 3],
-            "p_value": [0.0012, np.nan],
-            "reproduced": ["yes", "inconclusive"],
+            "finding": ["(a) skips help", "(d) flat", "(c) speckle hurts skips"],
+            "comparison": ["unet - noskip_unet", "unet", "speckle: unet - noskip_unet"],
+            "expected_direction": ["> 0", ">= 0", "> 0"],
+            "measured_effect": [0.031, np.nan, np.nan],
+            "ci_low": [0.01, np.nan, np.nan],
+            "ci_high": [0.05, np.nan, np.nan],
+            "n_runs": [3, 1, 0],
+            "n_units": [100, 3, 0],
+            "p_value": [0.0012, np.nan, np.nan],
+            "reproduced": ["yes", "inconclusive", "not run"],
+            "note": ["", "one training run per architecture", "no speckle rows"],
         }
     )
     html = "".join(answer.findings_blocks(findings))
-    assert "(1 yes, 1 inconclusive)" in html
-    assert '<td class="yes">yes</td>' in html and "0.010 to 0.050" in html and "0.0012" in html
-    assert "no CI" in html
+    shown, folded = html.split("<details>")
+    assert '<td class="yes">yes</td>' in shown and "0.010 to 0.050" in shown
+    assert "U-Net - No-skip U-Net" in shown and "(d) flat" not in shown
+    assert "1 inconclusive, 1 not run: why" in folded
+    assert "no speckle noise rows" in folded and "speckle noise: U-Net - No-skip U-Net" in folded
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,16 @@ from segrobust.data.image_header import DEFAULT_MAX_IMAGE_GB, image_limit
 from segrobust.spec.predict_targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 
 DESCRIPTION = """\
-Segment new images with a trained segrobust model run and rate each mask's trustworthiness:
-a conformal Dice lower bound ("Dice >= 0.82 with 90% confidence") that is withheld when the
-image is unlike the images the model was calibrated on (a joint check of its statistics and
-the model's own features), the threshold of a mask whose
-false-negative rate is controlled, and the recipe's recommended architecture for the image's
-complexity. Writes masks in each input's own geometry, predictions.csv, failures.csv and a
-one-page summary.html to --out.
+Segment new images with trained segrobust model runs and rate each mask's trustworthiness.
+With several runs (and --recipe), each image is segmented with the architecture the study's
+recipe recommends for the regime the image falls in (measured on the image: its noise level
+and how that grows with brightness, its complexity or predicted foreground ratio), else with
+the best calibrated run, and the reason is given per image. Each mask gets a conformal Dice
+lower bound ("Dice >= 0.82 with 90% confidence") and the threshold of a mask whose
+false-negative rate is controlled; both are withheld when the image is unlike the images the
+model was calibrated on (a joint check of its statistics and the model's own features). Writes
+masks in each input's own geometry, predictions.csv, failures.csv and a one-page summary.html
+to --out.
 """
 
 EPILOG = """\
@@ -83,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--recipe",
         metavar="CSV",
-        help="the study's recipe table (results/analysis/recipe.csv); needed with several models",
+        help="the study's recipe table (results/analysis/recipe.csv, read with "
+        "regime_ranges.csv beside it); needed with several models",
     )
     predict.add_argument(
         "--shift-coverage",

@@ -53,7 +53,7 @@ METRICS: tuple[str, ...] = ("dice", "hd", "hd95", "nsd", "assd", "volume_diff")
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "study", "dataset", "condition", "test_dataset", "split", "perturbation", "severity", "level",
     "direction", "train_alpha", "test_alpha", "arch", "seed", "patch", "image_id", "group",
-    *METRICS, "fg_ratio", "complexity", "quality",
+    *METRICS, "fg_ratio", "complexity", "noise_sigma", "noise_brightness_ratio", "quality",
 )  # fmt: skip
 
 #: ``fnr.csv``: the false-negative rate of each image at each threshold (long form).
@@ -133,9 +133,9 @@ ANALYSIS_FIGURES: tuple[str, ...] = ("cd_diagram", "coverage")
 
 #: Tables of the analysis stage (``results/analysis/<name>.csv``).
 ANALYSIS_TABLES: tuple[str, ...] = (
-    "recipe", "recipe_comparisons", "recipe_rankings", "conformal_summary", "findings",
-    "robustness", "corruption_errors", "texture_trends", "pairwise_wilcoxon", "friedman",
-    "rankings", "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds",
+    "recipe", "recipe_comparisons", "recipe_rankings", "regime_ranges", "conformal_summary",
+    "findings", "robustness", "corruption_errors", "texture_trends", "pairwise_wilcoxon",
+    "friedman", "rankings", "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds",
     "context_fbr_range", "context_out_of_range", "context_fbr_bins", "shift_coverage",
     "flag_levels",
 )  # fmt: skip

@@ -35,7 +35,8 @@ def calibrated_run(root: Path) -> Path:
     calibration.json."""
     rng = np.random.default_rng(0)
     data = root / "squares"
-    with DatasetWriter(data, provenance={"source": "synthetic-texture"}) as ds:
+    provenance = {"source": "synthetic-texture", "intensity": {"method": "none"}}
+    with DatasetWriter(data, provenance=provenance) as ds:
         for split, n in SPLITS.items():
             for i in range(n):
                 image, label = square_image(rng)

@@ -4,13 +4,16 @@
 
 
 rule predict_images:
-    """Segment the images of predict.images with the trained models, rating each mask with
-    its conformal Dice bound (results/predict/summary.html)."""
+    """Segment the images of predict.images with the trained models, each with the
+    architecture the study's recipe recommends for the regime it falls in, rating each mask
+    with its conformal Dice bound (results/predict/summary.html)."""
     input:
         images=lambda w: required_predict_plan().images,
         models=lambda w: predict_run_files("model.pt"),
         calibrations=lambda w: predict_run_files("calibration.json"),
         recipe="results/analysis/recipe.csv",
+        # read beside recipe.csv: how a new image is mapped to a regime of the recipe
+        regime_ranges="results/analysis/regime_ranges.csv",
         shift_coverage="results/analysis/shift_coverage.csv",
     output:
         directory(PREDICT_DIR),

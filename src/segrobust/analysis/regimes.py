@@ -19,6 +19,7 @@ The decision per regime is ``segrobust.analysis.recipe``'s.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,9 @@ class Regime:
     rows: pd.DataFrame
     low: float = np.nan  # numeric bin edges of a complexity regime (NaN for other kinds)
     high: float = np.nan
+    dataset: str = ""  # a context regime's dataset and patch size (empty for other kinds)
+    patch: str = ""
+    outside: bool = False  # a context regime: the test images outside the training range
 
 
 def _alpha(values: pd.Series) -> pd.Series:
@@ -90,6 +94,18 @@ def perturbation_label(perturbation: str, severity: int, level) -> str:
     return f"{text} ({level})" if isinstance(level, str) and level else text
 
 
+_PERTURBATION_LABEL = re.compile(r"(?P<perturbation>\S+) severity (?P<severity>\d+)(?: \(.*\))?")
+
+
+def parse_perturbation_label(label: str) -> tuple[str, int] | None:
+    """``speckle severity 3 (Harder)`` -> ``("speckle", 3)``: the inverse of
+    `perturbation_label` for a perturbed regime; None for the clean one or another text."""
+    match = _PERTURBATION_LABEL.fullmatch(str(label))
+    if match is None:
+        return None
+    return match["perturbation"], int(match["severity"])
+
+
 def perturbation_regimes(perturbation_rows: pd.DataFrame) -> list[Regime]:
     """One regime per (perturbation, severity), the clean test set first."""
     rows = perturbation_rows.assign(_clean=perturbation_rows["perturbation"] != "none")
@@ -119,7 +135,18 @@ def context_regimes(per_image: pd.DataFrame, fbr_ranges: pd.DataFrame) -> list[R
             f"{dataset}, patch {patch}, test foreground ratio {where} the training range "
             f"{low:.3f}-{high:.3f}"
         )
-        regimes.append(Regime("context", "context", label, group.drop(columns="_patch")))
+        kept = group.drop(columns="_patch")
+        regimes.append(
+            Regime(
+                "context",
+                "context",
+                label,
+                kept,
+                dataset=str(dataset),
+                patch=str(patch),
+                outside=bool(outside),
+            )
+        )
     return regimes
 
 

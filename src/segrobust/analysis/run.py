@@ -31,6 +31,8 @@ from segrobust.analysis import (
     shift_coverage,
     stats,
 )
+from segrobust.analysis.regime_ranges import regime_ranges
+from segrobust.analysis.regimes import all_regimes
 
 #: The settings ``run_analysis`` takes: the config's ``analysis`` section, whose schema states
 #: each one's default and allowed range.
@@ -163,6 +165,9 @@ def analyse(per_image, fnr, patches, settings, applicability=None) -> tuple[dict
         tables["recipe_rankings.csv"],
     ) = recipe.recipe_tables(per_image, ranges, settings["complexity_bins"], decisions, seed)
     tables["recipe.md"] = recipe.recipe_markdown(tables["recipe.csv"])
+    tables["regime_ranges.csv"] = regime_ranges(
+        all_regimes(per_image, ranges, settings["complexity_bins"])
+    )
     tables["findings.csv"] = findings.findings(
         per_image,
         ranges,

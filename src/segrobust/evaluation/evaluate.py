@@ -41,6 +41,7 @@ from segrobust.data.dataset import Case, load_split
 from segrobust.evaluation.applicability_recorder import ApplicabilityRecorder
 from segrobust.evaluation.calibration import CalibrationRecorder
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
+from segrobust.evaluation.label_free import noise_sigma
 from segrobust.evaluation.metrics import (
     FNR_THRESHOLDS,
     fnr_curve,
@@ -48,6 +49,7 @@ from segrobust.evaluation.metrics import (
     segmentation_metrics,
     soft_quality,
 )
+from segrobust.evaluation.noise_level import noise_brightness_ratio
 from segrobust.evaluation.preprocessing import ImageGrid
 from segrobust.execution.job import mark
 from segrobust.guarantees.calibration_file import calibration_text
@@ -162,6 +164,10 @@ class RunScores:
             ),
             "fg_ratio": foreground_ratio(label),
             "complexity": case.meta.get("complexity", math.nan),
+            # label-free, as predict measures a new image: what maps an unlabelled image to a
+            # perturbation regime (analysis.regime_ranges)
+            "noise_sigma": noise_sigma(case.image),
+            "noise_brightness_ratio": noise_brightness_ratio(case.image),
             "quality": soft_quality(prob),
         }
 

@@ -14,19 +14,22 @@ Each row carries the image's label-free statistics (``label_free_statistics``), 
 Dice lower bound at the confidence level and the FNR-controlled threshold at the FNR level (both
 from the run's calibration file, ``segrobust.guarantees.calibration_file``), whether the image is
 like the calibration images (the applicability check of ``segrobust.guarantees.applicability``,
-on its statistics and the model's bottleneck embedding jointly: an image it flags gets neither
-the bound nor the FNR promise, and ``applicability_reason`` says why), and the recipe's answer
-for the image's complexity regime. With the study's per-shift coverage table
-(``results/analysis/shift_coverage.csv``) the summary page also states where the rating was
-measured to hold and where it is withheld.
+on its statistics and the model's bottleneck embedding jointly, and ``applicability_reason``
+says why not), and the recipe's answer for the regime the image falls in. With the study's
+per-shift coverage table (``results/analysis/shift_coverage.csv``) the summary page also states
+where the rating was measured to hold and where it is withheld.
 
-Model choice. With one model run, every image is segmented by it. With several (``recommended``)
-each image is first segmented by all of them; the recipe regime of the complexity under their
-mean mask decides: the run of the architecture the recipe recommends for that regime (the first
-such run by patch and seed), else the run with the highest mean calibration Dice, and the row's
-``model_choice`` says which case applied and why. The recipe's complexity regimes come from the
-2D texture study; a volume's complexity is the same measure (the mean over its axial slices,
-``segrobust.data.complexity``) and is mapped the same way.
+Model choice (``segrobust.predict.model_choice``). With one model run, every image is segmented
+by it. With several (``recommended``) each image is first segmented by all of them; what the
+recipe's regimes of the models' study are defined by is measured under their mean mask
+(``segrobust.predict.recipe_lookup``: complexity bins, the perturbation regimes' observed noise
+level and its brightness ratio, the context study's training foreground-ratio range; only the
+regimes of the models' own study) and the regime's decision
+picks the run: the recommended architecture's, the best calibrated of an equivalent set, else
+the best calibrated run overall; the row's ``model_choice`` says which rule chose it and why,
+``chosen_by`` which case applied. Where the rating does not apply (the applicability check
+flags the image: outside the calibration range) the row carries no Dice bound and no FNR
+threshold, and no FNR-controlled mask is written.
 
 A bad file fails alone (its reason, naming it, goes to failures.csv) and the others complete; a
 setup problem (a model without calibration, a calibration of another model, an unreadable
@@ -52,11 +55,11 @@ import torch
 from segrobust import atomic
 from segrobust.analysis.shift_coverage import SHIFT_COVERAGE_COLUMNS, rating_limits
 from segrobust.contract import read_table
-from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import DataError, count_nonfinite
 from segrobust.evaluation.embeddings import EmbeddingError, EmbeddingRecorder, bottleneck_module
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.label_free import MASK_THRESHOLD, label_free_statistics
+from segrobust.evaluation.noise_level import noise_brightness_ratio
 from segrobust.guarantees import kernel
 from segrobust.guarantees.applicability import ApplicabilityRule, Verdict
 from segrobust.guarantees.bounds import DiceBound, FnrControl, check_level
@@ -70,19 +73,20 @@ from segrobust.predict.inputs import (
     to_input_grid,
     write_like_input,
 )
+from segrobust.predict.model_choice import Candidate, Choice, choose_model
 from segrobust.predict.output_folder import (
     MARKER,
     OutputFolderError,
     plan_output_folder,
     record_outputs,
 )
-from segrobust.predict.recipe_lookup import ComplexityRecipe, RecipeAnswer
+from segrobust.predict.recipe_lookup import Measured, RecipeAnswer, StudyRecipe
 from segrobust.predict.summary import ThumbnailCanvas, write_summary
 from segrobust.spec.predict_targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 
 #: ``predictions.csv``: one row per segmented image.
 PREDICTION_COLUMNS: tuple[str, ...] = (
-    "image", "file", "model", "arch", "model_choice", "complexity", "noise_sigma",
+    "image", "file", "model", "arch", "model_choice", "chosen_by", "complexity", "noise_sigma",
     "predicted_fg_ratio", "quality", "confidence", "dice_lower_bound", "bound_status",
     "applicable", "applicability_p", "flag_level", "applicability_reason", "guarantee",
     "fnr_level", "fnr_threshold", "fnr_status", "regime", "recipe_decision", "recommended_arch",
@@ -281,32 +285,30 @@ def guarantee_text(bound: DiceBound, verdict: Verdict, n_calibration: int) -> st
     return f"Dice >= {stated:.2f} with {percent(bound.confidence)} confidence"
 
 
-def recommended_model(
-    models: Sequence[CalibratedModel],
-    probs: Sequence[np.ndarray],
-    image: np.ndarray,
-    recipe: ComplexityRecipe,
-) -> tuple[int, str]:
-    """Index of the model to use for ``image`` and the reason (see the module docstring)."""
-    mean_mask = np.mean(np.stack(probs), axis=0) >= MASK_THRESHOLD
-    complexity = lbp_complexity(image, mean_mask)
-    answer = recipe.answer(complexity)
-    where = f"complexity {complexity:.3g} bits under the mean mask of {len(models)} models"
-    arch = answer.recommended_arch
-    matching = [i for i, m in enumerate(models) if m.arch == arch]
-    if arch and matching:
-        return matching[0], f"{where}: regime '{answer.regime.label}' recommends {arch}"
-    if arch:
-        why = f"regime '{answer.regime.label}' recommends {arch}, not among the models given"
-    elif answer.regime is not None:
-        why = f"regime '{answer.regime.label}': {answer.regime.decision}"
-    else:
-        why = answer.note
-    dice = [m.calibration.mean_dice for m in models]
-    best = int(np.argmax([d if math.isfinite(d) else -np.inf for d in dice]))
-    return best, (
-        f"{where}; {why}; used the model with the highest calibration Dice ({dice[best]:.3f})"
+def measured_under_mean_mask(probs: Sequence[np.ndarray], image: np.ndarray) -> Measured:
+    """What the recipe's regimes are defined by, measured on ``image`` under the mean of the
+    models' predicted masks (``label_free_statistics``)."""
+    stats = label_free_statistics(image, np.mean(np.stack(probs), axis=0))
+    mask = (
+        "the predicted mask"
+        if len(probs) == 1
+        else f"the mean predicted mask of {len(probs)} models"
     )
+    return Measured(
+        complexity=stats["complexity"],
+        noise_sigma=stats["noise_sigma"],
+        noise_brightness_ratio=noise_brightness_ratio(image),
+        fg_ratio=stats["predicted_fg_ratio"],
+        mask=mask,
+    )
+
+
+def candidates(models: Sequence[CalibratedModel]) -> list[Candidate]:
+    """What the model choice needs of each model."""
+    return [
+        Candidate(m.arch, str(m.calibration.document["run"]["patch"]), m.calibration.mean_dice)
+        for m in models
+    ]
 
 
 def recipe_columns(answer: RecipeAnswer | None) -> dict[str, str]:
@@ -320,14 +322,14 @@ def recipe_columns(answer: RecipeAnswer | None) -> dict[str, str]:
         regime=regime.label if regime else "",
         recipe_decision=regime.decision if regime else "",
         recommended_arch=answer.recommended_arch,
-        recipe_note=answer.note,
+        recipe_note=answer.rule,
     )
 
 
 def segment(
     path: Path,
     models: Sequence[CalibratedModel],
-    recipe: ComplexityRecipe | None,
+    recipe: StudyRecipe | None,
     settings: Settings,
 ) -> Segmentation:
     """Segment one file and fill its row (output paths are added when written).
@@ -340,40 +342,50 @@ def segment(
     predictions = [
         m.probabilities(image.model_image, settings.device, settings.amp) for m in models
     ]
-    if len(models) == 1:
-        chosen, choice = 0, "the only model given"
-    else:
-        probs = [p.prob for p in predictions]
-        chosen, choice = recommended_model(models, probs, image.model_image, recipe)
-    model, prob = models[chosen], predictions[chosen].prob
+    probs = [p.prob for p in predictions]
+    for model, prob in zip(models, probs, strict=True):
+        if count_nonfinite(prob):
+            raise DataError(
+                f"{path}: the output of {model.name} holds {count_nonfinite(prob)} NaN or "
+                "infinite values; the image's intensities lie outside what the model can handle"
+            )
+    choice: Choice = choose_model(
+        candidates(models), recipe, lambda: measured_under_mean_mask(probs, image.model_image)
+    )
+    model, prob = models[choice.index], probs[choice.index]
     calibration = model.calibration
-    if count_nonfinite(prob):
-        raise DataError(
-            f"{path}: the model's output holds {count_nonfinite(prob)} NaN or infinite values; "
-            "the image's intensities lie outside what the model can handle"
-        )
     stats = label_free_statistics(image.model_image, prob)
     bound = calibration.dice_bound(stats["quality"], settings.confidence)
     verdict = model.applicability_rule(settings.confidence).judge(
-        stats, predictions[chosen].embedding
+        stats, predictions[choice.index].embedding
     )
     fnr = calibration.fnr_control(settings.fnr_level)
-    if not verdict.applicable:
-        fnr = FnrControl(math.nan, False, settings.fnr_level, f"no promise: {verdict.reason}")
+    # --- where the rating does not apply (the applicability check flags the image), no bound and
+    # no FNR promise (issues 20 and 21) ---
+    applies = verdict.applicable
+    if not applies:
+        fnr = FnrControl(math.nan, False, fnr.level, f"no promise: {verdict.reason}")
+    # ---
     row = dict(
         image=image.name,
         file=path.name,
         model=model.name,
         arch=model.arch,
-        model_choice=choice,
+        model_choice=choice.reason,
+        chosen_by=choice.how,
         complexity=stats["complexity"],
         noise_sigma=stats["noise_sigma"],
         predicted_fg_ratio=stats["predicted_fg_ratio"],
         quality=stats["quality"],
         confidence=settings.confidence,
-        dice_lower_bound=bound.bound,
-        bound_status=bound.status,
-        applicable=verdict.applicable,
+        dice_lower_bound=bound.bound if applies else math.nan,
+        # a bound too few calibration images leave undefined stays "undefined: ..."
+        bound_status=(
+            bound.status
+            if applies or not bound.defined
+            else "withheld: outside the calibration range"
+        ),
+        applicable=applies,
         applicability_p=verdict.p_value,
         flag_level=verdict.level,
         applicability_reason=verdict.reason,
@@ -381,7 +393,7 @@ def segment(
         fnr_level=settings.fnr_level,
         fnr_threshold=fnr.threshold,
         fnr_status=fnr.status,
-        **recipe_columns(recipe.answer(stats["complexity"]) if recipe else None),
+        **recipe_columns(choice.answer),
     )
     return Segmentation(image, row, to_input_grid(prob, image), fnr)
 
@@ -459,15 +471,34 @@ def batch_settings(
     )
 
 
-def read_recipe(recipe_path: str | os.PathLike | None, n_models: int) -> ComplexityRecipe | None:
-    """The recipe's complexity regimes (None without a path; required for several models)."""
-    if n_models > 1 and recipe_path is None:
+def read_recipe(
+    recipe_path: str | os.PathLike | None, models: Sequence[CalibratedModel]
+) -> StudyRecipe | None:
+    """The recipe's regimes of the models' study and training dataset (None without a path;
+    required for several models, which must then come from one study and dataset: the regimes
+    quoted for an image are those of the study its model came from)."""
+    if len(models) > 1 and recipe_path is None:
         raise PredictError(
-            f"{n_models} models given: choosing one per image needs the recipe table "
+            f"{len(models)} models given: choosing one per image needs the recipe table "
             "(results/analysis/recipe.csv)"
         )
+    if recipe_path is None:
+        return None
+    runs = sorted(
+        {
+            (str(r["study"]), str(r["dataset"]))
+            for r in (m.calibration.document["run"] for m in models)
+        }
+    )
+    if len(runs) > 1:
+        listed = ", ".join(f"{study} study on {dataset}" for study, dataset in runs)
+        raise PredictError(
+            f"the models given come from {listed}: the recipe's regimes are those of one "
+            "study and training dataset; give the runs of one of them"
+        )
+    study, dataset = runs[0]
     try:
-        return ComplexityRecipe.read(recipe_path) if recipe_path is not None else None
+        return StudyRecipe.read(recipe_path, study, dataset)
     except (OSError, ValueError) as exc:
         raise PredictError(str(exc)) from None
 
@@ -541,7 +572,7 @@ def predict_folder(
     entries = _input_files(images_dir)
     device = torch.device(device)
     models = load_models(model_paths, device)
-    recipe = read_recipe(recipe_path, len(models))
+    recipe = read_recipe(recipe_path, models)
     limits = read_limits(shift_coverage_path, models)
     settings = batch_settings(confidence, fnr_level, save_probabilities, device)
     canvas = ThumbnailCanvas()

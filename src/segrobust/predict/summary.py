@@ -1,12 +1,15 @@
 """The one-page summary of a prediction batch, for a clinician: one self-contained HTML file.
 
 The page opens with the counts ("37 of 100 with a guarantee; 63 outside the calibration range:
-check by eye": the images the applicability check flags), then where the rating was measured to
-hold per kind of shift (when the study's ``shift_coverage.csv`` is given), then one table row per
-image: an overlay thumbnail (the mask's contour on the
-image; for a volume the axial slice with the most predicted foreground), the confidence rating
-in words ("Dice >= 0.82 with 90% confidence", or "no guarantee" with the reason), the image
-checks, the FNR-controlled mask (promised only where the guarantee holds) and the recipe. The
+check by eye": the images the applicability check flags) and which models segmented how many
+images by which rule ("No-skip U-Net segmented 97, U-Net 3; chosen as recommended there by the
+recipe 97, ..."), then where the rating was measured to hold per kind of shift (when the study's
+``shift_coverage.csv`` is given), then one table row per image: an overlay thumbnail (the mask's
+contour on the image; for a volume the axial slice with the most predicted foreground), the
+confidence rating in words ("Dice >= 0.82 with 90% confidence", or "no guarantee" with the
+reason), the image checks, the FNR-controlled mask (promised only where the guarantee holds)
+and the rule that chose the model ("speckle noise severity 5 regime: noise 0.21 within 0.18 to
+0.35 -> No-skip U-Net, recommended there"), with display names. The
 table sorts by any column (a few lines of script; the page works without it). Then the files
 that failed, and the package versions.
 
@@ -33,7 +36,11 @@ from matplotlib.figure import Figure
 
 from segrobust import atomic
 from segrobust.digits import apart
+from segrobust.guarantees.kernel import UNDEFINED
+from segrobust.predict.model_choice import CHOSEN_BY, ONLY_MODEL
 from segrobust.report.html import STYLE, package_versions
+from segrobust.report.names import display_name
+from segrobust.report.readable import readable
 
 #: Thumbnail edge in inches and resolution: 112 px, shown at `THUMBNAIL_SHOWN_PX` and at full
 #: size under the pointer.
@@ -125,14 +132,16 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def has_bound(row: Mapping[str, Any]) -> bool:
-    """Whether the calibration gives the image a Dice bound at all (enough calibration images)."""
-    return bool(np.isfinite(pd.to_numeric(row.get("dice_lower_bound"), errors="coerce")))
+    """Whether the calibration gives the image a Dice bound at all: enough calibration images
+    (a bound the applicability check withholds still exists; ``bound_status`` says which)."""
+    return not str(row.get("bound_status", "")).startswith(UNDEFINED)
 
 
 def has_guarantee(row: Mapping[str, Any]) -> bool:
     """Whether the image gets the Dice bound: a finite bound, and the applicability check rates
     the image like the calibration images (``applicable``)."""
-    return bool(row.get("applicable")) and has_bound(row)
+    bound = pd.to_numeric(row.get("dice_lower_bound"), errors="coerce")
+    return bool(row.get("applicable")) and bool(np.isfinite(bound))
 
 
 def rating_counts(predictions: pd.DataFrame, failures: pd.DataFrame) -> str:
@@ -153,6 +162,34 @@ def rating_counts(predictions: pd.DataFrame, failures: pd.DataFrame) -> str:
     if len(failures):
         parts.append(f"{len(failures)} file{'s' if len(failures) != 1 else ''} not segmented")
     return "; ".join(parts)
+
+
+#: How each way of choosing a model (``predictions.csv``'s ``chosen_by``) reads in the counts.
+CHOSEN_BY_WORDS = dict(
+    zip(
+        CHOSEN_BY,
+        (
+            "the only model given",
+            "recommended there by the recipe",
+            "the best calibrated of an equivalent set",
+            "the best calibrated model (no usable regime)",
+        ),
+        strict=True,
+    )
+)
+
+
+def model_use(predictions: pd.DataFrame) -> str:
+    """Which architecture segmented how many images, and by which rule it was chosen."""
+    if predictions.empty:
+        return ""
+    archs = predictions["arch"].map(display_name).value_counts()
+    used = ", ".join(
+        f"{name} {n}" if i else f"{name} segmented {n}" for i, (name, n) in enumerate(archs.items())
+    )
+    rules = predictions["chosen_by"].value_counts()
+    how = ", ".join(f"{CHOSEN_BY_WORDS.get(rule, rule)} {n}" for rule, n in rules.items())
+    return f"{used}; chosen as {how}"
 
 
 def fnr_sentence(row: Mapping[str, Any]) -> str:
@@ -180,6 +217,22 @@ def applicability_text(row: Mapping[str, Any]) -> str:
     return f"applicability p {shown_p} (flagged at <= {shown_level})"
 
 
+def choice_text(row: Mapping[str, Any]) -> str:
+    """Which rule chose the model, and with one model given what the recipe says of the image
+    (display names)."""
+    text = readable(row["model_choice"])
+    if row["chosen_by"] != ONLY_MODEL or not _given(row["recipe_decision"]):
+        return text
+    advice = f"{row['recipe_decision']} there"
+    if _given(row["recommended_arch"]):
+        advice = f"{display_name(row['recommended_arch'])} recommended there"
+    return readable(f"{text}; the recipe: {row['regime']} regime ({row['recipe_note']}), {advice}")
+
+
+def _given(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 def image_row(row: Mapping[str, Any], thumbnail: bytes) -> str:
     """One table row of the summary (each cell with its sort key)."""
     data = base64.b64encode(thumbnail).decode("ascii")
@@ -190,19 +243,18 @@ def image_row(row: Mapping[str, Any], thumbnail: bytes) -> str:
         f"complexity {_number(row['complexity'])} bits; noise {_number(row['noise_sigma'])}; "
         f"predicted foreground {_number(row['predicted_fg_ratio'])}; {applicability_text(row)}"
     )
-    recipe = row["recipe_note"] or "no recipe regime"
-    if row["recommended_arch"]:
-        recipe = f"use {row['recommended_arch']} ({row['regime']})"
+    chosen_by = choice_text(row)
     image = html.escape(str(row["image"]))
+    model = f"{display_name(row['arch'])} ({row['model']})"
     return (
         "<tr>"
         f'<td><img alt="{image}" src="data:image/{THUMBNAIL_FORMAT};base64,{data}"></td>'
-        f'<td data-key="{image}"><b>{image}</b><br>{html.escape(str(row["model"]))}</td>'
+        f'<td data-key="{image}"><b>{image}</b><br>{html.escape(model)}</td>'
         f'<td class="{"ok" if guaranteed else "none"}" data-key="{bound:.6f}">'
         f"{html.escape(guarantee)}</td>"
         + _cell(checks, _number(row["complexity"], 17))
         + _cell(fnr_sentence(row))
-        + _cell(recipe)
+        + _cell(chosen_by)
         + "</tr>"
     )
 
@@ -220,9 +272,10 @@ def explanation(confidence: float, fnr_level: float) -> str:
         "taken together: outside the calibration range), or the model had too few calibration "
         "images: check the mask by eye. For an image with a guarantee, the FNR-controlled mask "
         f"(the probabilities at the stated threshold) misses on average at most {f} of the "
-        "object; an image without one gets no such promise. The recipe column names the "
-        "architecture the study recommends for images of this complexity, where it recommends "
-        "one.</p>"
+        "object; an image without one gets no such promise. The last column says which "
+        "rule chose the model: the study's regime the image falls in (what it was measured on) "
+        "and the architecture recommended there, or why the best calibrated model was used."
+        "</p>"
     )
 
 
@@ -233,7 +286,7 @@ def limits_block(limits: Sequence[str]) -> str:
             "<p><b>Where this rating holds.</b> Not stated: no per-shift coverage table was "
             "given (results/analysis/shift_coverage.csv of the study's run).</p>"
         )
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in limits)
+    items = "".join(f"<li>{html.escape(readable(line))}</li>" for line in limits)
     return (
         "<p><b>Where this rating holds.</b> Measured on held-out labelled images of each kind "
         "of shift, for the architecture(s) used here:</p>"
@@ -265,7 +318,7 @@ def write_summary(
     header = (
         "<thead><tr><th>overlay</th><th data-sort>image / model</th><th data-sort>confidence</th>"
         "<th data-sort>image checks</th><th data-sort>FNR-controlled mask</th>"
-        "<th data-sort>recipe</th></tr></thead>"
+        "<th data-sort>model chosen by</th></tr></thead>"
     )
     body = "".join(image_row(r, thumbnails[r["image"]]) for r in predictions.to_dict("records"))
     versions = "".join(f"<tr>{_cell(k)}{_cell(v)}</tr>" for k, v in package_versions().items())
@@ -273,6 +326,7 @@ def write_summary(
     parts = [
         f"<h1>Segmentation of {len(predictions)} of {n_files} files</h1>",
         f"<p class='counts'>{html.escape(rating_counts(predictions, failures))}.</p>",
+        f"<p>{html.escape(model_use(predictions))}.</p>",
         f"<p>Images: {html.escape(str(Path(images_dir)))}. Generated "
         f"{time.strftime('%Y-%m-%d %H:%M')}. Model(s): {html.escape(', '.join(models))}.</p>",
         explanation(settings.confidence, settings.fnr_level),

@@ -53,6 +53,10 @@ td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}
 td:first-child,th:first-child{text-align:left}
 pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.85em}
 details{margin:.4em 0}summary{cursor:pointer}.tablewrap{max-height:420px;overflow:auto}
+.verdicts{margin:.4em 0 .2em}.verdict{margin:.3em 0}
+.verdict ul{margin:.1em 0 .2em;padding-left:1.4em}.verdict li{margin:0}
+td.win{background:#d7f0dd;font-weight:600}td.eq{background:#eef6e9}tr.undecided td{color:#666}
+table.regimes td:last-child{text-align:left}
 """
 )
 
