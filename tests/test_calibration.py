@@ -175,40 +175,6 @@ def test_tables_of_another_run_are_refused():
         _document(other, _fnr(np.random.default_rng(2), per_image))
 
 
-def test_range_problems_name_the_statistic_and_the_calibrated_range():
-    per_image = _per_image(np.random.default_rng(1), n_cal=12)
-    calibration = cal.Calibration(
-        "x", _document(per_image, _fnr(np.random.default_rng(2), per_image))
-    )
-    # calibrated: complexity 0..1.1, predicted fg ratio 0..0.11, noise 0.2..0.2
-    inside = dict(complexity=0.5, predicted_fg_ratio=0.05, noise_sigma=0.2)
-    assert calibration.range_problems(inside) == []
-    outside = calibration.range_problems(dict(inside, complexity=2.5, noise_sigma=0.3))
-    assert outside == [
-        "complexity 2.5 outside the calibrated 0 to 1.1",
-        "noise estimate 0.3 outside the calibrated 0.2 to 0.2",
-    ]
-    undefined = calibration.range_problems(dict(inside, complexity=float("nan")))
-    assert undefined == [
-        "complexity undefined (the predicted mask is empty or covers the whole image)"
-    ]
-
-
-def test_a_value_just_outside_its_range_prints_the_digits_that_show_it():
-    """Issue 20: "0.0971 outside the calibrated 0.0971 to 0.503" (compared unrounded, printed
-    at 3 digits)."""
-    per_image = _per_image(np.random.default_rng(1), n_cal=12)
-    document = _document(per_image, _fnr(np.random.default_rng(2), per_image))
-    ranges = dict(document["ranges"], predicted_fg_ratio=[0.09712, 0.503])
-    calibration = cal.Calibration("x", dict(document, ranges=ranges))
-    stats = dict(complexity=0.5, predicted_fg_ratio=0.09709, noise_sigma=0.2)
-    assert calibration.range_problems(stats) == [
-        "predicted foreground ratio 0.09709 outside the calibrated 0.09712 to 0.503"
-    ]
-    on_the_bound = dict(stats, predicted_fg_ratio=0.09712)
-    assert calibration.range_problems(on_the_bound) == []
-
-
 def test_without_calibration_images_nothing_is_claimed():
     per_image = _per_image(np.random.default_rng(1), n_cal=0)
     document = cal.build_calibration(
@@ -224,8 +190,10 @@ def test_without_calibration_images_nothing_is_claimed():
     calibration = cal.Calibration("x", document)
     assert document["ranges"] == dict.fromkeys(cal.RANGE_STATISTICS)
     assert document["mean_dice"] is None and math.isnan(calibration.mean_dice)
-    problems = calibration.range_problems(dict(complexity=1, predicted_fg_ratio=0.1, noise_sigma=0))
-    assert problems[0] == "no calibration image has a defined complexity"
+    verdict = calibration.applicability_rule(0.9).judge(
+        dict(complexity=1, predicted_fg_ratio=0.1, noise_sigma=0, quality=0.9), np.zeros(4)
+    )
+    assert not verdict.applicable and "holds no applicability check" in verdict.reason
     assert not calibration.dice_bound(0.9, 0.9).defined
     assert not calibration.fnr_control(0.1).certified
 
@@ -328,6 +296,7 @@ def _evaluate(model_path, conditions, out_dir, out_calibration, **kwargs):
         out_per_image=out_dir / "per_image.csv",
         out_fnr=out_dir / "fnr.csv",
         out_calibration=out_calibration,
+        out_applicability=out_dir / "applicability.csv",
         log=lambda line: None,
         **kwargs,
     )
@@ -385,6 +354,7 @@ def test_evaluation_writes_strict_json_with_the_calibration_images_statistics(ev
     # no level is stored: changing the analysis levels must not re-run any evaluation
     assert set(on_disk["dice_bound"]) == {"score", "n", "scores"}
     assert set(on_disk["fnr"]) == {"n", "thresholds", "mean_fnr"}
+    assert set(on_disk["applicability"]) == {"embedding_module", "check", "reason", "tuning"}
 
 
 def test_the_window_of_a_patch_model_is_stored_as_config_keys(tmp_path):
@@ -423,6 +393,8 @@ def test_without_calibration_images_the_training_images_give_the_grid(tmp_path):
     document = json.loads((tmp_path / "calibration.json").read_text())
     assert document["preprocessing"]["size"] == [16, 16]
     assert document["dice_bound"]["n"] == 0
+    assert document["applicability"]["check"] is None
+    assert document["applicability"]["reason"] == "no in-domain calibration images"
     assert not cal.Calibration.read(tmp_path / "calibration.json").dice_bound(0.5, 0.9).defined
 
 
@@ -435,6 +407,11 @@ def test_read_refuses_missing_unknown_version_and_incomplete_files(evaluated, tm
     (tmp_path / "v9.json").write_text(json.dumps(dict(document, format_version=9)))
     with pytest.raises(cal.CalibrationError, match=r"v9\.json: calibration format_version 9"):
         cal.Calibration.read(tmp_path / "v9.json")
+    (tmp_path / "v2.json").write_text(json.dumps(dict(document, format_version=2)))
+    with pytest.raises(
+        cal.CalibrationError, match=r"version 2 is not supported .* re-run the eval"
+    ):
+        cal.Calibration.read(tmp_path / "v2.json")
     (tmp_path / "short.json").write_text(
         json.dumps({"format_version": cal.FORMAT_VERSION, "run": {}})
     )

@@ -164,6 +164,21 @@ def test_split_must_sum_to_one():
         filled({"split": {"train": 0.8, "validation": 0.1, "test": 0.2}})
 
 
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"studies": {"texture": {"image_size": 32, "shape": {"irregularity": [0, 0.8]}}}},
+         r"studies.texture.shape: radius 0.31 does not fit a 32-pixel image at irregularity 0.8"),
+        ({"datasets": {"texture_demo": {"source": "synthetic_texture", "radius": [0.3, 0.2]},
+                       "spheres": {"source": "synthetic_spheres"}}},
+         r"datasets.texture_demo: radius range \[low, high\] needs low < high"),
+    ],
+)  # fmt: skip
+def test_texture_shapes_must_fit_their_images_at_parse_time(config, message):
+    with pytest.raises(ConfigError, match=message):
+        filled(config)
+
+
 def test_study_dataset_must_be_defined():
     with pytest.raises(ConfigError, match=r"studies.perturbation.datasets\[0\].*'busi2'.*defined"):
         filled({"studies": {"perturbation": {"datasets": ["busi2"]}}})

@@ -28,13 +28,19 @@ from schema_defaults import default_config, model_kwargs, train_settings
 from segrobust.analysis.recipe import RECIPE_COLUMNS, recipe_tables
 from segrobust.analysis.regime_ranges import regime_ranges
 from segrobust.analysis.regimes import all_regimes
+from segrobust.analysis.shift_coverage import SHIFT_COVERAGE_COLUMNS
 from segrobust.cli import build_parser
 from segrobust.cli import main as cli_main
-from segrobust.contract import PER_IMAGE_COLUMNS, Run
-from segrobust.data.dataset import DataError, DatasetWriter
+from segrobust.contract import APPLICABILITY_COLUMNS, PER_IMAGE_COLUMNS, Run
+from segrobust.data.dataset import DataError, DatasetWriter, load_split
 from segrobust.data.prepare import percentile_intensity, resample_volume, to_gray, window_intensity
+from segrobust.evaluation.embeddings import EmbeddingRecorder, bottleneck_module
 from segrobust.evaluation.evaluate import TestCondition, evaluate_run
+from segrobust.evaluation.infer import predict_probabilities
+from segrobust.evaluation.label_free import label_free_statistics
+from segrobust.guarantees.applicability import Verdict
 from segrobust.guarantees.calibration_file import CALIBRATION_FILE, Calibration, DiceBound
+from segrobust.networks.modelfile import load_model_file
 from segrobust.perturb.catalog import PERTURBATIONS
 from segrobust.perturb.testset import perturb_test_split
 from segrobust.predict import inputs
@@ -204,15 +210,17 @@ def test_wrong_dimensionality_and_nan_intensities_are_named(tmp_path):
 
 
 def test_guarantee_text_never_overstates_and_says_why_not():
-    assert guarantee_text(DiceBound(0.8299, 0.1, 0.9, "defined"), [], 100) == (
+    ok = Verdict(True, 0.4, 0.05, "")
+    assert guarantee_text(DiceBound(0.8299, 0.1, 0.9, "defined"), ok, 100) == (
         "Dice >= 0.82 with 90% confidence"
     )
-    assert guarantee_text(DiceBound(0.82, 0.1, 0.975, "defined"), [], 100) == (
+    assert guarantee_text(DiceBound(0.82, 0.1, 0.975, "defined"), ok, 100) == (
         "Dice >= 0.82 with 97.5% confidence"
     )
-    out = guarantee_text(DiceBound(0.9, 0.1, 0.9, "defined"), ["noise estimate 0.3 outside"], 100)
-    assert out == "no guarantee: outside calibration range (noise estimate 0.3 outside)"
-    few = guarantee_text(DiceBound(math.nan, math.inf, 0.9, "undefined: ..."), [], 5)
+    flagged = Verdict(False, 0.01, 0.05, "unlike the calibration images (p = 0.01)")
+    out = guarantee_text(DiceBound(0.9, 0.1, 0.9, "defined"), flagged, 100)
+    assert out == "no guarantee: unlike the calibration images (p = 0.01)"
+    few = guarantee_text(DiceBound(math.nan, math.inf, 0.9, "undefined: ..."), ok, 5)
     assert (
         few == "no guarantee: the model was calibrated on 5 images; 9 are needed for 90% confidence"
     )
@@ -331,6 +339,7 @@ def _calibrated_run(root, data, arch, seed):
         out_per_image=folder / "per_image.csv",
         out_fnr=folder / "fnr.csv",
         out_calibration=folder / CALIBRATION_FILE,
+        out_applicability=folder / "applicability.csv",
         log=lambda line: None,
     )
     return folder
@@ -415,17 +424,20 @@ def test_row_values_follow_the_calibration_at_the_requested_levels(runs, tmp_pat
     )
     calibration = Calibration.read(runs.unet / CALIBRATION_FILE)
     for row in pd.read_csv(out / "predictions.csv").itertuples():
-        problems = calibration.range_problems(row._asdict())
-        assert row.in_calibration_range == (not problems)
-        assert (row.range_reason if isinstance(row.range_reason, str) else "") == "; ".join(
-            problems
-        )
         bound = calibration.dice_bound(row.quality, 0.8)
         control = calibration.fnr_control(0.2)
+        rule = calibration.applicability_rule(0.8)
+        assert row.flag_level == rule.level.level
+        assert row.applicable == (row.applicability_p > rule.level.level)
+        reason = row.applicability_reason if isinstance(row.applicability_reason, str) else ""
+        assert (reason == "") == row.applicable
         prob = np.asarray(nib.load(out / row.probabilities).dataobj)
         mask = np.asarray(nib.load(out / row.mask).dataobj)
         assert np.array_equal(mask, prob >= 0.5)
-        if problems:  # the rating does not apply: no bound, no FNR promise, no FNR mask
+        if not row.applicable:  # the rating does not apply: no bound, no FNR promise, no FNR mask
+            assert bound.defined  # the fixture's calibration is large enough at 0.8
+            assert row.guarantee == f"no guarantee: {reason}"
+            assert row.fnr_status == f"no promise: {reason}"
             assert math.isnan(row.dice_lower_bound) and math.isnan(row.fnr_threshold)
             assert row.bound_status == "withheld: outside the calibration range"
             assert not isinstance(row.fnr_mask, str)
@@ -437,6 +449,35 @@ def test_row_values_follow_the_calibration_at_the_requested_levels(runs, tmp_pat
             assert np.array_equal(
                 np.asarray(nib.load(out / row.fnr_mask).dataobj), prob >= control.threshold
             )
+
+
+def test_the_applicability_evidence_matches_the_calibration_file(runs):
+    """applicability.csv holds every image with its role and p-value; the file's tuning records
+    are its tuning rows, and the check the file stores gives the same p-values."""
+    table = pd.read_csv(runs.unet / "applicability.csv")
+    model, _ = load_model_file(runs.unet / "model.pt")
+    assert list(table.columns) == list(APPLICABILITY_COLUMNS)
+    test, calib = table[table.split == "test"], table[table.split == "calibration"]
+    assert len(test) == SPLITS["test"] and len(calib) == SPLITS["calibration"]
+    assert test["role"].tolist() == ["tuning", "report"]
+    assert set(calib["role"]) == {"calibration"} and calib["p_value"].isna().all()
+    assert (test["kind"] == "in-domain").all() and test["in_domain"].all()
+    assert test["p_value"].between(1 / (SPLITS["calibration"] + 1), 1).all()
+    document = json.loads((runs.unet / CALIBRATION_FILE).read_text())
+    block = document["applicability"]
+    tuning = test[test.role == "tuning"]
+    assert block["tuning"]["p_value"] == pytest.approx(tuning["p_value"].tolist())
+    assert block["tuning"]["dice"] == pytest.approx(tuning["dice"].tolist())
+    assert block["embedding_module"] == bottleneck_module(model, 2, SIZE)
+    rule = Calibration.read(runs.unet / CALIBRATION_FILE).applicability_rule(0.9)
+    case = load_split(runs.data, "test")[1]
+    recorder = EmbeddingRecorder(model, block["embedding_module"], 2)
+    with recorder:
+        prob = predict_probabilities(model, case.image)
+    verdict = rule.judge(label_free_statistics(case.image, prob), recorder.take())
+    assert verdict.p_value == pytest.approx(
+        test.loc[test.image_id == case.case_id, "p_value"].item()
+    )
 
 
 def test_total_failure_writes_nothing_and_lists_every_file(runs, tmp_path):
@@ -638,17 +679,17 @@ def test_predict_follows_the_recipe_on_perturbed_images_and_withholds_out_of_ran
     assert set(clean.regime.map(_strong_speckle)) == {"unet"}
     assert not rows.model_choice.str.contains("UNet\\+\\+|unetpp").any()  # not this study's
     # no bound and no FNR promise where the rating does not apply
-    outside = rows[~rows.in_calibration_range]
+    outside = rows[~rows.applicable]
     assert len(outside) >= len(mapped)  # speckle 5 is noisier than any calibration image
     assert outside.dice_lower_bound.isna().all() and outside.fnr_threshold.isna().all()
     assert outside.fnr_mask.isna().all() and outside.guarantee.str.startswith("no guarantee").all()
-    assert (outside.fnr_status == "no promise: outside the calibration range").all()
+    assert outside.fnr_status.str.startswith("no promise: ").all()
     assert not (out / "fnr_masks").exists() or {p.name for p in (out / "fnr_masks").iterdir()} == {
-        f"{name}.nii.gz" for name in rows[rows.in_calibration_range & rows.fnr_mask.notna()].image
+        f"{name}.nii.gz" for name in rows[rows.applicable & rows.fnr_mask.notna()].image
     }
     # the page: counts as in the table, the rule per image, display names
     page = (out / "summary.html").read_text()
-    guaranteed = int((rows.in_calibration_range & rows.dice_lower_bound.notna()).sum())
+    guaranteed = int((rows.applicable & rows.dice_lower_bound.notna()).sum())
     counts = re.search(r"<p class='counts'>(.*?)</p>", page).group(1)
     assert counts.startswith(
         f"{guaranteed} of 18 with a guarantee; {len(outside)} outside the calibration range: "
@@ -841,6 +882,7 @@ def test_the_evaluate_model_script_writes_the_calibration_beside_the_model(runs,
             per_image=str(tmp_path / "per_image.csv"),
             fnr=str(tmp_path / "fnr.csv"),
             calibration=str(tmp_path / CALIBRATION_FILE),
+            applicability=str(tmp_path / "applicability.csv"),
             predictions=str(tmp_path / "predictions"),
         ),
         wildcards=SimpleNamespace(
@@ -862,16 +904,33 @@ def test_the_evaluate_model_script_writes_the_calibration_beside_the_model(runs,
     _script("evaluate_model").main(job)
     written = json.loads((tmp_path / CALIBRATION_FILE).read_text())
     assert written == json.loads((folder / CALIBRATION_FILE).read_text())
+    # the same evidence (the fixture's conditions name no test dataset)
+    evidence = pd.read_csv(tmp_path / "applicability.csv").drop(columns="test_dataset")
+    expected = pd.read_csv(folder / "applicability.csv").drop(columns="test_dataset")
+    pd.testing.assert_frame_equal(evidence, expected)
 
 
 def test_the_predict_images_script_runs_the_batch(runs, study, tmp_path):
     images = _good_images(tmp_path / "images", 1)
     recipe = _recipe(study, _strong_speckle)
+    shift = tmp_path / "shift_coverage.csv"
+    rows = [
+        dict(study="perturbation", arch="unet", kind="in-domain", fraction_flagged=0.1,
+             status="holds", target=0.9, tolerance=0.05),
+        dict(study="perturbation", arch="unet", kind="speckle s5", fraction_flagged=1.0,
+             status="withheld", target=0.9, tolerance=0.05),
+        dict(study="perturbation", arch="vnet", kind="blur s1", fraction_flagged=0.0,
+             status="below target", coverage=0.5, target=0.9, tolerance=0.05),
+    ]  # fmt: skip
+    pd.DataFrame(rows).reindex(columns=SHIFT_COVERAGE_COLUMNS).to_csv(shift, index=False)
     job = _snakemake(
         tmp_path,
         input=SimpleNamespace(
-            images=str(images), models=[str(runs.unet / "model.pt")], recipe=str(recipe)
-        ),
+            images=str(images),
+            models=[str(runs.unet / "model.pt")],
+            recipe=str(recipe),
+            shift_coverage=str(shift),
+        ),  # fmt: skip
         output=[str(tmp_path / "predict")],
         params=SimpleNamespace(
             confidence=0.9, fnr_level=0.1, save_probabilities=False, device="cpu"
@@ -880,6 +939,25 @@ def test_the_predict_images_script_runs_the_batch(runs, study, tmp_path):
     _script("predict_images").main(job)
     row = pd.read_csv(tmp_path / "predict" / "predictions.csv").iloc[0]
     assert row.recommended_arch == "unet" and row.regime == "clean test images (Unperturbed)"
+    # the page states where the rating holds for the architecture used (not vnet's rows)
+    page = (tmp_path / "predict" / "summary.html").read_text()
+    assert (
+        "Perturbation study, confidence rating holds for: in-domain (90% rated); withheld "
+        "(every image flagged) for: speckle noise s5." in page  # display names
+    )
+    assert "blur s1" not in page
+
+
+def test_a_missing_or_foreign_shift_coverage_table_is_refused(runs, tmp_path):
+    images = _good_images(tmp_path / "images", 1)
+    with pytest.raises(PredictError, match="table not found"):
+        predict_folder(images, tmp_path / "a", model_paths=[runs.unet],
+                       shift_coverage_path=tmp_path / "none.csv", log=lambda s: None)  # fmt: skip
+    (tmp_path / "recipe.csv").write_text("study,arch\ntexture,unet\n")
+    with pytest.raises(PredictError, match="not a per-shift coverage table"):
+        predict_folder(images, tmp_path / "b", model_paths=[runs.unet],
+                       shift_coverage_path=tmp_path / "recipe.csv", log=lambda s: None)  # fmt: skip
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def _config(**predict):

@@ -45,6 +45,7 @@ def _trained_run(root, data, run, spatial_dims, settings, window):
         folder / "model.pt", [TestCondition("clean", data, "calibration")], run=run,
         nsd_tolerance=1.0, nsd_unit="px", out_per_image=root / "per_image.csv",
         out_fnr=root / "fnr.csv", out_calibration=folder / CALIBRATION_FILE,
+        out_applicability=root / "applicability.csv",
         window=SlidingWindow.from_config(window) if window else None, log=lambda line: None,
     )  # fmt: skip
     return folder

@@ -15,6 +15,7 @@ from segrobust.digits import apart
 from segrobust.predict.batch import FAILURE_COLUMNS, PREDICTION_COLUMNS
 from segrobust.predict.summary import (
     ThumbnailCanvas,
+    applicability_text,
     fnr_sentence,
     model_use,
     rating_counts,
@@ -27,25 +28,33 @@ BUDGET_BYTES = 2 * 10**6
 
 
 def _row(i: int, kind: str) -> dict:
-    """A predictions.csv row: ``kind`` is guaranteed, outside (the calibration range) or
-    unbounded (too few calibration images)."""
+    """A predictions.csv row: ``kind`` is guaranteed, outside (flagged by the applicability
+    check) or unbounded (too few calibration images: the check then flags every image too)."""
     row = dict.fromkeys(PREDICTION_COLUMNS, "")
-    in_range = kind != "outside"
+    applicable = kind == "guaranteed"
     bound = 0.71 + i / 1000 if kind != "unbounded" else math.nan
+    level = 1.0 if kind == "unbounded" else 1 / 101
+    p = 0.5 if applicable else 0.00990099  # just below 1/101 = 0.00990099009...
+    reason = (
+        ""
+        if applicable
+        else f"unlike the calibration images (features jointly: p = {p} <= flag level {level})"
+    )
     row.update(
         image=f"img{i:03d}", file=f"img{i:03d}.nii.gz", model="perturbation/demo/unet/pfull/seed1",
         arch="unet", complexity=1.2 + i / 100, noise_sigma=0.05, predicted_fg_ratio=0.12,
-        quality=0.8, confidence=0.9, dice_lower_bound=bound, in_calibration_range=in_range,
-        range_reason="" if in_range else "noise estimate 0.31 outside the calibrated 0.02 to 0.3",
+        quality=0.8, confidence=0.9, dice_lower_bound=bound, applicable=applicable,
+        applicability_p=p, flag_level=level, applicability_reason=reason,
         guarantee=(
             f"Dice >= {math.floor(bound * 100) / 100:.2f} with 90% confidence"
             if kind == "guaranteed"
             else {
-                "outside": "no guarantee: outside calibration range (noise estimate 0.31 ...)",
+                "outside": f"no guarantee: {reason}",
                 "unbounded": "no guarantee: the model was calibrated on 4 images; 9 are needed",
             }[kind]
         ),
-        fnr_level=0.1, fnr_threshold=0.31, fnr_status="controlled",
+        fnr_level=0.1, fnr_threshold=0.31 if applicable else math.nan,
+        fnr_status="controlled" if applicable else f"no promise: {reason}",
         bound_status="defined" if kind != "unbounded" else "undefined",
         chosen_by="recipe: recommended" if i % 10 else "fallback: best calibrated",
         model_choice="speckle severity 5 regime: noise 0.21 within 0.18 to 0.35 -> No-skip U-Net, "
@@ -129,3 +138,18 @@ def test_a_value_beside_its_bound_prints_with_the_digits_that_show_it():
     assert apart(0.3, 0.3, 0.4) == ["0.3", "0.3", "0.4"]  # equal values stay equal
     shown, low = apart(0.1 + 0.2, 0.3)
     assert shown != low and float(shown) == 0.1 + 0.2  # down to the last float digit
+
+
+def test_the_applicability_p_value_prints_with_the_digits_that_show_it_against_the_level(batch):
+    """Compared unrounded; at 3 digits 0.00990099 and 1/101 both read 0.0099."""
+    predictions, _, _ = batch
+    rows = predictions.to_dict("records")
+    assert applicability_text(rows[0]) == "applicability p 0.5 (flagged at <= 0.0099)"
+    shown_p, shown_level = apart(0.00990099, 1 / 101)
+    assert (shown_p, shown_level) == ("0.00990099", "0.0099009901")
+    assert applicability_text(rows[40]) == (
+        "applicability p 0.00990099 (flagged at <= 0.0099009901)"
+    )
+    assert applicability_text(dict(applicability_p=math.nan, flag_level=0.05)) == (
+        "applicability p undefined (flagged at <= 0.05)"
+    )

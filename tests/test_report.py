@@ -16,6 +16,7 @@ from schema_defaults import default_config  # noqa: E402
 from test_analysis_run import synthetic_tables  # noqa: E402
 
 from segrobust import contract  # noqa: E402
+from segrobust.analysis import shift_coverage  # noqa: E402
 from segrobust.analysis.run import run_analysis  # noqa: E402
 from segrobust.report import answer  # noqa: E402
 from segrobust.report.assemble import (  # noqa: E402
@@ -96,6 +97,38 @@ def test_conformal_table_states_bound_coverage_and_images_or_why_none():
          "median Dice bound at 90%": "none: 9 calibration images needed",
          "measured coverage (95% CI)": "", "calibration / test images": "4 / 300"},
     ]  # fmt: skip
+
+
+def _shift_row(kind, fraction_flagged, coverage, status):
+    passing = round(50 * (1 - fraction_flagged))
+    return dict(
+        study="perturbation", arch="unet", kind=kind, n_runs=1, n_images=50, n_units=50,
+        n_flagged=50 - passing, fraction_flagged=fraction_flagged, n_passing=passing,
+        covered=round(coverage * passing) if passing else 0, coverage=coverage,
+        coverage_ci_low=coverage - 0.1, coverage_ci_high=min(coverage + 0.05, 1.0),
+        coverage_all=0.5, target=0.9, tolerance=0.05, status=status,
+    )  # fmt: skip
+
+
+def test_the_answer_says_where_the_rating_holds_and_names_rated_kinds_below_target():
+    """Issue 21: no kind whose rated images are covered below 1 - alpha - tolerance without the
+    Answer saying so; kinds where every image is flagged are named as withheld."""
+    table = pd.DataFrame(
+        [
+            _shift_row("in-domain", 0.1, 0.92, shift_coverage.HOLDS),
+            _shift_row("blur s1", 0.2, 0.6, shift_coverage.BELOW),
+            _shift_row("speckle s5", 1.0, np.nan, shift_coverage.WITHHELD),
+        ],
+        columns=shift_coverage.SHIFT_COVERAGE_COLUMNS,
+    )
+    html = "".join(answer.shift_blocks(table))
+    assert "Perturbation study, confidence rating holds for: in-domain (90% rated)" in html
+    # display names, as everywhere a person reads the Answer
+    assert "withheld (every image flagged) for: speckle noise s5" in html
+    assert "BELOW 0.85 among rated images for: blur s1 (U-Net 0.60)" in html
+    assert "Warning: in 1 (kind, architecture) rows images are rated" in html
+    empty = pd.DataFrame(columns=shift_coverage.SHIFT_COVERAGE_COLUMNS)
+    assert "No per-shift coverage was measured." in "".join(answer.shift_blocks(empty))
 
 
 def test_decided_findings_are_a_table_and_the_others_folded_with_why():

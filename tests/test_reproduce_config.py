@@ -110,6 +110,7 @@ def test_the_dag_builds_with_the_job_counts_of_the_design(tmp_path):
         "prepare_dataset": 1,  # mni_wm
         "generate_synthetic_dataset": 1,  # spheres48
         "generate_texture_dataset": 6,  # 2 directions x 3 alphas
+        "generate_authors_dataset": 6,  # the second generator's test set like each of them
         "perturb_test_split": 2,  # speckle, background blur
         "train_model": runs,
         "evaluate_model": runs,  # each also writes the run's calibration.json

@@ -2,11 +2,13 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from snakemake.utils import validate
 
 from segrobust.contract import Run
 from segrobust.spec.runs import evaluation_conditions, study_runs, texture_dataset_spec, train_spec
+from segrobust.spec.shifts import authors_dataset_names, authors_dataset_spec, shift_kind
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +31,9 @@ def test_texture_run_is_tested_on_every_alpha_of_its_direction_plus_calibration(
     config = config_from("config/config.yaml")
     run = Run("texture", "texture-foreground-0.5", "unet", "full", 1)
     conds = evaluation_conditions(config, run)
+    *conds, authors = conds  # the shift-only test set of the second generator comes last
+    assert authors["shift_only"] and authors["name"] == "authors-style"
+    assert authors["dataset_dir"] == "resources/datasets/authors-texture-foreground-0.5"
     tests = [c for c in conds if c["split"] == "test"]
     assert [c["meta"]["test_alpha"] for c in tests] == [0.1, 0.5, 0.9]
     assert all(c["meta"]["direction"] == "foreground" for c in conds)
@@ -45,10 +50,49 @@ def test_perturbation_run_conditions_cover_every_severity():
     conds = evaluation_conditions(config, run)
     names = {c["name"] for c in conds}
     assert "clean" in names and "speckle-s1" in names and "blur-s5" in names
-    assert len(conds) == 2 + 4 * 5
+    assert "authors-style" in names  # texture_demo is a 2D texture dataset
+    assert len(conds) == 2 + 4 * 5 + 1
     blur3 = next(c for c in conds if c["name"] == "blur-s3")
     assert blur3["dataset_dir"].endswith("conditions/texture_demo/blur/s3")
     assert blur3["input"].endswith("conditions/texture_demo/blur")
+
+
+def test_shift_tests_reach_2d_texture_runs_only_and_can_be_switched_off():
+    config = config_from("config/config.yaml")
+    assert authors_dataset_names(config) == [
+        f"authors-{name}" for name in sorted(
+            [f"texture-{d}-{a}" for d in ("background", "foreground") for a in (0.1, 0.5, 0.9)]
+            + ["texture_demo"]
+        )
+    ]  # fmt: skip
+    spec = authors_dataset_spec(config, "authors-texture_demo")
+    assert spec == dict(image_size=64, foreground="brick", background="grass",
+                        direction="background", alpha=0.5, n_test=200, seed=1)  # fmt: skip
+    context = Run("context", "spheres", "unet", "16", 1)
+    assert not [c for c in evaluation_conditions(config, context) if c.get("shift_only")]
+    with pytest.raises(ValueError, match="not an authors'-style dataset"):
+        authors_dataset_spec(config, "authors-spheres")
+    config["shift_tests"]["authors_images"] = 0
+    assert authors_dataset_names(config) == []
+    run = Run("perturbation", "texture_demo", "unet", "full", 1)
+    assert "authors-style" not in {c["name"] for c in evaluation_conditions(config, run)}
+
+
+@pytest.mark.parametrize(
+    "condition, columns, kind",
+    [
+        ("clean", {"perturbation": "none"}, ("in-domain", True)),
+        ("texture-background-0.5", {"train_alpha": 0.5, "test_alpha": 0.5}, ("in-domain", True)),
+        ("texture-background-0.9", {"train_alpha": 0.5, "test_alpha": 0.9},
+         ("alpha 0.5 -> 0.9", False)),
+        ("speckle-s3", {"perturbation": "speckle", "severity": 3}, ("speckle s3", False)),
+        ("authors-style", {"test_dataset": "authors-texture_demo"},
+         ("authors-style generator", False)),
+    ],
+)  # fmt: skip
+def test_every_condition_has_its_shift_kind(condition, columns, kind):
+    run = Run("texture", "texture-background-0.5", "unet", "full", 1)
+    assert shift_kind(condition, columns, run) == kind
 
 
 def test_train_spec_is_plain_and_per_arch():

@@ -1,6 +1,7 @@
 """Tests of the random shape masks of the texture study."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -97,3 +98,48 @@ def test_bad_arguments_name_the_key(kwargs, key):
         random_shape_mask(
             args["size"], args["irregularity"], args["radius"], np.random.default_rng()
         )
+
+
+# --- a range of sizes ------------------------------------------------------------------------
+
+
+def test_a_radius_range_draws_each_shapes_size_within_it():
+    size, low, high = 64, 0.15, 0.33
+    ratios = [
+        random_shape_mask(size, 0.0, [low, high], np.random.default_rng(seed)).mean()
+        for seed in range(200)
+    ]
+    # discs: area pi (r size)^2 with r uniform in [low, high]
+    assert math.pi * low**2 * 0.95 <= min(ratios) < math.pi * (low + 0.03) ** 2
+    assert math.pi * (high - 0.03) ** 2 < max(ratios) <= math.pi * high**2 * 1.05
+    assert np.median(ratios) == pytest.approx(math.pi * ((low + high) / 2) ** 2, rel=0.15)
+
+
+def test_a_fixed_radius_makes_no_extra_draw():
+    """A number keeps every shape as it was before ranges (amplitudes, phases, centre: 4 + 4 +
+    2 draws), so configs with one radius, such as reproduce.yaml, keep their datasets; a range
+    draws its radius first."""
+    used, reference = np.random.default_rng(5), np.random.default_rng(5)
+    random_shape_mask(64, 0.3, 0.25, used)
+    for n in (4, 4, 2):
+        reference.uniform(size=n)
+    assert used.bit_generator.state == reference.bit_generator.state
+    ranged = np.random.default_rng(5)
+    random_shape_mask(64, 0.3, [0.2, 0.25], ranged)
+    reference.uniform()
+    assert ranged.bit_generator.state == reference.bit_generator.state
+
+
+@pytest.mark.parametrize(
+    "radius, message",
+    [
+        ([0.3, 0.2], "needs low < high"),
+        ([0.1], "a range [low, high] of two numbers"),
+        ("0.2", "a range [low, high] of two numbers"),
+        ([0.2, 0.45], "does not fit"),
+        ([0.01, 0.2], "too small"),
+    ],
+)
+def test_bad_radius_ranges_are_refused_naming_the_problem(radius, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        random_shape_mask(64, 0.3, radius, np.random.default_rng(0))

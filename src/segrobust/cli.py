@@ -26,9 +26,10 @@ recipe recommends for the regime the image falls in (measured on the image: its 
 and how that grows with brightness, its complexity or predicted foreground ratio), else with
 the best calibrated run, and the reason is given per image. Each mask gets a conformal Dice
 lower bound ("Dice >= 0.82 with 90% confidence") and the threshold of a mask whose
-false-negative rate is controlled; both are withheld when the image lies outside the range the
-model was calibrated on. Writes masks in each input's own geometry, predictions.csv,
-failures.csv and a one-page summary.html to --out.
+false-negative rate is controlled; both are withheld when the image is unlike the images the
+model was calibrated on (a joint check of its statistics and the model's own features). Writes
+masks in each input's own geometry, predictions.csv, failures.csv and a one-page summary.html
+to --out.
 """
 
 EPILOG = """\
@@ -36,7 +37,8 @@ examples:
   segrobust predict --model results/perturbation/models/texture_demo/unet/pfull/seed1 \\
       --images my_images --out my_predictions
   segrobust predict --model results/perturbation/models/texture_demo \\
-      --recipe results/analysis/recipe.csv --images my_images --out my_predictions
+      --recipe results/analysis/recipe.csv --images my_images --out my_predictions \\
+      --shift-coverage results/analysis/shift_coverage.csv
 """
 
 
@@ -86,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CSV",
         help="the study's recipe table (results/analysis/recipe.csv, read with "
         "regime_ranges.csv beside it); needed with several models",
+    )
+    predict.add_argument(
+        "--shift-coverage",
+        metavar="CSV",
+        help="the study's per-shift coverage table (results/analysis/shift_coverage.csv): the "
+        "summary page then states where the rating was measured to hold",
     )
     predict.add_argument(
         "--confidence",
@@ -141,6 +149,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 args.out,
                 model_paths=args.model,
                 recipe_path=args.recipe,
+                shift_coverage_path=args.shift_coverage,
                 confidence=args.confidence,
                 fnr_level=args.fnr_level,
                 save_probabilities=args.save_probabilities,

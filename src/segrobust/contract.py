@@ -61,6 +61,17 @@ FNR_COLUMNS: tuple[str, ...] = (
     *RUN_KEYS, "condition", "split", "image_id", "threshold", "fnr",
 )  # fmt: skip
 
+#: ``applicability.csv``: one row per (model run, evaluated image) with its shift kind, its role
+#: (``calibration``, ``tuning``: chooses the applicability check's level, ``report``: what the
+#: per-shift coverage reports), the bound's ingredients and the image's applicability p-value
+#: (``segrobust.evaluation.applicability_recorder``). Shift-only images (the second texture
+#: generator) are here and not in ``per_image.csv``.
+APPLICABILITY_COLUMNS: tuple[str, ...] = (
+    *RUN_KEYS, "condition", "kind", "in_domain", "test_dataset", "split", "role", "image_id",
+    "group", "dice", "quality", "fg_ratio", "mask_complexity", "predicted_fg_ratio",
+    "noise_sigma", "p_value",
+)  # fmt: skip
+
 #: ``train_log.csv``: one row per epoch.
 TRAIN_LOG_COLUMNS: tuple[str, ...] = (
     *RUN_KEYS, "epoch", "loss", "val_dice", "seconds", "fg_ratio_mean", "fg_ratio_min",
@@ -74,7 +85,7 @@ PATCH_COLUMNS: tuple[str, ...] = (*RUN_KEYS, "epoch", "batch", "index", "fg_rati
 #: ``001``, keep one type and their spelling in every table.
 TEXT_COLUMNS: tuple[str, ...] = (
     "study", "dataset", "condition", "test_dataset", "split", "perturbation", "level",
-    "direction", "arch", "patch", "image_id", "device", "amp",
+    "direction", "arch", "patch", "image_id", "device", "amp", "kind", "role",
 )  # fmt: skip
 
 
@@ -125,7 +136,8 @@ ANALYSIS_TABLES: tuple[str, ...] = (
     "recipe", "recipe_comparisons", "recipe_rankings", "regime_ranges", "conformal_summary",
     "findings", "robustness", "corruption_errors", "texture_trends", "pairwise_wilcoxon",
     "friedman", "rankings", "bootstrap_ci", "conformal_fnr", "coverage", "per_image_with_bounds",
-    "context_fbr_range", "context_out_of_range", "context_fbr_bins",
+    "context_fbr_range", "context_out_of_range", "context_fbr_bins", "shift_coverage",
+    "flag_levels",
 )  # fmt: skip
 
 #: Text outputs of the analysis stage (``results/analysis/<name>``).

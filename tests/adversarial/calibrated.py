@@ -55,7 +55,8 @@ def calibrated_run(root: Path) -> Path:
     evaluate_run(
         folder / "model.pt", conditions, run=run, nsd_tolerance=1.0, nsd_unit="px",
         out_per_image=folder / "per_image.csv", out_fnr=folder / "fnr.csv",
-        out_calibration=folder / CALIBRATION_FILE, log=lambda line: None,
+        out_calibration=folder / CALIBRATION_FILE,
+        out_applicability=folder / "applicability.csv", log=lambda line: None,
     )  # fmt: skip
     return folder
 

@@ -9,11 +9,13 @@ rule aggregate_study:
         fnr=lambda w: study_outputs(w.study, "fnr.csv"),
         train_logs=lambda w: study_outputs(w.study, "train_log.csv"),
         patches=lambda w: study_outputs(w.study, "patches.csv"),
+        applicability=lambda w: study_outputs(w.study, "applicability.csv"),
     output:
         per_image="results/{study}/per_image.csv",
         fnr="results/{study}/fnr.csv",
         train_logs="results/{study}/train_logs.csv",
         patches="results/{study}/patches.csv",
+        applicability="results/{study}/applicability.csv",
         summary="results/{study}/summary.csv",
     log:
         "logs/{study}/aggregate.log",

@@ -44,6 +44,7 @@ from segrobust.spec.runs import (
     train_spec,
     window_settings,
 )
+from segrobust.spec.shifts import authors_dataset_names, authors_dataset_spec
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 REPO = Path(workflow.basedir)

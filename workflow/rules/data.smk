@@ -1,4 +1,5 @@
-# Synthetic datasets (texture grid, named synthetic datasets) and perturbed test splits.
+# Synthetic datasets (texture grid, named synthetic datasets, the second texture generator's
+# shifted test sets) and perturbed test splits.
 
 
 rule generate_texture_dataset:
@@ -20,6 +21,31 @@ rule generate_texture_dataset:
         spec=lambda w: texture_dataset_spec(config, w.direction, float(w.alpha)),
     script:
         "../scripts/generate_texture_dataset.py"
+
+
+rule generate_authors_dataset:
+    """A test-only dataset of the second texture generator (the texture paper's way: PIL blend,
+    Bezier shapes) like one 2D texture training dataset: a shift kind of its own for the
+    applicability check and the per-shift coverage (segrobust.spec.shifts)."""
+    output:
+        directory("resources/datasets/authors-{dataset}"),
+    log:
+        "logs/data/authors-{dataset}.log",
+    wildcard_constraints:
+        dataset=regex_of(
+            [n.removeprefix("authors-") for n in authors_dataset_names(config)]
+        ),
+    conda:
+        "../../envs/segrobust.yaml"
+    threads: config["threads"]["data"]
+    resources:
+        runtime=runtime_of("generate_authors_dataset"),
+        mem_mb=mem_mb_of("generate_authors_dataset"),
+    params:
+        code=code_version("generate_authors_dataset.py"),
+        spec=lambda w: authors_dataset_spec(config, f"authors-{w.dataset}"),
+    script:
+        "../scripts/generate_authors_dataset.py"
 
 
 rule generate_synthetic_dataset:

@@ -11,6 +11,8 @@ rule evaluate_model:
     output:
         per_image="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/per_image.csv",
         fnr="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/fnr.csv",
+        # every image's shift kind, role and applicability p-value (per-shift coverage)
+        applicability="results/{study}/metrics/{dataset}/{arch}/p{patch}/seed{seed}/applicability.csv",
         # the conformal guarantees travel with the model: predict reads it beside model.pt
         calibration="results/{study}/models/{dataset}/{arch}/p{patch}/seed{seed}/calibration.json",
         # empty unless the study's inference.save_predictions is set

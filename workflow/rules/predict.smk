@@ -14,6 +14,7 @@ rule predict_images:
         recipe="results/analysis/recipe.csv",
         # read beside recipe.csv: how a new image is mapped to a regime of the recipe
         regime_ranges="results/analysis/regime_ranges.csv",
+        shift_coverage="results/analysis/shift_coverage.csv",
     output:
         directory(PREDICT_DIR),
     log:

@@ -9,6 +9,7 @@ rule analyze:
         per_image=[f"results/{s}/per_image.csv" for s in STUDIES],
         fnr=[f"results/{s}/fnr.csv" for s in STUDIES],
         patches=[f"results/{s}/patches.csv" for s in STUDIES],
+        applicability=[f"results/{s}/applicability.csv" for s in STUDIES],
     output:
         # each table is also an entry of `snakemake --report`, captioned by the same
         # workflow/report/tables/<table>.rst the HTML report shows above it

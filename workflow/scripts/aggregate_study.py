@@ -10,7 +10,7 @@ def main(snakemake):
         per_image = concat_tables(snakemake.input.per_image)
         atomic.write_csv(snakemake.output.per_image, per_image)
         atomic.write_csv(snakemake.output.summary, summarise(per_image))
-        for name in ("fnr", "train_logs", "patches"):
+        for name in ("fnr", "train_logs", "patches", "applicability"):
             atomic.write_csv(snakemake.output[name], concat_tables(snakemake.input[name]))
         log(f"{len(per_image)} per-image rows from {len(snakemake.input.per_image)} runs")
 

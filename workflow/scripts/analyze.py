@@ -10,7 +10,8 @@ from segrobust.execution.job import job
 def main(snakemake):
     with job(snakemake) as log:
         tables = {
-            name: concat_tables(snakemake.input[name]) for name in ("per_image", "fnr", "patches")
+            name: concat_tables(snakemake.input[name])
+            for name in ("per_image", "fnr", "patches", "applicability")
         }
         written = run_analysis(
             tables["per_image"],
@@ -18,6 +19,7 @@ def main(snakemake):
             tables["patches"],
             snakemake.params.settings,
             Path(snakemake.output.texts[0]).parent,
+            applicability=tables["applicability"],
         )
         log(f"wrote {len(written)} analysis outputs")
 

@@ -33,6 +33,7 @@ def main(snakemake):
             out_per_image=snakemake.output.per_image,
             out_fnr=snakemake.output.fnr,
             out_calibration=snakemake.output.calibration,
+            out_applicability=snakemake.output.applicability,
             window=SlidingWindow.from_config(params.window) if params.window else None,
             device=device,
             amp=device.type == "cuda",

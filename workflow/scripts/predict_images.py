@@ -14,6 +14,7 @@ def main(snakemake):
             snakemake.output[0],
             model_paths=list(snakemake.input.models),
             recipe_path=snakemake.input.recipe,
+            shift_coverage_path=snakemake.input.shift_coverage,
             confidence=params.confidence,
             fnr_level=params.fnr_level,
             save_probabilities=params.save_probabilities,

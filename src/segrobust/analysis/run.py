@@ -22,7 +22,15 @@ from pathlib import Path
 import pandas as pd
 
 from segrobust import atomic, contract
-from segrobust.analysis import conformal, context, findings, recipe, robustness, stats
+from segrobust.analysis import (
+    conformal,
+    context,
+    findings,
+    recipe,
+    robustness,
+    shift_coverage,
+    stats,
+)
 from segrobust.analysis.regime_ranges import regime_ranges
 from segrobust.analysis.regimes import all_regimes
 
@@ -106,7 +114,22 @@ def _section(title: str, lines: list[str]) -> list[str]:
     return ["", f"## {title}", ""] + [f"- {line}" for line in lines]
 
 
-def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
+def _shift_tables(tables: dict, applicability, patches, settings) -> list[str]:
+    """The per-shift coverage and the runs' flag levels (empty without applicability rows);
+    the notes' sentences on where the rating holds."""
+    alpha = settings["conformal_alpha"]
+    if applicability is None or applicability.empty:
+        tables["shift_coverage.csv"] = pd.DataFrame(columns=shift_coverage.SHIFT_COVERAGE_COLUMNS)
+        tables["flag_levels.csv"] = pd.DataFrame(columns=shift_coverage.FLAG_LEVEL_COLUMNS)
+        return ["No applicability rows: shift_coverage.csv and flag_levels.csv are empty."]
+    tables["shift_coverage.csv"] = shift_coverage.shift_coverage(applicability, patches, alpha)
+    tables["flag_levels.csv"] = shift_coverage.flag_levels(
+        applicability, alpha, shift_coverage.COVERAGE_TOLERANCE
+    )
+    return shift_coverage.rating_limit_statements(tables["shift_coverage.csv"])
+
+
+def analyse(per_image, fnr, patches, settings, applicability=None) -> tuple[dict, list[str]]:
     """All tables (name -> DataFrame or text) and the notes, without writing anything."""
     notes: list[str] = []
     tables: dict = {}
@@ -169,6 +192,10 @@ def analyse(per_image, fnr, patches, settings) -> tuple[dict, list[str]]:
     notes += _section(
         "Conformal Dice bound coverage", conformal.coverage_statements(tables["coverage.csv"])
     )
+    notes += _section(
+        "Where the confidence rating holds, per kind of shift",
+        _shift_tables(tables, applicability, patches, settings),
+    )
     return tables, notes
 
 
@@ -178,6 +205,7 @@ def run_analysis(
     patches: pd.DataFrame | None,
     settings: dict | None,
     out_dir,
+    applicability: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write every analysis table and figure into ``out_dir``; return name -> path.
 
@@ -187,13 +215,17 @@ def run_analysis(
         patches: training patches (``patches.csv`` rows with run columns) or None.
         settings: the config's ``analysis`` section (the keys of ``SETTINGS``).
         out_dir: the output folder (created if missing).
+        applicability: the runs' ``applicability.csv`` rows (``contract.APPLICABILITY_COLUMNS``)
+            for the per-shift coverage, or None (its tables are then empty).
     """
     settings = check_settings(settings)
     _require(per_image, ANALYSED_COLUMNS, "per-image")
     _require(fnr, list(contract.FNR_COLUMNS), "fnr")
     if patches is not None:
         _require(patches, list(contract.PATCH_COLUMNS), "patches")
-    tables, notes = analyse(per_image, fnr, patches, settings)
+    if applicability is not None:
+        _require(applicability, list(contract.APPLICABILITY_COLUMNS), "applicability")
+    tables, notes = analyse(per_image, fnr, patches, settings, applicability)
     tables["notes.md"] = "# Analysis notes\n\n" + "\n".join(notes) + "\n"
     out = Path(out_dir)
     # Every output is staged and moved into place only when all of them succeeded.

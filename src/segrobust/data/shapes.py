@@ -8,11 +8,23 @@ whose amplitudes sum to ``irregularity * MAX_DEFORMATION``: irregularity 0 gives
 R, irregularity 1 a blob whose radius swings between 0.4 R and 1.6 R. Because r(theta) stays
 positive, the shape is one connected region without holes. The first harmonic is left out: it
 only shifts the shape, which the centre jitter already does.
+
+Sizes and outlines. ``radius`` is either one mean radius R (every shape about one size: the
+foreground ratio of a whole dataset then lies within a few thousandths of pi R^2) or a range
+``[low, high]`` from which each shape draws its R uniformly, so a dataset spans the foreground
+ratios between about pi low^2 and pi high^2; ``irregularity`` likewise (each shape draws its
+own, after its radius). Ranges are the texture study's default: images another generator or a
+deployment brings come in many sizes and outlines (the texture paper's Bezier shapes cover
+0.067 to 0.298 of the image from the 5th to the 95th percentile,
+``segrobust.data.bezier_shapes``), and a model and its calibration images should have seen what
+it is asked about. Each range makes one draw per shape, first; single values make none, so
+they keep every shape they drew before ranges existed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -38,13 +50,60 @@ def max_radius_fraction(size: int, irregularity: float) -> float:
     return half_room / (size * (1.0 + MAX_DEFORMATION * irregularity))
 
 
-def check_shape_arguments(size: int, irregularity: float, radius: float) -> None:
+#: One value, or a range ``[low, high]`` each shape draws its own value from.
+Radius = float | Sequence[float]
+Irregularity = float | Sequence[float]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def value_bounds(value: float | Sequence[float], name: str = "radius") -> tuple[float, float]:
+    """``(low, high)`` of a value or a range (equal for one value).
+
+    Raises:
+        ValueError: a range that is not two increasing numbers, naming ``name``.
+    """
+    if _is_number(value):
+        return float(value), float(value)
+    values = list(value) if isinstance(value, (list, tuple)) else None
+    if values is None or len(values) != 2 or not all(_is_number(v) for v in values):
+        raise ValueError(
+            f"{name} must be a number or a range [low, high] of two numbers, got {value!r}"
+        )
+    low, high = map(float, values)
+    if not low < high:
+        raise ValueError(f"{name} range [low, high] needs low < high, got {values!r}")
+    return low, high
+
+
+def radius_bounds(radius: Radius) -> tuple[float, float]:
+    """``(low, high)`` of a radius or radius range (:func:`value_bounds`)."""
+    return value_bounds(radius, "radius")
+
+
+def _draw(bounds: tuple[float, float], rng: np.random.Generator) -> float:
+    """The value of a shape: the one value, or uniform in the range (one draw)."""
+    low, high = bounds
+    return low if low == high else float(rng.uniform(low, high))
+
+
+def check_shape_arguments(size: int, irregularity: Irregularity, radius: Radius) -> None:
     """Raise ValueError naming the offending argument (size, irregularity, radius) and its
-    allowed range."""
+    allowed range; ranges are checked at their ends (every radius at the most irregular
+    outline)."""
     if not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
         raise ValueError(f"size must be an integer >= {MIN_SIZE}, got {size!r}")
-    if not 0.0 <= irregularity <= 1.0:
+    irregular_low, irregular_high = value_bounds(irregularity, "irregularity")
+    if not 0.0 <= irregular_low <= irregular_high <= 1.0:
         raise ValueError(f"irregularity must be in [0, 1], got {irregularity!r}")
+    low, high = radius_bounds(radius)
+    _check_radius(size, irregular_high, low)
+    _check_radius(size, irregular_high, high)
+
+
+def _check_radius(size: int, irregularity: float, radius: float) -> None:
     if not 0.0 < radius < 0.5:
         raise ValueError(
             f"radius must be in (0, 0.5) (a fraction of the image size), got {radius!r}"
@@ -66,14 +125,16 @@ def check_shape_arguments(size: int, irregularity: float, radius: float) -> None
 
 
 def random_shape_mask(
-    size: int, irregularity: float, radius: float, rng: np.random.Generator
+    size: int, irregularity: Irregularity, radius: Radius, rng: np.random.Generator
 ) -> np.ndarray:
     """A boolean ``(size, size)`` mask of one smooth, connected, hole-free random shape.
 
     Args:
         size: image edge in pixels.
-        irregularity: 0 (a disc) .. 1 (strongly lobed); scales the harmonic amplitudes.
-        radius: mean radius R as a fraction of ``size`` (R = radius * size pixels).
+        irregularity: 0 (a disc) .. 1 (strongly lobed); scales the harmonic amplitudes. A
+            range ``[low, high]`` is drawn from uniformly (after the radius).
+        radius: mean radius R as a fraction of ``size`` (R = radius * size pixels), or a range
+            ``[low, high]`` R is drawn from uniformly (the shape's first draw).
         rng: source of the amplitudes, phases and centre. The same number of draws is made for
             every irregularity, so one rng state gives the same centre and phases at any
             irregularity.
@@ -82,12 +143,14 @@ def random_shape_mask(
     possible radius) at least ``shape_margin(size)`` pixels from the border.
     """
     check_shape_arguments(size, irregularity, radius)
+    r_fraction = _draw(radius_bounds(radius), rng)
+    irregularity = _draw(value_bounds(irregularity, "irregularity"), rng)
     harmonics = np.arange(2, MAX_HARMONIC + 1)
     weights = rng.uniform(0.0, 1.0, size=harmonics.size) / harmonics  # decaying spectrum
     phases = rng.uniform(0.0, 2.0 * np.pi, size=harmonics.size)
     amplitudes = weights / weights.sum() * (MAX_DEFORMATION * irregularity)
 
-    r_mean = radius * size
+    r_mean = r_fraction * size
     r_max = r_mean * (1.0 + MAX_DEFORMATION * irregularity)
     low = r_max + shape_margin(size)
     high = (size - 1) - low

@@ -31,7 +31,13 @@ from skimage import color, data, transform
 
 from segrobust.data.complexity import lbp_complexity
 from segrobust.data.dataset import DatasetWriter, generated_provenance
-from segrobust.data.shapes import check_shape_arguments, random_shape_mask
+from segrobust.data.shapes import (
+    Irregularity,
+    Radius,
+    check_shape_arguments,
+    random_shape_mask,
+    value_bounds,
+)
 from segrobust.registry import Registry, UnknownNameError
 
 TextureSource = Callable[[int, np.random.Generator], np.ndarray]
@@ -224,8 +230,8 @@ def texture_case(
     image_size: int,
     foreground: str,
     background: str,
-    irregularity: float,
-    radius: float,
+    irregularity: Irregularity,
+    radius: Radius,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shape mask and the two texture crops of image ``index``: ``(mask, fg_tex, bg_tex)``.
@@ -278,6 +284,12 @@ def split_by_index(counts: Mapping[str, int]) -> list[str]:
     return splits
 
 
+def _plain_range(value: Radius, name: str) -> float | list[float]:
+    """A shape value as the provenance records it: a number, or ``[low, high]``."""
+    low, high = value_bounds(value, name)
+    return low if low == high else [low, high]
+
+
 def generate_texture_dataset(
     out_dir: str | os.PathLike,
     *,
@@ -290,8 +302,8 @@ def generate_texture_dataset(
     background: str,
     direction: str,
     alpha: float,
-    irregularity: float,
-    radius: float,
+    irregularity: Irregularity,
+    radius: Radius,
     seed: int,
 ) -> None:
     """Write one texture dataset (one direction, one alpha) in the dataset contract.
@@ -306,7 +318,8 @@ def generate_texture_dataset(
             (``split_by_index``).
         foreground, background: names in ``TEXTURES``.
         direction, alpha: the blend (see ``blend_textures``).
-        irregularity, radius: the shape (see ``random_shape_mask``).
+        irregularity, radius: the shape (see ``random_shape_mask``): each one value or a
+            range ``[low, high]`` each shape draws its own from.
         seed: with the image index, fixes every shape and crop (not alpha or direction).
     """
     if not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_SIZE:
@@ -330,8 +343,8 @@ def generate_texture_dataset(
             "background": background,
             "direction": direction,
             "alpha": float(alpha),
-            "irregularity": float(irregularity),
-            "radius": float(radius),
+            "irregularity": _plain_range(irregularity, "irregularity"),
+            "radius": _plain_range(radius, "radius"),
             "seed": int(seed),
         },
     )

@@ -73,12 +73,15 @@ class CalibrationRecorder:
         per_image: pd.DataFrame,
         fnr: pd.DataFrame,
         training_grids: Callable[[Path], Sequence[ImageGrid]],
+        applicability: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The calibration document, from the run's finished tables.
 
         Args:
             training_grids: the grids of the training split of a dataset; read only when the
                 dataset has no calibration images (``n_calibration`` 0) to define the model grid.
+            applicability: the applicability block
+                (``segrobust.evaluation.applicability_recorder.ApplicabilityRecorder.finish``).
 
         Raises:
             CalibrationError: no calibration condition was evaluated, a dataset whose
@@ -100,5 +103,6 @@ class CalibrationRecorder:
             preprocessing=dataset_preprocessing(self.dataset_dir, grids, ndim),
             statistics=self.statistics,
             window=self.window,
+            applicability=applicability,
             where=f"evaluation of {self.model_path}",
         )

@@ -6,7 +6,10 @@ a long-form false-negative-rate table holds the FNR curve of each image. These t
 that aggregation, statistics and conformal analysis read: nothing downstream re-runs a model.
 The same pass records what the run's ``calibration.json`` needs (the label-free statistics of
 its in-domain calibration images, ``segrobust.evaluation.calibration``), so ``predict`` gets
-its guarantees without predicting the calibration split a second time.
+its guarantees without predicting the calibration split a second time, and every image's
+applicability evidence (``segrobust.evaluation.applicability_recorder``: its shift kind, role and
+conformal outlier p-value, ``applicability.csv``), including the images of shift-only conditions,
+which stay out of the two tables.
 
 Outputs are written only when every condition has been evaluated (temporary files, then rename),
 so a bad input file leaves no partial table behind.
@@ -35,6 +38,7 @@ from segrobust.contract import (
     Run,
 )
 from segrobust.data.dataset import Case, load_split
+from segrobust.evaluation.applicability_recorder import ApplicabilityRecorder
 from segrobust.evaluation.calibration import CalibrationRecorder
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
 from segrobust.evaluation.label_free import noise_sigma
@@ -70,6 +74,9 @@ class TestCondition:
     dataset_dir: str | os.PathLike
     split: str = "test"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Only for the applicability evidence (``applicability.csv``): its images are kept out of
+    #: the per-image and FNR tables (``segrobust.spec.shifts``).
+    shift_only: bool = False
 
     def columns(self) -> dict[str, Any]:
         """The condition's metadata columns, empty (None) where not set."""
@@ -140,39 +147,37 @@ class RunScores:
     rows: list[dict[str, Any]] = field(default_factory=list)
     fnr_rows: list[tuple] = field(default_factory=list)
 
-    def add(self, condition: TestCondition, case: Case, prob: np.ndarray) -> np.ndarray:
-        """Score one image (its per-image row and its FNR curve); returns the predicted mask."""
+    def row(self, condition: TestCondition, case: Case, prob: np.ndarray) -> dict[str, Any]:
+        """The per-image row of one image (contract 4), from its probabilities."""
         label = case.label.astype(bool)
-        pred = prob >= THRESHOLD
-        self.rows.append(
-            {
-                **self.run.columns,
-                **condition.columns(),
-                "condition": condition.name,
-                "split": condition.split,
-                "image_id": case.case_id,
-                # The volume / patient the image was cut from (its split group); an image of
-                # its own where the datalist names none.
-                "group": str(case.meta.get("group", case.case_id)),
-                **segmentation_metrics(
-                    pred, label, case.spacing, self.nsd_tolerance, nsd_unit=self.nsd_unit
-                ),
-                "fg_ratio": foreground_ratio(label),
-                "complexity": case.meta.get("complexity", math.nan),
-                # label-free, as predict measures a new image: what maps an unlabelled image to
-                # a perturbation regime (analysis.regime_ranges)
-                "noise_sigma": noise_sigma(case.image),
-                "noise_brightness_ratio": noise_brightness_ratio(case.image),
-                "quality": soft_quality(prob),
-            }
-        )
-        where = (condition.name, condition.split, case.case_id)
-        for threshold, fnr in zip(FNR_THRESHOLDS, fnr_curve(prob, label), strict=True):
-            self.fnr_rows.append((*self.run.columns.values(), *where, threshold, fnr))
-        return pred
+        return {
+            **self.run.columns,
+            **condition.columns(),
+            "condition": condition.name,
+            "split": condition.split,
+            "image_id": case.case_id,
+            # The volume / patient the image was cut from (its split group); an image of its
+            # own where the datalist names none.
+            "group": str(case.meta.get("group", case.case_id)),
+            **segmentation_metrics(
+                prob >= THRESHOLD, label, case.spacing, self.nsd_tolerance, nsd_unit=self.nsd_unit
+            ),
+            "fg_ratio": foreground_ratio(label),
+            "complexity": case.meta.get("complexity", math.nan),
+            # label-free, as predict measures a new image: what maps an unlabelled image to a
+            # perturbation regime (analysis.regime_ranges)
+            "noise_sigma": noise_sigma(case.image),
+            "noise_brightness_ratio": noise_brightness_ratio(case.image),
+            "quality": soft_quality(prob),
+        }
 
-    def mean_dice_of_last(self, n: int) -> float:
-        return np.mean([r["dice"] for r in self.rows[-n:]]) if n else math.nan
+    def add(self, condition: TestCondition, case: Case, prob: np.ndarray, row: dict) -> None:
+        """Keep one image's row (:meth:`row`) and its FNR curve in the tables."""
+        self.rows.append(row)
+        where = (condition.name, condition.split, case.case_id)
+        curve = fnr_curve(prob, case.label.astype(bool))
+        for threshold, fnr in zip(FNR_THRESHOLDS, curve, strict=True):
+            self.fnr_rows.append((*self.run.columns.values(), *where, threshold, fnr))
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``per_image.csv`` and ``fnr.csv`` as frames (contract 4)."""
@@ -187,26 +192,37 @@ def evaluate_condition(
     condition: TestCondition,
     scores: RunScores,
     recorder: CalibrationRecorder | None,
+    evidence: ApplicabilityRecorder | None,
     staged: Path | None,
-) -> int:
+) -> list[float]:
     """Predict and score every image of one condition; record the in-domain calibration
-    images for ``calibration.json`` and stage the masks when asked. Returns the image count."""
+    images for ``calibration.json``, every image's applicability evidence, and stage the masks
+    when asked. A shift-only condition's images go to the evidence alone. Returns the images'
+    Dice."""
     cases = load_split(condition.dataset_dir, condition.split)
     record = recorder is not None and recorder.wants(
         condition.name, condition.split, condition.dataset_dir
     )
-    for case in cases:
+    columns = condition.columns()
+    dice = []
+    for position, case in enumerate(cases):
         prob = tested.probabilities(case, condition.dataset_dir)
         if record:
             recorder.observe(case, prob)
-        pred = scores.add(condition, case, prob)
+        row = scores.row(condition, case, prob)
+        if evidence is not None:
+            evidence.observe(condition.name, columns, condition.split, position, case, prob, row)
+        dice.append(row["dice"])
+        if condition.shift_only:
+            continue
+        scores.add(condition, case, prob, row)
         if staged is not None:
             save_prediction(
                 staged / condition.split / condition.name / f"{case.case_id}.nii.gz",
-                pred.astype(np.uint8),
+                (prob >= THRESHOLD).astype(np.uint8),
                 case.affine,
             )
-    return len(cases)
+    return dice
 
 
 def evaluate_run(
@@ -219,6 +235,7 @@ def evaluate_run(
     out_per_image: str | os.PathLike,
     out_fnr: str | os.PathLike,
     out_calibration: str | os.PathLike | None = None,
+    out_applicability: str | os.PathLike | None = None,
     window: SlidingWindow | None = None,
     device: str | torch.device = "cpu",
     amp: bool = False,
@@ -229,8 +246,9 @@ def evaluate_run(
     """Score the model in ``model_path`` on every test condition; write and return the table.
 
     The steps: load the model (:class:`ModelUnderTest`), evaluate each condition
-    (:func:`evaluate_condition`, collecting :class:`RunScores` and the calibration images), then
-    write the tables and the calibration file, all staged until every condition succeeded.
+    (:func:`evaluate_condition`, collecting :class:`RunScores`, the calibration images and the
+    applicability evidence), then write the tables, the applicability table and the calibration
+    file, all staged until every condition succeeded.
 
     Args:
         model_path: a ``model.pt`` (contract 3). Its ``patch_size`` selects sliding-window
@@ -245,7 +263,11 @@ def evaluate_run(
             of ``FNR_THRESHOLDS``.
         out_calibration: if given, the run's ``calibration.json`` (conformal scores, FNR curve,
             label-free statistics of the in-domain calibration images, preprocessing), which
-            ``predict`` reads beside ``model.pt``.
+            ``predict`` reads beside ``model.pt``; it holds the applicability check, so
+            ``out_applicability`` is required with it.
+        out_applicability: ``applicability.csv`` (``contract.APPLICABILITY_COLUMNS``): every
+            evaluated image's shift kind, role and applicability p-value, including the
+            images of shift-only conditions (``segrobust.evaluation.applicability_recorder``).
         window: sliding-window settings, required for a patch-trained model.
         device, amp: where and how the network runs.
         predictions_dir: if given, the predicted masks (uint8 NIfTI, the input image's affine) are
@@ -262,6 +284,8 @@ def evaluate_run(
             preparation cannot be reproduced). Nothing is written then either.
     """
     _check_conditions(conditions)
+    if out_calibration is not None and out_applicability is None:
+        raise ValueError("out_calibration needs out_applicability (the check it stores)")
     model, model_info = load_model_file(model_path, device=device)
     tested = ModelUnderTest(
         model, model_path, int(model_info["spatial_dims"]), model_info.get("patch_size"), window,
@@ -275,6 +299,11 @@ def evaluate_run(
     scores = RunScores(run, nsd_tolerance, nsd_unit)
     mark("first_step")
     with contextlib.ExitStack() as outputs:
+        evidence = (
+            outputs.enter_context(ApplicabilityRecorder(run, model, model_info, device))
+            if out_applicability is not None
+            else None
+        )
         # Every output is staged and moved into place only when all conditions succeeded.
         per_image_tmp = outputs.enter_context(atomic.atomic_file(out_per_image))
         fnr_tmp = outputs.enter_context(atomic.atomic_file(out_fnr))
@@ -284,20 +313,26 @@ def evaluate_run(
             else None
         )
         for done, condition in enumerate(conditions):
-            n = evaluate_condition(tested, condition, scores, recorder, staged)
-            dice = scores.mean_dice_of_last(n)
-            log(f"{condition.name} ({condition.split}): {n} images, mean Dice {dice:.4f}")
+            dice = evaluate_condition(tested, condition, scores, recorder, evidence, staged)
+            mean = np.mean(dice) if dice else math.nan
+            log(f"{condition.name} ({condition.split}): {len(dice)} images, mean Dice {mean:.4f}")
             if progress is not None:
                 progress(f"{done + 1}/{len(conditions)} test sets, {len(scores.rows)} images")
         mark("last_step")
         per_image, fnr = scores.tables()
+        applicability = None
+        if evidence is not None:
+            evidence_table, applicability = evidence.finish()
+            evidence_tmp = outputs.enter_context(atomic.atomic_file(out_applicability))
+            evidence_table.to_csv(evidence_tmp, index=False)
         if recorder is not None:
-            document = recorder.document(per_image, fnr, _training_grids)
+            document = recorder.document(per_image, fnr, _training_grids, applicability)
             calibration_tmp = outputs.enter_context(atomic.atomic_file(out_calibration))
             calibration_tmp.write_text(calibration_text(document))
             log(
                 f"calibration: {document['dice_bound']['n']} in-domain calibration images "
-                f"(scores, FNR curve, label-free ranges) -> {out_calibration}"
+                f"(scores, FNR curve, label-free statistics, applicability check) -> "
+                f"{out_calibration}"
             )
         per_image.to_csv(per_image_tmp, index=False)
         fnr.to_csv(fnr_tmp, index=False)
@@ -321,5 +356,13 @@ def conditions_from_specs(specs: Sequence[Mapping[str, Any]]) -> list[TestCondit
             level = paper_level(meta["perturbation"], meta["severity"])
             if level is not None:
                 meta["level"] = level
-        conditions.append(TestCondition(spec["name"], spec["dataset_dir"], spec["split"], meta))
+        conditions.append(
+            TestCondition(
+                spec["name"],
+                spec["dataset_dir"],
+                spec["split"],
+                meta,
+                shift_only=bool(spec.get("shift_only", False)),
+            )
+        )
     return conditions

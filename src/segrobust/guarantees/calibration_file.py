@@ -9,16 +9,20 @@ segmentation of an image nobody has labelled needs to carry a confidence rating:
   ``clip(quality - q_hat, 0, 1)`` can be computed at any confidence level without the tables;
 * the **FNR control**: the mean calibration false-negative-rate curve over the thresholds of
   ``FNR_THRESHOLDS`` and its n (guarantee (a)), so t-hat is computable at any level;
-* the **calibrated range**: per calibration image the label-free statistics that ``predict``
-  reports for a new image (``segrobust.evaluation.label_free``: LBP complexity under the
-  predicted mask, predicted foreground ratio, intensity-noise estimate), computed from the
-  model's probabilities on the calibration split during evaluation. Comparing a new image
-  against the same statistics of the calibration images (not against label-based ones) keeps
-  the range check like for like;
+* the **calibration images' statistics**: per calibration image the label-free statistics that
+  ``predict`` reports for a new image (``segrobust.evaluation.label_free``: LBP complexity under
+  the predicted mask, predicted foreground ratio, intensity-noise estimate, quality), computed
+  from the model's probabilities on the calibration split during evaluation, and their ranges (a
+  description: the applicability check below compares them jointly, like for like, never
+  against label-based ones);
 * the **preprocessing** that turns a raw image into what the model was trained on (orientation,
   intensity normalisation, size or spacing: ``segrobust.evaluation.preprocessing``), and the
   sliding-window settings of evaluation;
-* the model file's SHA-256, so a calibration is never applied to another model.
+* the model file's SHA-256, so a calibration is never applied to another model;
+* the **applicability check** (format 3): the joint check of how unlike the calibration images
+  a new image is, and the held-out evidence its flag level is chosen on
+  (``segrobust.guarantees.applicability``, recorded by
+  ``segrobust.evaluation.applicability_recorder``); an image it flags gets no guarantee.
 
 The file holds no confidence or FNR level: the bound and the threshold are computed at the level
 a reader asks for from the stored scores and curve (:class:`Calibration`,
@@ -46,13 +50,19 @@ import pandas as pd
 
 import segrobust
 from segrobust.contract import RUN_KEYS, Run
-from segrobust.digits import apart
-from segrobust.guarantees.bounds import DiceBound, FnrControl, dice_bound, fnr_control
+from segrobust.guarantees.applicability import ApplicabilityRule, FlagLevel, applicability_rule
+from segrobust.guarantees.bounds import (
+    DiceBound,
+    FnrControl,
+    check_level,
+    dice_bound,
+    fnr_control,
+)
 from segrobust.guarantees.calibration_schema import document_problem, read_calibration_json
 from segrobust.guarantees.kernel import FNR_THRESHOLDS, calibration_rows
 
 #: Version of the calibration file layout; bump it whenever a key changes meaning.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: The calibration file's name, beside ``model.pt``.
 CALIBRATION_FILE = "calibration.json"
@@ -159,6 +169,7 @@ def build_calibration(
     preprocessing: Mapping[str, Any],
     statistics: Mapping[str, Mapping[str, float]],
     window: Mapping[str, Any] | None,
+    applicability: Mapping[str, Any] | None = None,
     where: str = "per_image.csv",
 ) -> dict[str, Any]:
     """The calibration document of one run (see the module docstring for its keys).
@@ -172,6 +183,9 @@ def build_calibration(
         statistics: image id -> ``segrobust.evaluation.label_free.label_free_statistics`` of
             each calibration image.
         window: the sliding-window settings of evaluation (None for whole-image models).
+        applicability: the applicability block
+            (``segrobust.evaluation.applicability_recorder.ApplicabilityRecorder.finish``);
+            None: no check, so ``predict`` flags every image.
         where: names the tables in errors.
     """
     per_image = _run_rows(per_image, run, where)
@@ -201,6 +215,7 @@ def build_calibration(
             "fg_ratio": _range(images["label_fg_ratio"]),
         },
         "mean_dice": _finite_or_none(np.mean(dice)) if dice.size else None,
+        "applicability": dict(applicability) if applicability is not None else None,
     }
 
 
@@ -214,15 +229,8 @@ def calibration_text(document: Mapping[str, Any]) -> str:
 #: Keys every calibration document of ``FORMAT_VERSION`` holds.
 REQUIRED_KEYS: tuple[str, ...] = (
     "format_version", "run", "model", "inference", "preprocessing", "dice_bound", "fnr",
-    "calibration_images", "ranges", "mean_dice",
+    "calibration_images", "ranges", "mean_dice", "applicability",
 )  # fmt: skip
-
-#: How each range statistic is named in a sentence.
-STATISTIC_NAMES = {
-    "complexity": "complexity",
-    "predicted_fg_ratio": "predicted foreground ratio",
-    "noise_sigma": "noise estimate",
-}
 
 
 @dataclass(frozen=True)
@@ -254,7 +262,8 @@ class Calibration:
         if version != FORMAT_VERSION:
             raise CalibrationError(
                 f"{path}: calibration format_version {version!r} is not supported (this "
-                f"segrobust reads version {FORMAT_VERSION}); re-run rule evaluate_model"
+                f"segrobust reads version {FORMAT_VERSION}); re-run the evaluation (rule "
+                f"evaluate_model) to write it"
             )
         missing = [key for key in REQUIRED_KEYS if key not in document]
         if missing:
@@ -310,26 +319,19 @@ class Calibration:
         """t-hat of conformal risk control at FNR ``level`` from the stored mean curve."""
         return fnr_control(self.document["fnr"], level)
 
-    def range_problems(self, statistics: Mapping[str, float]) -> list[str]:
-        """Why an image's label-free statistics lie outside what the calibration images
-        covered (min to max of each of ``RANGE_STATISTICS``); empty when inside.
+    def applicability_rule(self, confidence: float) -> ApplicabilityRule:
+        """The applicability check with its flag level at ``confidence``
+        (``segrobust.guarantees.applicability``); a file without a check flags every image.
 
-        An exchangeable new image falls outside the min-max range of n calibration values of
-        one statistic with probability 2 / (n + 1), so a few in-distribution images are flagged
-        too: the flag withholds the guarantee, it never widens it.
+        Raises:
+            CalibrationError: naming the file, when its check cannot be read.
         """
-        problems = []
-        for key in RANGE_STATISTICS:
-            name, value = STATISTIC_NAMES[key], float(statistics[key])
-            calibrated = self.document["ranges"].get(key)
-            if calibrated is None:
-                problems.append(f"no calibration image has a defined {name}")
-            elif not math.isfinite(value):
-                problems.append(
-                    f"{name} undefined (the predicted mask is empty or covers the whole image)"
-                )
-            elif not calibrated[0] <= value <= calibrated[1]:
-                # compared unrounded; printed with the digits that show it is outside
-                shown, low, high = apart(value, *calibrated)
-                problems.append(f"{name} {shown} outside the calibrated {low} to {high}")
-        return problems
+        alpha = 1.0 - check_level(confidence, "confidence")
+        block = self.document["applicability"]
+        if block is None:
+            reason = "the calibration file holds no applicability check"
+            return ApplicabilityRule(None, FlagLevel(1.0, reason), reason)
+        try:
+            return applicability_rule(block, self.document["dice_bound"]["scores"], alpha)
+        except (ValueError, KeyError, TypeError) as exc:  # ApplicabilityError is a ValueError
+            raise CalibrationError(f"{self.path}: unreadable applicability check ({exc})") from exc

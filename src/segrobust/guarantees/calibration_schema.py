@@ -18,7 +18,12 @@ every image or stating a bound its numbers cannot support. The checks, in order:
    -1, which would state "Dice >= 1.00" for every image, need every quality to be 0); their mean
    equal to the mean quality minus ``mean_dice`` where every image has a score; the FNR
    thresholds increasing, the mean FNR curve in [0, 1], non-decreasing and complete when
-   ``fnr.n`` > 0; the calibrated ranges exactly the min and max of the per-image values.
+   ``fnr.n`` > 0; the calibrated ranges exactly the min and max of the per-image values; the
+   applicability check's reference images (:func:`_applicability_problem`) as many statistics
+   rows as embedding rows, every embedding of one width, each statistics row the (stored-digit)
+   statistics of a distinct calibration image, its neighbour count the one this segrobust
+   computes with (``min(N_NEIGHBOURS, n)``: a count above n would make every image's score
+   infinite and pass every image), and the tuning records' lists of one length.
 
 ``segrobust.guarantees.calibration_file.Calibration.read`` calls :func:`read_calibration_json` and
 :func:`document_problem`.
@@ -36,10 +41,19 @@ from typing import Any
 import jsonschema
 
 from segrobust.contract import STUDIES
+from segrobust.guarantees.applicability import (
+    FEATURE_STATISTICS,
+    N_NEIGHBOURS,
+    TUNING_COLUMNS,
+    stored_floats,
+)
 from segrobust.spec.architectures import ARCHITECTURES
 from segrobust.spec.config import key_path
 
-#: Largest calibration file read (bytes): one of ``MAX_IMAGES`` images is about 15 MB.
+#: Largest calibration file read (bytes): one of ``MAX_IMAGES`` images is about 15 MB without
+#: the applicability check, whose stored embeddings add about 16.5 bytes per channel per image
+#: (1.1 kB at the 64 channels of the default study's bottlenecks, 3.2 kB at Swin UNETR's 192), so
+#: with 192 channels about 20,000 calibration images fit.
 MAX_FILE_BYTES = 64 * 2**20
 #: Most calibration images a file may describe (far above any study's calibration split).
 MAX_IMAGES = 100_000
@@ -47,6 +61,14 @@ MAX_IMAGES = 100_000
 RANGE_STATISTICS: tuple[str, ...] = ("complexity", "predicted_fg_ratio", "noise_sigma")
 #: Tolerance of the checks that compare sums and order statistics of stored floats.
 TOLERANCE = 1e-6
+#: Widest embedding the applicability check may store (channels of the bottleneck; the
+#: networks of segrobust have at most a few hundred).
+MAX_EMBEDDING = 4096
+#: Largest magnitude of a stored embedding value (a pooled activation; far above any real one,
+#: low enough that the check's Gram matrix cannot overflow).
+MAX_EMBEDDING_VALUE = 1e9
+#: Most tuning images the applicability block may record.
+MAX_TUNING = 1_000_000
 
 
 class CalibrationFileError(ValueError):
@@ -74,8 +96,115 @@ _GRID = {
     "anyOf": [{"type": "null"}, {"type": "array", "items": _EDGES, "minItems": 2, "maxItems": 3}]
 }
 _PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+#: Each label-free statistic's allowed values (``calibration_images``), in the order of
+#: ``FEATURE_STATISTICS``.
+_STATISTIC_BOUNDS = {
+    "complexity": (0, 1000),
+    "predicted_fg_ratio": (0, 1),
+    "noise_sigma": (0, 1e6),
+    "quality": (0, 1),
+}
 
-#: The layout of a calibration file of format version 2 (``segrobust.evaluation.calibration``).
+
+def _tuning_numbers(low: float, high: float) -> dict:
+    return {
+        "type": "array",
+        "maxItems": MAX_TUNING,
+        "items": {"type": ["number", "null"], "minimum": low, "maximum": high},
+    }
+
+
+#: The applicability block (``segrobust.evaluation.applicability_recorder``): the check's
+#: reference images, the hooked module, and the tuning images the flag level is chosen on.
+_APPLICABILITY = {
+    "anyOf": [
+        {"type": "null"},
+        {
+            "type": "object",
+            "required": ["embedding_module", "check", "tuning"],
+            "properties": {
+                "embedding_module": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*$",
+                    "maxLength": 256,
+                },
+                "reason": {"type": "string", "maxLength": 2000},
+                "check": {
+                    "anyOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["features", "n_neighbours", "statistics", "embeddings"],
+                            "properties": {
+                                "features": {"const": [*FEATURE_STATISTICS, "embedding"]},
+                                "n_neighbours": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": N_NEIGHBOURS,
+                                },
+                                "statistics": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "maxItems": MAX_IMAGES,
+                                    "items": {
+                                        "type": "array",
+                                        "minItems": len(FEATURE_STATISTICS),
+                                        "maxItems": len(FEATURE_STATISTICS),
+                                        "prefixItems": [
+                                            {
+                                                "type": "number",
+                                                "minimum": _STATISTIC_BOUNDS[name][0],
+                                                "maximum": _STATISTIC_BOUNDS[name][1],
+                                            }
+                                            for name in FEATURE_STATISTICS
+                                        ],
+                                    },
+                                },
+                                "embeddings": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "maxItems": MAX_IMAGES,
+                                    "items": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": MAX_EMBEDDING,
+                                        "items": {
+                                            "type": "number",
+                                            "minimum": -MAX_EMBEDDING_VALUE,
+                                            "maximum": MAX_EMBEDDING_VALUE,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    ]
+                },
+                "tuning": {
+                    "type": "object",
+                    "required": list(TUNING_COLUMNS),
+                    "properties": {
+                        "kind": {
+                            "type": "array",
+                            "maxItems": MAX_TUNING,
+                            "items": {"type": "string", "maxLength": 256},
+                        },
+                        "in_domain": {
+                            "type": "array",
+                            "maxItems": MAX_TUNING,
+                            "items": {"type": "boolean"},
+                        },
+                        "p_value": _tuning_numbers(0, 1),
+                        "quality": _tuning_numbers(0, 1),
+                        "dice": _tuning_numbers(0, 1),
+                    },
+                },
+            },
+        },
+    ]
+}
+
+#: The layout of a calibration file of format version 3
+#: (``segrobust.guarantees.calibration_file``).
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": [
@@ -89,6 +218,7 @@ SCHEMA: dict[str, Any] = {
         "calibration_images",
         "ranges",
         "mean_dice",
+        "applicability",
     ],
     "properties": {
         "format_version": {"type": "integer"},
@@ -220,10 +350,7 @@ SCHEMA: dict[str, Any] = {
                     "maxItems": MAX_IMAGES,
                     "items": {"type": "string", "maxLength": 256},
                 },
-                "complexity": _numbers(0, 1000),
-                "predicted_fg_ratio": _numbers(0, 1),
-                "noise_sigma": _numbers(0, 1e6),
-                "quality": _numbers(0, 1),
+                **{name: _numbers(*bounds) for name, bounds in _STATISTIC_BOUNDS.items()},
                 "label_complexity": _numbers(0, 1000),
                 "label_fg_ratio": _numbers(0, 1),
             },
@@ -238,6 +365,7 @@ SCHEMA: dict[str, Any] = {
             "properties": {"complexity": _RANGE, "fg_ratio": _RANGE},
         },
         "mean_dice": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "applicability": _APPLICABILITY,
     },
 }
 
@@ -253,7 +381,8 @@ def read_calibration_json(path: str | os.PathLike) -> Any:
     if size > MAX_FILE_BYTES:
         raise CalibrationFileError(
             f"{size} bytes, over the {MAX_FILE_BYTES} a calibration file may have "
-            f"({MAX_IMAGES} calibration images take about 15 MB); it was not read"
+            f"({MAX_IMAGES} calibration images take about 15 MB, and the applicability check "
+            "about 16.5 bytes per embedding channel per image more); it was not read"
         )
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -380,9 +509,73 @@ def _ranges_problem(document: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _check_problem(check: Mapping[str, Any], images: Mapping[str, Any]) -> str | None:
+    """The applicability check's reference images against the calibration images."""
+    statistics, embeddings = check["statistics"], check["embeddings"]
+    if len(statistics) != len(embeddings):
+        return (
+            f"field applicability.check.embeddings: {len(embeddings)} rows for "
+            f"{len(statistics)} statistics rows (one per reference image)"
+        )
+    width = len(embeddings[0])
+    for i, row in enumerate(embeddings):
+        if len(row) != width:
+            return (
+                f"field applicability.check.embeddings[{i}]: {len(row)} values, the first row "
+                f"has {width}; every embedding has the bottleneck's width"
+            )
+    n = len(statistics)
+    if check["n_neighbours"] != min(N_NEIGHBOURS, n):
+        return (
+            f"field applicability.check.n_neighbours: {check['n_neighbours']}, but the check of "
+            f"{n} reference images averages over min({N_NEIGHBOURS}, n) = {min(N_NEIGHBOURS, n)} "
+            "neighbours"
+        )
+    available: dict[tuple, int] = {}
+    for values in zip(*(images[name] for name in FEATURE_STATISTICS), strict=True):
+        if all(v is not None for v in values):
+            key = tuple(stored_floats(values))
+            available[key] = available.get(key, 0) + 1
+    for i, row in enumerate(statistics):
+        key = tuple(float(v) for v in row)
+        if available.get(key, 0) == 0:
+            return (
+                f"field applicability.check.statistics[{i}]: {list(key)} is not the statistics "
+                "of a calibration image (calibration_images, each used once); the check's "
+                "reference images are the calibration images"
+            )
+        available[key] -= 1
+    return None
+
+
+def _applicability_problem(document: Mapping[str, Any]) -> str | None:
+    """The applicability block: its check (:func:`_check_problem`) and its tuning records."""
+    block = document["applicability"]
+    if block is None:
+        return None
+    tuning = block["tuning"]
+    n = len(tuning["kind"])
+    for name in TUNING_COLUMNS:
+        if len(tuning[name]) != n:
+            return (
+                f"field applicability.tuning.{name}: {len(tuning[name])} values for {n} tuning "
+                "images (applicability.tuning.kind); every tuning list has one value per image"
+            )
+    if block["check"] is None:
+        return None
+    return _check_problem(block["check"], document["calibration_images"])
+
+
 def consistency_problem(document: Mapping[str, Any]) -> str | None:
     """What the schema cannot check (module docstring, point 4), on a schema-valid document."""
-    for check in (_images_problem, _scores_problem, _fnr_problem, _ranges_problem):
+    checks = (
+        _images_problem,
+        _scores_problem,
+        _fnr_problem,
+        _ranges_problem,
+        _applicability_problem,
+    )
+    for check in checks:
         problem = check(document["calibration_images"] if check is _images_problem else document)
         if problem:
             return problem

@@ -12,9 +12,12 @@ and back) the output folder receives
 
 Each row carries the image's label-free statistics (``label_free_statistics``), the conformal
 Dice lower bound at the confidence level and the FNR-controlled threshold at the FNR level (both
-from the run's calibration file, ``segrobust.guarantees.calibration_file``), whether the image
-lies in the range the calibration images covered (the guarantee is not claimed when it does not,
-and ``range_reason`` says why), and the recipe's answer for the regime the image falls in.
+from the run's calibration file, ``segrobust.guarantees.calibration_file``), whether the image is
+like the calibration images (the applicability check of ``segrobust.guarantees.applicability``,
+on its statistics and the model's bottleneck embedding jointly, and ``applicability_reason``
+says why not), and the recipe's answer for the regime the image falls in. With the study's
+per-shift coverage table (``results/analysis/shift_coverage.csv``) the summary page also states
+where the rating was measured to hold and where it is withheld.
 
 Model choice (``segrobust.predict.model_choice``). With one model run, every image is segmented
 by it. With several (``recommended``) each image is first segmented by all of them; what the
@@ -24,8 +27,9 @@ level and its brightness ratio, the context study's training foreground-ratio ra
 regimes of the models' own study) and the regime's decision
 picks the run: the recommended architecture's, the best calibrated of an equivalent set, else
 the best calibrated run overall; the row's ``model_choice`` says which rule chose it and why,
-``chosen_by`` which case applied. Where the rating does not apply (outside the calibration
-range) the row carries no Dice bound and no FNR threshold, and no FNR-controlled mask is written.
+``chosen_by`` which case applied. Where the rating does not apply (the applicability check
+flags the image: outside the calibration range) the row carries no Dice bound and no FNR
+threshold, and no FNR-controlled mask is written.
 
 A bad file fails alone (its reason, naming it, goes to failures.csv) and the others complete; a
 setup problem (a model without calibration, a calibration of another model, an unreadable
@@ -40,7 +44,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +53,15 @@ import pandas as pd
 import torch
 
 from segrobust import atomic
+from segrobust.analysis.shift_coverage import SHIFT_COVERAGE_COLUMNS, rating_limits
+from segrobust.contract import read_table
 from segrobust.data.dataset import DataError, count_nonfinite
+from segrobust.evaluation.embeddings import EmbeddingError, EmbeddingRecorder, bottleneck_module
 from segrobust.evaluation.infer import SlidingWindow, predict_probabilities
 from segrobust.evaluation.label_free import MASK_THRESHOLD, label_free_statistics
 from segrobust.evaluation.noise_level import noise_brightness_ratio
 from segrobust.guarantees import kernel
+from segrobust.guarantees.applicability import ApplicabilityRule, Verdict
 from segrobust.guarantees.bounds import DiceBound, FnrControl, check_level
 from segrobust.guarantees.calibration_file import CALIBRATION_FILE, Calibration, CalibrationError
 from segrobust.networks.modelfile import ModelFileError, load_model_file
@@ -80,9 +88,9 @@ from segrobust.spec.predict_targets import DEFAULT_CONFIDENCE, DEFAULT_FNR_LEVEL
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image", "file", "model", "arch", "model_choice", "chosen_by", "complexity", "noise_sigma",
     "predicted_fg_ratio", "quality", "confidence", "dice_lower_bound", "bound_status",
-    "in_calibration_range", "range_reason", "guarantee", "fnr_level", "fnr_threshold",
-    "fnr_status", "regime", "recipe_decision", "recommended_arch", "recipe_note", "mask",
-    "fnr_mask", "probabilities",
+    "applicable", "applicability_p", "flag_level", "applicability_reason", "guarantee",
+    "fnr_level", "fnr_threshold", "fnr_status", "regime", "recipe_decision", "recommended_arch",
+    "recipe_note", "mask", "fnr_mask", "probabilities",
 )  # fmt: skip
 
 #: ``failures.csv``: one row per file that could not be segmented.
@@ -107,6 +115,8 @@ class CalibratedModel:
     network: torch.nn.Module
     info: dict[str, Any]
     window: SlidingWindow | None
+    embedding: EmbeddingRecorder
+    rules: dict[float, ApplicabilityRule] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -116,12 +126,32 @@ class CalibratedModel:
     def arch(self) -> str:
         return self.calibration.arch
 
-    def probabilities(self, image: np.ndarray, device: Any, amp: bool) -> np.ndarray:
-        """Sigmoid probabilities on a model-space image, inferred as in evaluation."""
-        return predict_probabilities(
-            self.network, image, patch_size=self.info.get("patch_size"), window=self.window,
-            device=device, amp=amp,
-        )  # fmt: skip
+    def applicability_rule(self, confidence: float) -> ApplicabilityRule:
+        """The calibration's applicability check at ``confidence`` (chosen once per level)."""
+        if confidence not in self.rules:
+            try:
+                self.rules[confidence] = self.calibration.applicability_rule(confidence)
+            except CalibrationError as exc:
+                raise PredictError(str(exc)) from None
+        return self.rules[confidence]
+
+    def probabilities(self, image: np.ndarray, device: Any, amp: bool) -> Prediction:
+        """Sigmoid probabilities on a model-space image, inferred as in evaluation, and the
+        bottleneck embedding the applicability check compares."""
+        with self.embedding:
+            prob = predict_probabilities(
+                self.network, image, patch_size=self.info.get("patch_size"), window=self.window,
+                device=device, amp=amp,
+            )  # fmt: skip
+            return Prediction(prob, self.embedding.take())
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's probabilities on one image and its embedding of it."""
+
+    prob: np.ndarray
+    embedding: np.ndarray
 
 
 def find_model_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -170,7 +200,15 @@ def load_calibrated_model(model_path: Path, device: Any) -> CalibratedModel:
         raise PredictError(str(exc)) from None
     inference = calibration.document["inference"]
     window = SlidingWindow.from_config(inference) if inference else None
-    return CalibratedModel(model_path, calibration, network, info, window)
+    module = (calibration.document["applicability"] or {}).get("embedding_module")
+    try:
+        module = module or bottleneck_module(
+            network, calibration.spatial_dims, info.get("patch_size") or info["img_size"], device
+        )
+        embedding = EmbeddingRecorder(network, module, calibration.spatial_dims)
+    except EmbeddingError as exc:
+        raise PredictError(f"{calibration_path}: {exc}") from None
+    return CalibratedModel(model_path, calibration, network, info, window, embedding)
 
 
 def _run_order(model: CalibratedModel) -> tuple:
@@ -233,7 +271,7 @@ def floor_to_hundredths(value: float) -> float:
     return math.floor(value * 100 + 1e-9) / 100
 
 
-def guarantee_text(bound: DiceBound, problems: Sequence[str], n_calibration: int) -> str:
+def guarantee_text(bound: DiceBound, verdict: Verdict, n_calibration: int) -> str:
     """The Dice bound as a clinician reads it, or why no guarantee is given."""
     if not bound.defined:
         needed = kernel.min_calibration_for_bound(1.0 - bound.confidence)
@@ -241,8 +279,8 @@ def guarantee_text(bound: DiceBound, problems: Sequence[str], n_calibration: int
             f"no guarantee: the model was calibrated on {n_calibration} images; "
             f"{needed} are needed for {percent(bound.confidence)} confidence"
         )
-    if problems:
-        return "no guarantee: outside calibration range (" + "; ".join(problems) + ")"
+    if not verdict.applicable:
+        return f"no guarantee: {verdict.reason}"
     stated = floor_to_hundredths(bound.bound)
     return f"Dice >= {stated:.2f} with {percent(bound.confidence)} confidence"
 
@@ -301,7 +339,10 @@ def segment(
     """
     first = models[0].calibration
     image = read_input(path, first.preprocessing, first.spatial_dims)
-    probs = [m.probabilities(image.model_image, settings.device, settings.amp) for m in models]
+    predictions = [
+        m.probabilities(image.model_image, settings.device, settings.amp) for m in models
+    ]
+    probs = [p.prob for p in predictions]
     for model, prob in zip(models, probs, strict=True):
         if count_nonfinite(prob):
             raise DataError(
@@ -315,12 +356,15 @@ def segment(
     calibration = model.calibration
     stats = label_free_statistics(image.model_image, prob)
     bound = calibration.dice_bound(stats["quality"], settings.confidence)
+    verdict = model.applicability_rule(settings.confidence).judge(
+        stats, predictions[choice.index].embedding
+    )
     fnr = calibration.fnr_control(settings.fnr_level)
-    problems = calibration.range_problems(stats)
-    # --- where the rating does not apply, no bound and no FNR promise (issue 20) ---
-    applies = not problems
+    # --- where the rating does not apply (the applicability check flags the image), no bound and
+    # no FNR promise (issues 20 and 21) ---
+    applies = verdict.applicable
     if not applies:
-        fnr = FnrControl(math.nan, False, fnr.level, "no promise: outside the calibration range")
+        fnr = FnrControl(math.nan, False, fnr.level, f"no promise: {verdict.reason}")
     # ---
     row = dict(
         image=image.name,
@@ -335,10 +379,17 @@ def segment(
         quality=stats["quality"],
         confidence=settings.confidence,
         dice_lower_bound=bound.bound if applies else math.nan,
-        bound_status=bound.status if applies else "withheld: outside the calibration range",
-        in_calibration_range=applies,
-        range_reason="; ".join(problems),
-        guarantee=guarantee_text(bound, problems, calibration.n_calibration),
+        # a bound too few calibration images leave undefined stays "undefined: ..."
+        bound_status=(
+            bound.status
+            if applies or not bound.defined
+            else "withheld: outside the calibration range"
+        ),
+        applicable=applies,
+        applicability_p=verdict.p_value,
+        flag_level=verdict.level,
+        applicability_reason=verdict.reason,
+        guarantee=guarantee_text(bound, verdict, calibration.n_calibration),
         fnr_level=settings.fnr_level,
         fnr_threshold=fnr.threshold,
         fnr_status=fnr.status,
@@ -452,12 +503,37 @@ def read_recipe(
         raise PredictError(str(exc)) from None
 
 
+def read_limits(path: str | os.PathLike | None, models: Sequence[CalibratedModel]) -> list[str]:
+    """Where the rating holds for the models' study and architectures (empty without a path).
+
+    Raises:
+        PredictError: naming the file, when it is missing or not a per-shift coverage table.
+    """
+    if path is None:
+        return []
+    try:
+        table = read_table(path)
+    except (OSError, ValueError) as exc:
+        raise PredictError(str(exc)) from None
+    missing = [c for c in SHIFT_COVERAGE_COLUMNS if c not in table.columns]
+    if missing:
+        raise PredictError(
+            f"{path}: not a per-shift coverage table (lacks {', '.join(missing)}); re-run the "
+            "analysis (rule analyze)"
+        )
+    studies = sorted({str(m.calibration.document["run"]["study"]) for m in models})
+    archs = {m.arch for m in models}
+    used = table[table["arch"].isin(archs)]
+    return [rating_limits(used, study) for study in studies]
+
+
 def predict_folder(
     images_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
     model_paths: Sequence[str | os.PathLike],
     recipe_path: str | os.PathLike | None = None,
+    shift_coverage_path: str | os.PathLike | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     fnr_level: float = DEFAULT_FNR_LEVEL,
     save_probabilities: bool = False,
@@ -474,6 +550,8 @@ def predict_folder(
             ``recommended`` (per-image choice by the recipe), which needs ``recipe_path``.
         recipe_path: ``results/analysis/recipe.csv``; optional with one model (then only the
             recipe columns use it).
+        shift_coverage_path: ``results/analysis/shift_coverage.csv``; optional: with it the
+            summary page states where the rating was measured to hold for these models.
         confidence: confidence of the Dice lower bound.
         fnr_level: FNR level of the controlled mask.
         save_probabilities: also write the probability maps.
@@ -495,6 +573,7 @@ def predict_folder(
     device = torch.device(device)
     models = load_models(model_paths, device)
     recipe = read_recipe(recipe_path, models)
+    limits = read_limits(shift_coverage_path, models)
     settings = batch_settings(confidence, fnr_level, save_probabilities, device)
     canvas = ThumbnailCanvas()
     rows, failures, thumbnails, names_seen = [], [], {}, {}
@@ -531,6 +610,7 @@ def predict_folder(
             models=[m.name for m in models],
             settings=settings,
             images_dir=images_dir,
+            limits=limits,
         )
         record_outputs(folder, staged)
     log(f"{len(rows)} of {len(entries)} files segmented, {len(failures)} failed -> {out_dir}")

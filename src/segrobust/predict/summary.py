@@ -1,14 +1,15 @@
 """The one-page summary of a prediction batch, for a clinician: one self-contained HTML file.
 
 The page opens with the counts ("37 of 100 with a guarantee; 63 outside the calibration range:
-check by eye") and which models segmented how many images by which rule ("No-skip U-Net
-segmented 97, U-Net 3; chosen as recommended there by the recipe 97, ..."), then one table
-row per image: an overlay thumbnail (the mask's contour on the image; for a volume the axial
-slice with the most predicted foreground), the confidence rating in words ("Dice >= 0.82 with
-90% confidence", or "no guarantee" with the reason), the image checks, the FNR-controlled mask
-(promised only where the guarantee holds) and the rule that chose the model ("speckle noise
-severity 5 regime: noise 0.21 within 0.18 to 0.35 -> No-skip U-Net, recommended there"), with
-display names. The
+check by eye": the images the applicability check flags) and which models segmented how many
+images by which rule ("No-skip U-Net segmented 97, U-Net 3; chosen as recommended there by the
+recipe 97, ..."), then where the rating was measured to hold per kind of shift (when the study's
+``shift_coverage.csv`` is given), then one table row per image: an overlay thumbnail (the mask's
+contour on the image; for a volume the axial slice with the most predicted foreground), the
+confidence rating in words ("Dice >= 0.82 with 90% confidence", or "no guarantee" with the
+reason), the image checks, the FNR-controlled mask (promised only where the guarantee holds)
+and the rule that chose the model ("speckle noise severity 5 regime: noise 0.21 within 0.18 to
+0.35 -> No-skip U-Net, recommended there"), with display names. The
 table sorts by any column (a few lines of script; the page works without it). Then the files
 that failed, and the package versions.
 
@@ -34,6 +35,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from segrobust import atomic
+from segrobust.digits import apart
+from segrobust.guarantees.kernel import UNDEFINED
 from segrobust.predict.model_choice import CHOSEN_BY, ONLY_MODEL
 from segrobust.report.html import STYLE, package_versions
 from segrobust.report.names import display_name
@@ -128,21 +131,28 @@ def _number(value: Any, digits: int = 3) -> str:
     return "undefined" if not np.isfinite(value) else f"{value:.{digits}g}"
 
 
+def has_bound(row: Mapping[str, Any]) -> bool:
+    """Whether the calibration gives the image a Dice bound at all: enough calibration images
+    (a bound the applicability check withholds still exists; ``bound_status`` says which)."""
+    return not str(row.get("bound_status", "")).startswith(UNDEFINED)
+
+
 def has_guarantee(row: Mapping[str, Any]) -> bool:
-    """Whether the image gets the Dice bound: a finite bound, and the image inside what the
-    calibration images covered."""
+    """Whether the image gets the Dice bound: a finite bound, and the applicability check rates
+    the image like the calibration images (``applicable``)."""
     bound = pd.to_numeric(row.get("dice_lower_bound"), errors="coerce")
-    return bool(row.get("in_calibration_range")) and bool(np.isfinite(bound))
+    return bool(row.get("applicable")) and bool(np.isfinite(bound))
 
 
 def rating_counts(predictions: pd.DataFrame, failures: pd.DataFrame) -> str:
-    """The page's opening line: how many images have a guarantee, how many lie outside the
-    calibration range (check them by eye), how many have no bound at all, how many failed."""
+    """The page's opening line: how many images have a guarantee, how many the applicability
+    check flags as outside the calibration range (check them by eye), how many have no bound at
+    all (too few calibration images), how many failed."""
     n = len(predictions)
     rows = predictions.to_dict("records")
     guaranteed = sum(has_guarantee(r) for r in rows)
-    outside = sum(not bool(r["in_calibration_range"]) for r in rows)
-    unbounded = n - guaranteed - outside
+    unbounded = sum(not has_bound(r) for r in rows)
+    outside = n - guaranteed - unbounded
     parts = [
         f"{guaranteed} of {n} with a guarantee",
         f"{outside} outside the calibration range: check by eye",
@@ -185,7 +195,7 @@ def model_use(predictions: pd.DataFrame) -> str:
 def fnr_sentence(row: Mapping[str, Any]) -> str:
     """The FNR-controlled mask in words; no promise where the image has no guarantee (the
     control, like the bound, holds only for images like the calibration images)."""
-    if not bool(row["in_calibration_range"]):
+    if not bool(row["applicable"]):
         return "no promise: the image is outside the calibration range"
     if not str(row["fnr_status"]).startswith("controlled"):
         return str(row["fnr_status"])
@@ -193,6 +203,18 @@ def fnr_sentence(row: Mapping[str, Any]) -> str:
         f"threshold {float(row['fnr_threshold']):.2f}: misses on average at most "
         f"{float(row['fnr_level']) * 100:.10g}% of the object"
     )
+
+
+def applicability_text(row: Mapping[str, Any]) -> str:
+    """The applicability p-value beside the flag level it was compared with (printed with the
+    digits that tell them apart, ``segrobust.digits``)."""
+    p, level = (
+        pd.to_numeric(row.get(k), errors="coerce") for k in ("applicability_p", "flag_level")
+    )
+    if not (np.isfinite(p) and np.isfinite(level)):
+        return f"applicability p {_number(p)} (flagged at <= {_number(level)})"
+    shown_p, shown_level = apart(float(p), float(level))
+    return f"applicability p {shown_p} (flagged at <= {shown_level})"
 
 
 def choice_text(row: Mapping[str, Any]) -> str:
@@ -219,7 +241,7 @@ def image_row(row: Mapping[str, Any], thumbnail: bytes) -> str:
     bound = float(row["dice_lower_bound"]) if guaranteed else -1.0
     checks = (
         f"complexity {_number(row['complexity'])} bits; noise {_number(row['noise_sigma'])}; "
-        f"predicted foreground {_number(row['predicted_fg_ratio'])}"
+        f"predicted foreground {_number(row['predicted_fg_ratio'])}; {applicability_text(row)}"
     )
     chosen_by = choice_text(row)
     image = html.escape(str(row["image"]))
@@ -245,14 +267,30 @@ def explanation(confidence: float, fnr_level: float) -> str:
         f"images like those the model was calibrated on, at least {c} have an overlap (Dice) "
         "with an expert's contour at or above their stated bound. It describes images like "
         'this one on average; it is not a certainty about one image. "No guarantee" means '
-        "the image lies outside what the calibration images covered (its complexity, predicted "
-        "foreground or noise level), or the model had too few calibration images: check the "
-        "mask by eye. For an image with a guarantee, the FNR-controlled mask (the "
-        f"probabilities at the stated threshold) misses on average at most {f} of the object; "
-        "outside the calibration range there is no such promise. The last column says which "
+        "the image is unlike the images the model was calibrated on (its complexity, predicted "
+        "foreground, noise level, the model's own confidence and the model's internal features "
+        "taken together: outside the calibration range), or the model had too few calibration "
+        "images: check the mask by eye. For an image with a guarantee, the FNR-controlled mask "
+        f"(the probabilities at the stated threshold) misses on average at most {f} of the "
+        "object; an image without one gets no such promise. The last column says which "
         "rule chose the model: the study's regime the image falls in (what it was measured on) "
         "and the architecture recommended there, or why the best calibrated model was used."
         "</p>"
+    )
+
+
+def limits_block(limits: Sequence[str]) -> str:
+    """Where the rating was measured to hold, per kind of shift (or that it was not measured)."""
+    if not limits:
+        return (
+            "<p><b>Where this rating holds.</b> Not stated: no per-shift coverage table was "
+            "given (results/analysis/shift_coverage.csv of the study's run).</p>"
+        )
+    items = "".join(f"<li>{html.escape(readable(line))}</li>" for line in limits)
+    return (
+        "<p><b>Where this rating holds.</b> Measured on held-out labelled images of each kind "
+        "of shift, for the architecture(s) used here:</p>"
+        f"<ul>{items}</ul>"
     )
 
 
@@ -273,8 +311,10 @@ def write_summary(
     models: Sequence[str],
     settings: Any,
     images_dir: str | os.PathLike,
+    limits: Sequence[str] = (),
 ) -> None:
-    """Write the summary page atomically."""
+    """Write the summary page atomically; ``limits`` are the sentences saying where the rating
+    was measured to hold (``segrobust.analysis.shift_coverage.rating_limits``)."""
     header = (
         "<thead><tr><th>overlay</th><th data-sort>image / model</th><th data-sort>confidence</th>"
         "<th data-sort>image checks</th><th data-sort>FNR-controlled mask</th>"
@@ -290,6 +330,7 @@ def write_summary(
         f"<p>Images: {html.escape(str(Path(images_dir)))}. Generated "
         f"{time.strftime('%Y-%m-%d %H:%M')}. Model(s): {html.escape(', '.join(models))}.</p>",
         explanation(settings.confidence, settings.fnr_level),
+        limits_block(limits),
         f"<table>{header}<tbody>{body}</tbody></table>",
         f"<h2>Files not segmented ({len(failures)})</h2>",
         failures_table(failures),

@@ -4,7 +4,9 @@ Nothing is computed here that the analysis did not compute. The section opens wi
 study's verdict, at most five plain lines each (`segrobust.report.verdict`), all on the first
 screen; then one compact regime x architecture table per study with the decision marked in it
 (`segrobust.report.regime_table`) and the recipe's per-regime sentences folded below it; then
-the per-architecture conformal Dice bound with its measured coverage (``conformal_summary.csv``)
+the per-architecture conformal Dice bound with its measured coverage (``conformal_summary.csv``),
+where that rating holds and where it is withheld per kind of shift (``shift_coverage.csv``:
+"holds for: ...; withheld for: ...", with a warning wherever rated images fall below the target)
 and the papers' findings (``findings.csv``) as small tables, and, folded, the context study's
 Dice per patch size (``bootstrap_ci.csv``) and out-of-range drop (``context_out_of_range.csv``).
 Architectures and perturbations are shown by their display names, inside the analysis's
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from segrobust.analysis.shift_coverage import BELOW, rating_limit_statements
 from segrobust.report.html import bullets, heading, paragraph, table
 from segrobust.report.names import display_name
 from segrobust.report.readable import readable
@@ -124,6 +127,51 @@ def conformal_blocks(summary: pd.DataFrame) -> list[str]:
     return blocks
 
 
+def shift_blocks(shift_coverage: pd.DataFrame) -> list[str]:
+    """Where the confidence rating holds per kind of shift, and the table behind it."""
+    blocks = [heading("Where the confidence rating holds")]
+    if shift_coverage.empty:
+        return [*blocks, paragraph("No per-shift coverage was measured.")]
+    blocks.append(
+        paragraph(
+            "An image unlike the calibration images (its statistics and the model's own "
+            "features taken together) gets no rating. Per kind of shift, on held-out labelled "
+            "images the check's level was not chosen on: the share rated and the coverage of "
+            "the bound among them."
+        )
+    )
+    blocks.append(bullets(readable(s) for s in rating_limit_statements(shift_coverage)))
+    below = shift_coverage[shift_coverage["status"] == BELOW]
+    if not below.empty:
+        blocks.append(
+            paragraph(
+                f"Warning: in {len(below)} (kind, architecture) rows images are rated and their "
+                "coverage is below the target minus the tolerance; the rating is not to be "
+                "relied on there."
+            )
+        )
+    shown = shift_coverage.assign(
+        arch=shift_coverage["arch"].map(display_name),
+        kind=shift_coverage["kind"].map(readable),
+        rated=(1 - shift_coverage["fraction_flagged"]).map(lambda v: _fmt(v)),
+        coverage_rated=shift_coverage["coverage"].map(_fmt),
+        ci=[
+            _interval(lo, hi)
+            for lo, hi in zip(
+                shift_coverage["coverage_ci_low"], shift_coverage["coverage_ci_high"], strict=True
+            )
+        ],
+        coverage_unchecked=shift_coverage["coverage_all"].map(_fmt),
+    )[["study", "arch", "kind", "n_images", "rated", "coverage_rated", "ci",
+       "coverage_unchecked", "status"]]  # fmt: skip
+    shown = shown.rename(columns={"arch": "architecture", "ci": "95% CI", "n_images": "n"})
+    blocks.append(
+        "<details><summary>Coverage per kind of shift and architecture</summary>"
+        f"{table(shown)}</details>"
+    )
+    return blocks
+
+
 def findings_table(findings: pd.DataFrame, why: bool = False) -> str:
     """The findings as a table (display names), effect and CI to 3 decimals; ``why`` adds the
     note saying why a finding is not decided."""
@@ -221,6 +269,7 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], studies: Sequence[str]) ->
         *verdict_blocks(tables, studies),
         *recommendation_blocks(tables["recipe"], tables["recipe_rankings"], studies),
         *conformal_blocks(tables["conformal_summary"]),
+        *shift_blocks(tables["shift_coverage"]),
         *findings_blocks(tables["findings"]),
         *context_blocks(tables["bootstrap_ci"], tables["context_out_of_range"]),
     ]

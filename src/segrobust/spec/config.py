@@ -285,7 +285,8 @@ def check_consistency(config: Mapping[str, Any]) -> None:
     - every dataset a study names is defined under ``datasets`` with a source of the right
       dimensionality (2D for the perturbation study, 3D for the context study);
     - every architecture of a study is built in the study's dimensionality;
-    - every context patch size fits the study's volumes and suits each architecture.
+    - every context patch size fits the study's volumes and suits each architecture;
+    - every texture shape (radius and irregularity, or their ranges) fits its image size.
     """
     check_split_sum(config["split"], "split")
     datasets = config["datasets"]
@@ -320,6 +321,27 @@ def check_consistency(config: Mapping[str, Any]) -> None:
     check_architecture_dims(studies)
     if studies["context"]["enabled"]:
         check_patch_sizes(config)
+    check_texture_shapes(config)
+
+
+def check_texture_shapes(config: Mapping[str, Any]) -> None:
+    """The texture study's and every ``synthetic_texture`` dataset's shapes fit their images
+    (``segrobust.data.shapes.check_shape_arguments``), so a radius range too large for the image
+    size fails here, naming the key, not in a generation job."""
+    from segrobust.data.shapes import check_shape_arguments  # numpy only; parse time allows it
+
+    entries = []
+    texture = config["studies"]["texture"]
+    if texture["enabled"]:
+        entries.append(("studies.texture.shape", texture["image_size"], texture["shape"]))
+    for name, entry in config["datasets"].items():
+        if entry["source"] == "synthetic_texture":
+            entries.append((f"datasets.{name}", entry["image_size"], entry))
+    for key, size, shape in entries:
+        try:
+            check_shape_arguments(size, shape["irregularity"], shape["radius"])
+        except ValueError as exc:
+            raise ConfigError(f"config key {key}: {exc}") from None
 
 
 def check_architecture_dims(studies: Mapping[str, Any]) -> None:

@@ -86,6 +86,7 @@ from segrobust.spec.architectures import get_architecture
 from segrobust.spec.network_cost import network_layers
 from segrobust.spec.predict_targets import predict_plan
 from segrobust.spec.runs import enabled_studies, evaluation_conditions, spatial_dims, study_runs
+from segrobust.spec.shifts import AUTHORS_PREFIX, authors_dataset_name, authors_dataset_spec
 
 # ---- measured on the development machine (benchmarks/resource_constants.py, 1 thread) --------
 
@@ -297,6 +298,10 @@ def dataset_size(config: Mapping[str, Any], name: str, root: str | Path = ".") -
     if name.startswith("texture-"):
         study = config["studies"]["texture"]
         return _synthetic_size(2, study["image_size"], study)
+    if name.startswith(AUTHORS_PREFIX):
+        spec = authors_dataset_spec(config, name)
+        counts = dict(n_train=0, n_validation=0, n_calibration=0, n_test=spec["n_test"])
+        return _synthetic_size(2, spec["image_size"], counts)
     entry = config["datasets"][name]
     if entry["source"] == "synthetic_texture":
         return _synthetic_size(2, entry["image_size"], entry)
@@ -638,6 +643,8 @@ def rule_cost(
         return generate_cost(config, name)
     if rule == "generate_synthetic_dataset":
         return generate_cost(config, wildcards["name"])
+    if rule == "generate_authors_dataset":
+        return generate_cost(config, authors_dataset_name(wildcards["dataset"]))
     if rule == "perturb_test_split":
         return perturb_cost(config, wildcards["dataset"], root)
     if rule == "prepare_dataset":
@@ -660,6 +667,7 @@ COSTED_RULES = (
     *GPU_RULES,
     "generate_texture_dataset",
     "generate_synthetic_dataset",
+    "generate_authors_dataset",
     "perturb_test_split",
     "prepare_dataset",
     "bundled_anatomy",

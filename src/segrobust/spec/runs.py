@@ -119,8 +119,16 @@ def evaluation_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
     meta}``; ``input`` is the rule output holding ``dataset_dir`` (for the DAG).
 
     Every run is also evaluated on its own dataset's calibration split (under the in-domain
-    condition's name), which the conformal analysis calibrates on.
+    condition's name), which the conformal analysis calibrates on, and on the shift-only
+    conditions of ``segrobust.spec.shifts`` (the second texture generator).
     """
+    from segrobust.spec.shifts import shift_conditions  # it builds on this module
+
+    return _study_conditions(config, run) + shift_conditions(config, run)
+
+
+def _study_conditions(config: Mapping[str, Any], run: Run) -> list[dict]:
+    """The study's own test conditions of ``run`` (``evaluation_conditions``)."""
     if run.study == "texture":
         _, direction, alpha = run.dataset.split("-", 2)
         conds = []
