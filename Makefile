@@ -63,13 +63,13 @@ test: install
 lint: install
 	$(SNAKEMAKE) --lint
 	$(PY) -m ruff check src tests workflow/scripts benchmarks
-	$(PY) -m snakefmt --check Snakefile workflow/rules
+	$(PY) -m snakefmt --check workflow/Snakefile workflow/rules
 	$(VENV)/bin/lint-imports
 
 format: install
 	$(PY) -m ruff format src tests workflow/scripts benchmarks
 	$(PY) -m ruff check --fix src tests workflow/scripts benchmarks
-	$(PY) -m snakefmt Snakefile workflow/rules
+	$(PY) -m snakefmt workflow/Snakefile workflow/rules
 
 paper-dry-run: install
 	$(SNAKEMAKE) -n --configfile config/paper.yaml --quiet rules

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = (REPO / "docs" / "ARCHITECTURE.md").read_text()
 SRC = REPO / "src" / "segrobust"
@@ -66,3 +68,24 @@ def test_every_library_module_rule_file_and_script_is_named():
     # the perturbation modules are covered by "one module per perturbation" (their registry)
     unnamed = [u for u in unnamed if not u.startswith("perturb/") or u == "perturb/catalog.py"]
     assert not unnamed, f"docs/ARCHITECTURE.md does not name: {unnamed}"
+
+
+def test_config_readme_describes_every_key_group():
+    """config/README.md (the catalog's usage page) names every top-level key of the schema."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    readme = (REPO / "config" / "README.md").read_text()
+    missing = [key for key in schema["properties"] if f"**`{key}`**" not in readme]
+    assert not missing, f"config/README.md does not describe {missing}"
+    for config in ("config.yaml", "reproduce.yaml", "paper.yaml"):
+        assert f"`{config}`" in readme and (REPO / "config" / config).is_file()
+
+
+def test_the_catalog_layout():
+    """The snakemake-workflows catalog's standardized usage: workflow/Snakefile, workflow/envs,
+    config/README.md and the catalog's description file."""
+    for path in ("workflow/Snakefile", "workflow/envs/segrobust.yaml", "config/README.md"):
+        assert (REPO / path).is_file(), path
+    assert not (REPO / "Snakefile").exists() and not (REPO / "envs").exists()
+    catalog = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    assert catalog["usage"]["software-stack-deployment"]["conda"] is True
+    assert catalog["usage"]["report"] is True

@@ -35,7 +35,7 @@ from snakemake.settings.types import OutputSettings, ResourceSettings
 # quiet is a set of Quietness (a bool breaks Snakemake's log filter once the Snakefile logs)
 with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
     workflow = api.workflow(
-        resource_settings=ResourceSettings(), snakefile=Path("Snakefile"), workdir=Path.cwd()
+        resource_settings=ResourceSettings(), snakefile=Path("workflow/Snakefile"), workdir=Path.cwd()
     )._workflow
     rules = {
         rule.name: {
@@ -157,7 +157,7 @@ def test_every_rule_names_the_environment_file(rules):
 
 
 def test_environment_file_pins_what_pyproject_pins():
-    env = yaml.safe_load((REPO / "envs" / "segrobust.yaml").read_text())
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "segrobust.yaml").read_text())
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     python = next(d.split("=", 1)[1] for d in conda if d.startswith("python="))

@@ -60,7 +60,7 @@ from segrobust.spec.resources import GPU_RULES, request, rule_cost
 from segrobust.spec.runs import enabled_studies, study_runs
 
 SMOKE_SNAKEFILE = REPO / "tests" / "data" / "slurm_smoke" / "Snakefile"
-PIPELINE_SNAKEFILE = REPO / "Snakefile"
+PIPELINE_SNAKEFILE = REPO / "workflow" / "Snakefile"
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 
 # Logs of the smoke workflow's jobs, by whether their rule declares `resources: gpu=1`.

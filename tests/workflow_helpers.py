@@ -14,7 +14,7 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 def copy_workflow(dest: Path) -> Path:
     """Copy what the Snakefile reads (and the library, whose mtimes the code trigger watches)."""
-    for item in ("Snakefile", "workflow", "config", "src", "envs"):
+    for item in ("workflow", "config", "src"):
         src = REPO / item
         if src.is_dir():
             shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))

@@ -22,7 +22,7 @@ rule aggregate_study:
     wildcard_constraints:
         study="texture|perturbation|context",
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     resources:
         runtime=runtime_of("aggregate_study"),
         mem_mb=mem_mb_of("aggregate_study"),

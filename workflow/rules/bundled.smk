@@ -15,7 +15,7 @@ rule bundled_anatomy:
     wildcard_constraints:
         bundle=regex_of(BUNDLES),
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: 1
     resources:
         runtime=runtime_of("bundled_anatomy"),

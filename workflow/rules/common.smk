@@ -47,7 +47,7 @@ from segrobust.spec.runs import (
 from segrobust.spec.shifts import authors_dataset_names, authors_dataset_spec
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
-REPO = Path(workflow.basedir)
+REPO = Path(workflow.basedir).parent  # the Snakefile is workflow/Snakefile
 
 # A clear message naming the key first (what no schema sees, then the schema), then Snakemake's
 # validation fills in the defaults (segrobust.spec.config.validate_config runs the same steps).

@@ -11,7 +11,7 @@ rule generate_texture_dataset:
     log:
         "logs/data/texture-{direction}-{alpha}.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: config["threads"]["data"]
     resources:
         runtime=runtime_of("generate_texture_dataset"),
@@ -36,7 +36,7 @@ rule generate_authors_dataset:
             [n.removeprefix("authors-") for n in authors_dataset_names(config)]
         ),
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: config["threads"]["data"]
     resources:
         runtime=runtime_of("generate_authors_dataset"),
@@ -58,7 +58,7 @@ rule generate_synthetic_dataset:
     wildcard_constraints:
         name=regex_of(synthetic_dataset_names(config)),
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: config["threads"]["data"]
     resources:
         runtime=runtime_of("generate_synthetic_dataset"),
@@ -80,7 +80,7 @@ rule perturb_test_split:
     log:
         "logs/perturbation/conditions/{dataset}/{perturbation}.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: config["threads"]["data"]
     resources:
         runtime=runtime_of("perturb_test_split"),

@@ -29,7 +29,7 @@ rule download_source:
         source=regex_of(downloadable_sources()),
         filename=regex_of(SOURCES.get(n).filename for n in downloadable_sources()),
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: 1
     params:
         settings=lambda wildcards: get_download_settings(wildcards.source),
@@ -49,7 +49,7 @@ rule prepare_dataset:
     wildcard_constraints:
         name=regex_of(real_datasets()),
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: 1
     resources:
         runtime=runtime_of("prepare_dataset"),

@@ -24,7 +24,7 @@ rule evaluate_model:
     benchmark:
         "results/{study}/benchmarks/evaluate/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: config["threads"]["evaluate"]
     resources:
         # one whole GPU per job, which the job claims (segrobust.execution.gpu_slots)

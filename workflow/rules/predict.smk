@@ -20,7 +20,7 @@ rule predict_images:
     log:
         "logs/predict/predict_images.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: config["threads"]["evaluate"]
     resources:
         gpu=1,

@@ -25,7 +25,7 @@ rule analyze:
     log:
         "logs/analysis/analyze.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     resources:
         runtime=runtime_of("analyze"),
         mem_mb=mem_mb_of("analyze"),
@@ -52,7 +52,7 @@ rule plot_figure:
     wildcard_constraints:
         figure=regex_of(ALL_FIGURES),
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     resources:
         runtime=runtime_of("plot_figure"),
         mem_mb=mem_mb_of("plot_figure"),
@@ -90,7 +90,7 @@ rule build_report:
     log:
         "logs/report/build_report.log",
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     resources:
         runtime=runtime_of("build_report"),
         mem_mb=mem_mb_of("build_report"),

@@ -15,7 +15,7 @@ rule train_model:
     benchmark:
         "results/{study}/benchmarks/train/{dataset}/{arch}/p{patch}/seed{seed}.tsv"
     conda:
-        "../../envs/segrobust.yaml"
+        "../envs/segrobust.yaml"
     threads: config["threads"]["train"]
     resources:
         # one whole GPU per job, which the job claims (segrobust.execution.gpu_slots)
