@@ -35,7 +35,9 @@ from snakemake.settings.types import OutputSettings, ResourceSettings
 # quiet is a set of Quietness (a bool breaks Snakemake's log filter once the Snakefile logs)
 with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
     workflow = api.workflow(
-        resource_settings=ResourceSettings(), snakefile=Path("workflow/Snakefile"), workdir=Path.cwd()
+        resource_settings=ResourceSettings(),
+        snakefile=Path("workflow/Snakefile"),
+        workdir=Path.cwd(),
     )._workflow
     rules = {
         rule.name: {
