@@ -43,8 +43,10 @@ def twelve_volumes(root: Path, n: int = 12) -> Path:
 
 
 def mine(path: Path, **studies) -> dict:
-    """A config whose perturbation study runs on the user's MSD folder ``path`` (2D slices)."""
+    """A config whose perturbation study runs on the user's MSD folder ``path`` (2D slices), one
+    training run per architecture (the issue's bring-your-own case)."""
     return {
+        "seeds": [1],
         "studies": {
             "texture": {"enabled": False},
             "context": {"enabled": False},
