@@ -181,6 +181,9 @@ def test_the_written_mask_keeps_the_inputs_affine_header_and_shape(tmp_path):
         ("notes.txt", b"hello", r"notes\.txt: not a NIfTI file; expected a name ending in \.nii"),
         ("broken.nii.gz", gzip.compress(b"not an image"), r"broken\.nii\.gz: not a readable NIfTI"),
     ],
+    # Explicit ids: gzip bytes carry a timestamp, and ids built from them differ between xdist
+    # workers, which then refuse to run the collection.
+    ids=["not-nifti", "corrupt-gzip"],
 )
 def test_unreadable_files_are_named(tmp_path, name, content, message):
     (tmp_path / name).write_bytes(content)
