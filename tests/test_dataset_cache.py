@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from segrobust.data import dataset
+from segrobust.data.complexity import ANALYSIS_SIZE, analysis_codes, lbp_complexity
 from segrobust.data.dataset import (
     CACHE,
     DataError,
@@ -98,7 +99,8 @@ def test_no_cache_for_ragged_or_oversized_datasets(tmp_path, monkeypatch):
     ragged = _write(tmp_path / "ragged", shapes=[(12, 10)] * 5 + [(8, 8)])
     assert not (ragged / CACHE).exists()
     assert [c.image.shape for c in load_split(ragged, "test")] == [(12, 10), (8, 8)]
-    monkeypatch.setattr(dataset, "CACHE_MAX_BYTES", 3 * 12 * 10 * 5)  # room for three cases
+    # room for three cases: float32 image, uint8 label, uint8 LBP codes on the analysis grid
+    monkeypatch.setattr(dataset, "CACHE_MAX_BYTES", 3 * (12 * 10 * 5 + ANALYSIS_SIZE**2))
     big = _write(tmp_path / "big")
     assert not (big / CACHE).exists()
     assert len(load_split(big, "training")) == 2
@@ -110,3 +112,41 @@ def test_a_failed_writer_leaves_no_cache_behind(tmp_path):
         ds.add("a", np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8), split="test")
         ds.add("a", np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8), split="test")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_cache_holds_each_2d_images_lbp_codes_and_they_give_the_same_complexity(tmp_path):
+    """Evaluation's mask complexity from the cached codes equals the one computed from the
+    image, under any mask; a dataset read from NIfTI has no codes and computes them."""
+    out = _write(tmp_path / "ds")
+    rng = np.random.default_rng(3)
+    for case in load_split(out, "test"):
+        assert case.lbp_codes is not None and case.lbp_codes.dtype == np.uint8
+        np.testing.assert_array_equal(case.lbp_codes, analysis_codes(case.image))
+        for mask in (case.label, rng.random(case.image.shape) > 0.5):
+            assert lbp_complexity(case.image, mask, codes=case.lbp_codes) == lbp_complexity(
+                case.image, mask
+            )
+    assert all(c.lbp_codes is None for c in load_split(out, "test", use_cache=False))
+
+
+def test_codes_cached_under_other_lbp_settings_are_not_used(tmp_path, monkeypatch):
+    out = _write(tmp_path / "ds")
+    monkeypatch.setattr(dataset, "CACHED_LBP", {**dataset.CACHED_LBP, "radius": 2})
+    cases = load_split(out, "test")
+    assert len(cases) == 2 and all(c.lbp_codes is None for c in cases)
+
+
+def test_codes_of_the_wrong_grid_are_refused_not_misread():
+    image = np.random.default_rng(0).random((12, 10))
+    label = image > 0.5
+    with pytest.raises(ValueError, match="precomputed LBP codes of shape"):
+        lbp_complexity(image, label, codes=np.zeros((12, 10), np.uint8))
+
+
+def test_volumes_carry_no_codes(tmp_path):
+    out = _write(tmp_path / "vol", shapes=((6, 6, 4),) * 6, spacing=(1.0, 1.0, 2.0))
+    assert (out / CACHE).is_file()
+    assert all(c.lbp_codes is None for c in load_split(out, "test"))
+    volume = np.zeros((6, 6, 4))
+    with pytest.raises(ValueError, match="2D images only"):
+        lbp_complexity(volume, volume > 0, codes=np.zeros((256, 256), np.uint8))

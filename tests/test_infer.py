@@ -9,7 +9,12 @@ import torch
 from schema_defaults import model_kwargs
 from torch import nn
 
-from segrobust.evaluation.infer import SlidingWindow, predict_probabilities, save_prediction
+from segrobust.evaluation.infer import (
+    SlidingWindow,
+    _needs_move,
+    predict_probabilities,
+    save_prediction,
+)
 from segrobust.networks import build_model
 
 torch.set_num_threads(1)
@@ -150,3 +155,22 @@ def test_amp_is_a_no_op_on_cpu():
     np.testing.assert_array_equal(
         predict_probabilities(model, image, amp=True), predict_probabilities(model, image)
     )
+
+
+def test_a_model_already_on_the_device_is_not_moved_again(monkeypatch):
+    """Predicting image after image with one model does not walk its parameters each time;
+    a model elsewhere is still moved."""
+    model = local_net(2)
+    moves = []
+    original = nn.Module.to
+
+    def counting_to(self, *args, **kwargs):
+        moves.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "to", counting_to)
+    predict_probabilities(model, np.zeros((8, 8), np.float32), device="cpu")
+    assert moves == []
+    assert not _needs_move(model, torch.device("cpu"))
+    assert _needs_move(model, torch.device("cuda"))
+    assert _needs_move(model, torch.device("cuda", 1))

@@ -59,6 +59,32 @@ def check_empty_bins(empty_bins: str) -> str:
     return empty_bins
 
 
+def _check_analysis_size(size: int | None) -> None:
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 7:
+        raise ValueError(f"LBP analysis size must be None or an integer >= 7 (px), got {size!r}")
+
+
+def resize_image_for_lbp(image: np.ndarray, size: int | None = ANALYSIS_SIZE) -> np.ndarray:
+    """The image half of :func:`resize_for_lbp` (float64; unchanged for ``size=None``)."""
+    _check_analysis_size(size)
+    image = np.asarray(image, dtype=np.float64)
+    if size is None:
+        return image
+    return resize(image, (int(size), int(size)), order=1, anti_aliasing=True, mode="reflect")
+
+
+def resize_mask_for_lbp(label: np.ndarray, size: int | None = ANALYSIS_SIZE) -> np.ndarray:
+    """The mask half of :func:`resize_for_lbp` (bool; ``label > 0`` for ``size=None``)."""
+    _check_analysis_size(size)
+    mask = np.asarray(label) > 0
+    if size is None:
+        return mask
+    shape = (int(size), int(size))
+    return resize(mask.astype(np.float64), shape, order=1, anti_aliasing=False) > 0
+
+
 def resize_for_lbp(
     image: np.ndarray, label: np.ndarray, size: int | None = ANALYSIS_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -68,16 +94,7 @@ def resize_for_lbp(
     Raises:
         ValueError: ``size`` not None and not an integer >= 2 * radius + 1 (= 7 for R = 3)
     """
-    image = np.asarray(image, dtype=np.float64)
-    label = np.asarray(label)
-    if size is None:
-        return image, label > 0
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 7:
-        raise ValueError(f"LBP analysis size must be None or an integer >= 7 (px), got {size!r}")
-    shape = (int(size), int(size))
-    resized = resize(image, shape, order=1, anti_aliasing=True, mode="reflect")
-    mask = resize((label > 0).astype(np.float64), shape, order=1, anti_aliasing=False) > 0
-    return resized, mask
+    return resize_image_for_lbp(image, size), resize_mask_for_lbp(label, size)
 
 
 def lbp_codes(image: np.ndarray, points: int = 24, radius: float = 3) -> np.ndarray:
@@ -92,6 +109,21 @@ def lbp_codes(image: np.ndarray, points: int = 24, radius: float = 3) -> np.ndar
     lo, hi = float(image.min()), float(image.max())
     scaled = np.zeros_like(image) if hi <= lo else (image - lo) / (hi - lo) * 255.0
     return local_binary_pattern(np.rint(scaled).astype(np.uint8), points, radius, method="uniform")
+
+
+def analysis_codes(
+    image: np.ndarray, points: int = 24, radius: float = 3, size: int | None = ANALYSIS_SIZE
+) -> np.ndarray:
+    """The LBP codes (uint8) of a 2D image on the ``size`` x ``size`` analysis grid: the part of
+    :func:`lbp_complexity_2d` that depends on the image alone, not on the mask.
+
+    Evaluation scores one image under many models' predicted masks (``segrobust.evaluation.
+    label_free``), and at the papers' 256 px this resize and LBP take ~95% of the score's time
+    (~19 ms per image on a machine at ~50 ms/step of ``benchmarks/machine_speed.py``); the
+    dataset's array cache keeps these codes so that each image pays for them once
+    (``segrobust.data.dataset``).
+    """
+    return lbp_codes(resize_image_for_lbp(image, size), points, radius).astype(np.uint8)
 
 
 def lbp_histogram(codes: np.ndarray, mask: np.ndarray, points: int = 24) -> np.ndarray:
@@ -132,19 +164,26 @@ def lbp_complexity_2d(
     radius: float = 3,
     empty_bins: str = "drop",
     size: int | None = ANALYSIS_SIZE,
+    codes: np.ndarray | None = None,
 ) -> float:
     """KL divergence (bits) of foreground vs background LBP histograms of one 2D image, on the
     ``size`` x ``size`` grid (``resize_for_lbp``; None: the native grid).
+
+    ``codes``: the image's :func:`analysis_codes` with the same ``points``, ``radius`` and
+    ``size`` when already known (the same result, without recomputing them).
 
     Returns NaN when the label has no foreground or no background pixel (undefined).
     """
     check_empty_bins(empty_bins)
     if np.asarray(label).all() or not np.asarray(label).any():
         return float("nan")
-    image, fg = resize_for_lbp(image, label, size)
+    fg = resize_mask_for_lbp(label, size)
     if fg.all() or not fg.any():
         return float("nan")
-    codes = lbp_codes(image, points, radius)
+    if codes is None:
+        codes = analysis_codes(image, points, radius, size)
+    elif codes.shape != fg.shape:
+        raise ValueError(f"precomputed LBP codes of shape {codes.shape}, mask {fg.shape}")
     return kl_divergence_bits(
         lbp_histogram(codes, fg, points), lbp_histogram(codes, ~fg, points), empty_bins
     )
@@ -160,22 +199,26 @@ def lbp_complexity(
     empty_bins: str = "drop",
     size: int | None = ANALYSIS_SIZE,
     slice_size: int | None = None,
+    codes: np.ndarray | None = None,
 ) -> float:
     """Complexity of a 2D image, or of a 3D volume as the mean over its axial slices (last axis)
     that hold both foreground and background (NaN if none does).
 
     ``empty_bins``: ``drop`` (the authors' rule, default) or ``smooth``; ``size``: the grid a 2D
     image is resized to first (the papers' 256 px; None: native), ``slice_size`` the same for a
-    volume's slices (default: native); module docstring.
+    volume's slices (default: native); module docstring. ``codes``: a 2D image's
+    :func:`analysis_codes` when already known (``lbp_complexity_2d``).
     """
     check_empty_bins(empty_bins)
     image, label = np.asarray(image), np.asarray(label)
     if image.shape != label.shape:
         raise ValueError(f"image shape {image.shape} != label shape {label.shape}")
     if image.ndim == 2:
-        return lbp_complexity_2d(image, label, points, radius, empty_bins, size)
+        return lbp_complexity_2d(image, label, points, radius, empty_bins, size, codes)
     if image.ndim != 3:
         raise ValueError(f"expected a 2D or 3D image, got {image.ndim} dimensions")
+    if codes is not None:
+        raise ValueError("precomputed LBP codes are for 2D images only")
     scores = [
         lbp_complexity_2d(image[..., k], label[..., k], points, radius, empty_bins, slice_size)
         for k in range(image.shape[-1])

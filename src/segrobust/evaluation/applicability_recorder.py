@@ -94,7 +94,7 @@ class ApplicabilityRecorder:
             position: the image's 0-based position in the condition's split.
             scores: the image's ``dice``, ``quality`` and label ``fg_ratio``.
         """
-        stats = label_free_statistics(case.image, prob)
+        stats = label_free_statistics(case.image, prob, case.lbp_codes)
         kind, in_domain = shift_kind(condition, columns, self.run)
         role = CALIBRATION_ROLE if split == "calibration" else test_role(position)
         self.vectors.append(self.embeddings.take())

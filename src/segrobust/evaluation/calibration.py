@@ -65,7 +65,7 @@ class CalibrationRecorder:
 
     def observe(self, case: Case, prob: np.ndarray) -> None:
         """Record one calibration image and the model's probabilities on it."""
-        self.statistics[case.case_id] = label_free_statistics(case.image, prob)
+        self.statistics[case.case_id] = label_free_statistics(case.image, prob, case.lbp_codes)
         self.grids.append(ImageGrid.of(case))
 
     def document(

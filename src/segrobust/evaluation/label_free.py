@@ -46,9 +46,13 @@ def noise_sigma(image: np.ndarray) -> float:
     return float(np.median(np.abs(detail)) / norm.ppf(0.75))
 
 
-def label_free_statistics(image: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+def label_free_statistics(
+    image: np.ndarray, prob: np.ndarray, lbp_codes: np.ndarray | None = None
+) -> dict[str, float]:
     """What ``predict`` reports about an image without a label, from the model-space image and
-    the model's probabilities on it.
+    the model's probabilities on it (``lbp_codes``: the image's
+    ``segrobust.data.complexity.analysis_codes`` when its dataset's cache holds them; the same
+    statistics, without recomputing the image's LBP).
 
     Returns:
         ``complexity`` (LBP KL divergence in bits, ``segrobust.data.complexity``, under the
@@ -59,7 +63,7 @@ def label_free_statistics(image: np.ndarray, prob: np.ndarray) -> dict[str, floa
     """
     mask = np.asarray(prob) >= MASK_THRESHOLD
     return {
-        "complexity": lbp_complexity(image, mask),
+        "complexity": lbp_complexity(image, mask, codes=lbp_codes),
         "predicted_fg_ratio": foreground_ratio(mask),
         "noise_sigma": noise_sigma(image),
         "quality": soft_quality(prob),
