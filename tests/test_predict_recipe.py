@@ -20,6 +20,7 @@ from segrobust.evaluation.noise_level import noise_brightness_ratio
 from segrobust.perturb.catalog import PERTURBATIONS
 from segrobust.predict.model_choice import (
     BY_EQUIVALENCE,
+    BY_LEADER,
     BY_RECOMMENDATION,
     FALLBACK,
     ONLY_MODEL,
@@ -387,10 +388,25 @@ def test_an_equivalent_set_uses_its_best_calibrated_member(speckle_recipe):
     )
 
 
+def test_an_inconclusive_regime_uses_its_leader_and_says_it_is_no_recommendation(
+    speckle_recipe,
+):
+    """The regime's own measurement beats the in-domain calibration Dice: its leader (here
+    U-Net, the fixture's) segments, although the study recommends nothing there."""
+    choice = choose_model(MODELS[1:], speckle_recipe, lambda: _measured(noise=0.04))
+    assert (choice.index, choice.how) == (1, FALLBACK)  # U-Net, the leader, not given: V-Net
+    assert "inconclusive there, its leader U-Net not given" in choice.reason
+    choice = choose_model(MODELS[::-1], speckle_recipe, lambda: _measured(noise=0.04))
+    assert (choice.index, choice.how) == (2, BY_LEADER)
+    assert choice.reason == (
+        "gamma severity 1 regime: noise 0.04 within 0.03 to 0.05; inconclusive there -> U-Net, "
+        "the highest mean Dice there (0.80), not a recommendation"
+    )
+
+
 @pytest.mark.parametrize(
     ("noise", "why"),
     [
-        (0.04, "gamma severity 1 regime: noise 0.04 within 0.03 to 0.05; inconclusive there"),
         (0.065, "recommends Attention U-Net, not among the models given"),
         (0.5, "noise 0.5: outside every regime's observed range on demo: no regime"),
     ],

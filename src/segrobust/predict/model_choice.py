@@ -8,8 +8,15 @@ measured under the mean of their predicted masks (`segrobust.predict.recipe_look
 * the regime found its leaders **equivalent**: the best calibrated of the equivalent
   architectures among the given models (highest mean Dice on its calibration images), and the
   reason says it was chosen among equivalents;
-* otherwise (no regime applies, the regime is inconclusive, or its architecture was not given):
-  the best calibrated of all given models, with the reason.
+* the regime is **inconclusive** (the runs disagree, or the CI reaches below the minimum
+  effect) and its leader, the architecture with the highest mean Dice there, is among the given
+  models: the leader, and the reason says it is not a recommendation. The regime's own
+  measurement is the best estimate there is for such an image; the best calibrated model,
+  measured on in-domain images, can be the regime's worst (on the default study's most
+  speckled images: U-Net, mean Dice 0.29 there, against the No-skip U-Net's 0.39 with all 9
+  run pairs ahead but a CI reaching below the minimum effect);
+* otherwise (no regime applies, or its architecture was not given): the best calibrated of all
+  given models, with the reason.
 
 For the context study the regimes are per patch size: each patch size of the given models
 places the image inside or outside its own training range, and the usable answer whose leader
@@ -34,8 +41,14 @@ from segrobust.report.names import display_name
 ONLY_MODEL = "the only model given"
 BY_RECOMMENDATION = "recipe: recommended"
 BY_EQUIVALENCE = "recipe: equivalent"
+BY_LEADER = "recipe: leader, inconclusive"
 FALLBACK = "fallback: best calibrated"
-CHOSEN_BY: tuple[str, ...] = (ONLY_MODEL, BY_RECOMMENDATION, BY_EQUIVALENCE, FALLBACK)
+CHOSEN_BY: tuple[str, ...] = (
+    ONLY_MODEL, BY_RECOMMENDATION, BY_EQUIVALENCE, BY_LEADER, FALLBACK,
+)  # fmt: skip
+#: Which usable answer decides when several do (the context study's patch sizes): a
+#: recommendation before an equivalent set before an inconclusive regime's leader.
+_PRECEDENCE = {BY_RECOMMENDATION: 0, BY_EQUIVALENCE: 1, BY_LEADER: 2}
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,7 @@ def _usable(answer: RecipeAnswer, candidates, pool) -> tuple[str, list[int]]:
         return BY_RECOMMENDATION, [i for i in pool if candidates[i].arch == regime.recommended]
     if regime.decision == EQUIVALENT:
         return BY_EQUIVALENCE, [i for i in pool if candidates[i].arch in regime.equivalent]
-    return FALLBACK, []
+    return BY_LEADER, [i for i in pool if candidates[i].arch == regime.leader]
 
 
 def _why_not(answer: RecipeAnswer) -> str:
@@ -94,7 +107,7 @@ def _why_not(answer: RecipeAnswer) -> str:
     if regime.decision == EQUIVALENT:
         members = ", ".join(display_name(a) for a in regime.equivalent)
         return f"{head}; {members} equivalent there, none among the models given"
-    return f"{head}; {regime.decision} there"
+    return f"{head}; {regime.decision} there, its leader {display_name(regime.leader)} not given"
 
 
 def choose_model(
@@ -118,8 +131,7 @@ def choose_model(
         answers.append(answer)
         how, usable = _usable(answer, candidates, pool)
         if usable:
-            rank = 0 if how == BY_RECOMMENDATION else 1
-            found.append((rank, -answer.regime.mean_dice, how, usable, answer))
+            found.append((_PRECEDENCE[how], -answer.regime.mean_dice, how, usable, answer))
     if len(candidates) == 1:
         return Choice(0, ONLY_MODEL, ONLY_MODEL, answers[0])
     if found:
@@ -129,6 +141,14 @@ def choose_model(
         head = f"{answer.regime.shown} regime: {answer.rule}"
         if how == BY_RECOMMENDATION:
             return Choice(chosen, how, f"{head} -> {name}, recommended there", answer)
+        if how == BY_LEADER:
+            return Choice(
+                chosen,
+                how,
+                f"{head}; {answer.regime.decision} there -> {name}, the highest mean Dice there "
+                f"({answer.regime.mean_dice:.2f}), not a recommendation",
+                answer,
+            )
         members = ", ".join(display_name(a) for a in answer.regime.equivalent)
         return Choice(
             chosen,

@@ -172,6 +172,7 @@ CHOSEN_BY_WORDS = dict(
             "the only model given",
             "recommended there by the recipe",
             "the best calibrated of an equivalent set",
+            "the leader of an inconclusive regime (not a recommendation)",
             "the best calibrated model (no usable regime)",
         ),
         strict=True,
