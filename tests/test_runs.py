@@ -19,6 +19,22 @@ def config_from(path):
     return config
 
 
+def grid_config():
+    """The default config with the grid these tests read spelled out, so that they test how
+    conditions are built, not what the default study happens to hold."""
+    config = config_from("config/config.yaml")
+    config["studies"]["texture"].update(
+        image_size=64, directions=["background", "foreground"], alphas=[0.1, 0.5, 0.9]
+    )
+    config["studies"]["perturbation"].update(
+        perturbations=["speckle", "background_blur", "gaussian_noise", "blur"],
+        severities=[1, 2, 3, 4, 5],
+    )
+    config["datasets"]["texture_demo"].update(image_size=64, alpha=0.5, direction="background")
+    config["shift_tests"] = {**config.get("shift_tests", {}), "authors_images": 200}
+    return config
+
+
 def test_paper_grid_has_the_published_size():
     config = config_from("config/paper.yaml")
     texture = study_runs(config, "texture")
@@ -28,7 +44,7 @@ def test_paper_grid_has_the_published_size():
 
 
 def test_texture_run_is_tested_on_every_alpha_of_its_direction_plus_calibration():
-    config = config_from("config/config.yaml")
+    config = grid_config()
     run = Run("texture", "texture-foreground-0.5", "unet", "full", 1)
     conds = evaluation_conditions(config, run)
     *conds, authors = conds  # the shift-only test set of the second generator comes last
@@ -45,7 +61,7 @@ def test_texture_run_is_tested_on_every_alpha_of_its_direction_plus_calibration(
 
 
 def test_perturbation_run_conditions_cover_every_severity():
-    config = config_from("config/config.yaml")
+    config = grid_config()
     run = Run("perturbation", "texture_demo", "unet", "full", 1)
     conds = evaluation_conditions(config, run)
     names = {c["name"] for c in conds}
@@ -58,7 +74,7 @@ def test_perturbation_run_conditions_cover_every_severity():
 
 
 def test_shift_tests_reach_2d_texture_runs_only_and_can_be_switched_off():
-    config = config_from("config/config.yaml")
+    config = grid_config()
     assert authors_dataset_names(config) == [
         f"authors-{name}" for name in sorted(
             [f"texture-{d}-{a}" for d in ("background", "foreground") for a in (0.1, 0.5, 0.9)]
