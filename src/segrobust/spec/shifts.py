@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from segrobust.contract import Run, dataset_dir, texture_dataset_name
-from segrobust.spec.runs import enabled_studies, study_runs, texture_dataset_spec
+from segrobust.spec.runs import enabled_studies, study_datasets, texture_dataset_spec
 
 AUTHORS_CONDITION = "authors-style"
 AUTHORS_PREFIX = "authors-"
@@ -73,7 +73,7 @@ def authors_dataset_names(config: Mapping[str, Any]) -> list[str]:
     ``shift_tests.authors_images`` is 0)."""
     if config["shift_tests"]["authors_images"] == 0:
         return []
-    datasets = {run.dataset for s in enabled_studies(config) for run in study_runs(config, s)}
+    datasets = {d for s in enabled_studies(config) for d in study_datasets(config, s)}
     return sorted(authors_dataset_name(d) for d in datasets if _texture_spec(config, d))
 
 
