@@ -12,7 +12,8 @@ from segrobust.data.complexity import (
     lbp_complexity,
     lbp_complexity_2d,
     lbp_histogram,
-    resize_for_lbp,
+    resize_image_for_lbp,
+    resize_mask_for_lbp,
 )
 
 
@@ -105,7 +106,7 @@ def test_the_same_image_on_the_papers_256_px_grid_by_hand():
     image = np.zeros((64, 64))
     image[16:48, 16:48] = 1.0
     label = (image > 0).astype(np.uint8)
-    resized, mask = resize_for_lbp(image, label)
+    resized, mask = resize_image_for_lbp(image), resize_mask_for_lbp(label)
     assert resized.shape == mask.shape == (ANALYSIS_SIZE, ANALYSIS_SIZE) == (256, 256)
     rows = np.flatnonzero(mask.any(axis=1))
     assert (rows.min(), rows.max(), mask.sum()) == (62, 193, 132**2)
@@ -125,11 +126,11 @@ def test_resizing_a_one_pixel_label_by_hand():
     coordinate (x + 0.5) / 4 - 0.5 lies in (9, 11), i.e. output pixels 38..45."""
     label = np.zeros((64, 64), dtype=np.uint8)
     label[10, 10] = 1
-    _, mask = resize_for_lbp(np.zeros((64, 64)), label)
+    mask = resize_mask_for_lbp(label)
     expected = np.zeros((256, 256), dtype=bool)
     expected[38:46, 38:46] = True
     np.testing.assert_array_equal(mask, expected)
-    image, native = resize_for_lbp(np.eye(4), np.eye(4), size=None)
+    image, native = resize_image_for_lbp(np.eye(4), None), resize_mask_for_lbp(np.eye(4), None)
     assert image.shape == (4, 4) and native.dtype == bool and native.sum() == 4
 
 

@@ -22,8 +22,8 @@ grid: the same image scores differently at 64 and at 256 px (on 20 texture image
 difference of 0.41 bits, Spearman 0.81; issue 18). The papers compute it on images resized to 256 x
 256 px (``ANALYSIS_SIZE``), and so does ``lbp_complexity`` for every 2D image (texture datasets,
 prepared and perturbed test sets, calibration and predict's label-free statistics), so the recipe's
-complexity bins are in the papers' bits. ``resize_for_lbp`` is that step, as the authors do it
-(``skimage.transform.resize``): the image bilinearly (order 1) with Gaussian anti-aliasing (which
+complexity bins are in the papers' bits. ``resize_image_for_lbp`` and ``resize_mask_for_lbp``
+are that step, as the authors do it (``skimage.transform.resize``): the image bilinearly (order 1) with Gaussian anti-aliasing (which
 acts only when shrinking), the label bilinearly (order 1) without anti-aliasing, a pixel being
 foreground where the resized label is > 0 (so the foreground gains the partial pixels of its
 border), both to ``size`` x ``size`` regardless of the aspect ratio. ``size=None`` keeps the native
@@ -67,7 +67,12 @@ def _check_analysis_size(size: int | None) -> None:
 
 
 def resize_image_for_lbp(image: np.ndarray, size: int | None = ANALYSIS_SIZE) -> np.ndarray:
-    """The image half of :func:`resize_for_lbp` (float64; unchanged for ``size=None``)."""
+    """The image on the ``size`` x ``size`` grid of the papers' LBP (module docstring, "Scale"),
+    float64; unchanged for ``size=None``.
+
+    Raises:
+        ValueError: ``size`` not None and not an integer >= 2 * radius + 1 (= 7 for R = 3)
+    """
     _check_analysis_size(size)
     image = np.asarray(image, dtype=np.float64)
     if size is None:
@@ -76,25 +81,14 @@ def resize_image_for_lbp(image: np.ndarray, size: int | None = ANALYSIS_SIZE) ->
 
 
 def resize_mask_for_lbp(label: np.ndarray, size: int | None = ANALYSIS_SIZE) -> np.ndarray:
-    """The mask half of :func:`resize_for_lbp` (bool; ``label > 0`` for ``size=None``)."""
+    """The foreground mask (``label > 0``) on the same grid as :func:`resize_image_for_lbp`
+    (bool; unchanged for ``size=None``)."""
     _check_analysis_size(size)
     mask = np.asarray(label) > 0
     if size is None:
         return mask
     shape = (int(size), int(size))
     return resize(mask.astype(np.float64), shape, order=1, anti_aliasing=False) > 0
-
-
-def resize_for_lbp(
-    image: np.ndarray, label: np.ndarray, size: int | None = ANALYSIS_SIZE
-) -> tuple[np.ndarray, np.ndarray]:
-    """A 2D image and its foreground mask on the ``size`` x ``size`` grid of the papers' LBP
-    (module docstring, "Scale"); ``size=None`` returns them unchanged (mask: label > 0).
-
-    Raises:
-        ValueError: ``size`` not None and not an integer >= 2 * radius + 1 (= 7 for R = 3)
-    """
-    return resize_image_for_lbp(image, size), resize_mask_for_lbp(label, size)
 
 
 def lbp_codes(image: np.ndarray, points: int = 24, radius: float = 3) -> np.ndarray:
@@ -167,7 +161,7 @@ def lbp_complexity_2d(
     codes: np.ndarray | None = None,
 ) -> float:
     """KL divergence (bits) of foreground vs background LBP histograms of one 2D image, on the
-    ``size`` x ``size`` grid (``resize_for_lbp``; None: the native grid).
+    ``size`` x ``size`` grid (``resize_image_for_lbp``; None: the native grid).
 
     ``codes``: the image's :func:`analysis_codes` with the same ``points``, ``radius`` and
     ``size`` when already known (the same result, without recomputing them).
