@@ -4,6 +4,8 @@ picks. The end-to-end batch with trained models is in test_predict.py."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -396,6 +398,12 @@ def test_an_inconclusive_regime_uses_its_leader_and_says_it_is_no_recommendation
     choice = choose_model(MODELS[1:], speckle_recipe, lambda: _measured(noise=0.04))
     assert (choice.index, choice.how) == (1, FALLBACK)  # U-Net, the leader, not given: V-Net
     assert "inconclusive there, its leader U-Net not given" in choice.reason
+    leaderless = copy.copy(speckle_recipe)
+    leaderless.decisions = {
+        k: dataclasses.replace(v, leader="") for k, v in speckle_recipe.decisions.items()
+    }
+    choice = choose_model(MODELS, leaderless, lambda: _measured(noise=0.04))
+    assert choice.how == FALLBACK and choice.reason.split(" -> ")[0].endswith("inconclusive there")
     choice = choose_model(MODELS[::-1], speckle_recipe, lambda: _measured(noise=0.04))
     assert (choice.index, choice.how) == (2, BY_LEADER)
     assert choice.reason == (

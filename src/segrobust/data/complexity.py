@@ -23,10 +23,11 @@ difference of 0.41 bits, Spearman 0.81; issue 18). The papers compute it on imag
 256 px (``ANALYSIS_SIZE``), and so does ``lbp_complexity`` for every 2D image (texture datasets,
 prepared and perturbed test sets, calibration and predict's label-free statistics), so the recipe's
 complexity bins are in the papers' bits. ``resize_image_for_lbp`` and ``resize_mask_for_lbp``
-are that step, as the authors do it (``skimage.transform.resize``): the image bilinearly (order 1) with Gaussian anti-aliasing (which
-acts only when shrinking), the label bilinearly (order 1) without anti-aliasing, a pixel being
-foreground where the resized label is > 0 (so the foreground gains the partial pixels of its
-border), both to ``size`` x ``size`` regardless of the aspect ratio. ``size=None`` keeps the native
+are that step, as the authors do it (``skimage.transform.resize``): the image bilinearly (order
+1) with Gaussian anti-aliasing (which acts only when shrinking), the label bilinearly (order 1)
+without anti-aliasing, a pixel being foreground where the resized label is > 0 (so the
+foreground gains the partial pixels of its border), both to ``size`` x ``size`` regardless of
+the aspect ratio. ``size=None`` keeps the native
 grid. The 256 px grid is the papers' scale for 2D images; a 3D volume's axial slices are scored on
 their native grid (``slice_size=None``): no paper reports a volume's complexity, and upsampling the
 32 px slices of the default spheres 8x per side cost 1.1 s per volume instead of 14 ms (2D 64 px

@@ -93,7 +93,7 @@ def _usable(answer: RecipeAnswer, candidates, pool) -> tuple[str, list[int]]:
         return BY_RECOMMENDATION, [i for i in pool if candidates[i].arch == regime.recommended]
     if regime.decision == EQUIVALENT:
         return BY_EQUIVALENCE, [i for i in pool if candidates[i].arch in regime.equivalent]
-    return BY_LEADER, [i for i in pool if candidates[i].arch == regime.leader]
+    return BY_LEADER, [i for i in pool if regime.leader and candidates[i].arch == regime.leader]
 
 
 def _why_not(answer: RecipeAnswer) -> str:
@@ -107,6 +107,8 @@ def _why_not(answer: RecipeAnswer) -> str:
     if regime.decision == EQUIVALENT:
         members = ", ".join(display_name(a) for a in regime.equivalent)
         return f"{head}; {members} equivalent there, none among the models given"
+    if not regime.leader:
+        return f"{head}; {regime.decision} there"
     return f"{head}; {regime.decision} there, its leader {display_name(regime.leader)} not given"
 
 
