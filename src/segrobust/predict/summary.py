@@ -275,7 +275,9 @@ def explanation(confidence: float, fnr_level: float) -> str:
         f"(the probabilities at the stated threshold) misses on average at most {f} of the "
         "object; an image without one gets no such promise. The last column says which "
         "rule chose the model: the study's regime the image falls in (what it was measured on) "
-        "and the architecture recommended there, or why the best calibrated model was used."
+        "and the architecture recommended there (where the study could not decide: the "
+        "architecture with the highest mean Dice there, which is no recommendation), or why "
+        "the best calibrated model was used."
         "</p>"
     )
 
