@@ -150,3 +150,22 @@ def test_volumes_carry_no_codes(tmp_path):
     volume = np.zeros((6, 6, 4))
     with pytest.raises(ValueError, match="2D images only"):
         lbp_complexity(volume, volume > 0, codes=np.zeros((256, 256), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "codes", [np.zeros((1, 256, 256), np.uint8), np.zeros((6, 8, 8), np.uint8),
+              np.zeros((6, 256, 256), np.float64)],
+    ids=["too-few-rows", "wrong-grid", "wrong-type"],
+)  # fmt: skip
+def test_a_cache_with_damaged_codes_is_reported_and_skipped(tmp_path, caplog, codes):
+    """The cache is not covered by the files' digests: damaged codes fall back to the NIfTI
+    files (and codes computed from them), never into the statistics."""
+    out = _write(tmp_path / "ds")
+    with np.load(out / CACHE) as cache:
+        members = {k: cache[k] for k in cache.files}
+    np.savez(out / CACHE, **{**members, "lbp_codes": codes})
+    with caplog.at_level(logging.WARNING):
+        cases = load_split(out, "test")
+    assert "unusable array cache" in caplog.text
+    assert all(c.lbp_codes is None for c in cases)
+    _same(cases, load_split(out, "test", use_cache=False))

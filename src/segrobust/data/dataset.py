@@ -229,7 +229,11 @@ def cached_cases(dataset_dir: str | os.PathLike, entries: Sequence[Mapping[str, 
                 if "lbp_codes" in cache.files and manifest.get("lbp") == CACHED_LBP
                 else [None] * len(entries)
             )
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            if codes[0] is not None and (
+                codes.shape[1:] != (ANALYSIS_SIZE, ANALYSIS_SIZE) or codes.dtype != np.uint8
+            ):
+                raise ValueError(f"LBP codes of shape {codes.shape} and type {codes.dtype}")
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
         logging.getLogger(__name__).warning(
             "%s: unusable array cache (%s); reading NIfTI", path, exc
         )
